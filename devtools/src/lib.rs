@@ -1,0 +1,1 @@
+//! Development-only tools for cutover's local environment.

@@ -1,0 +1,1 @@
+//! cutover: blue-green upgrades of an application together with its MongoDB data.
