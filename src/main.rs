@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    print!("{}", cutover::crd::crd_yaml());
+}

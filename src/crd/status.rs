@@ -1,0 +1,160 @@
+//! What cutover records: the phase, the audit trail of phases, and the facts each step
+//! established (backup, clone, migration). Written only by the operator, by server-side apply.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::phase::Phase;
+use super::spec::Color;
+use super::time::Timestamp;
+
+/// The observed progress of an UpgradePlan.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradePlanStatus {
+    /// Where the upgrade is.
+    #[serde(default)]
+    pub phase: Phase,
+    /// A human-readable account of the current step, or of what went wrong and what to do.
+    #[serde(default)]
+    pub message: String,
+    /// The plan generation this status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Which version the Service sends traffic to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_color: Option<Color>,
+    /// Standard conditions: Ready, Progressing, Degraded, ReadOnly, BackupVerified, Migrated, MigrationLockStale, DataDiverged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The audit trail: every phase entered, when, and how it ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseRecord>,
+    /// Why the plan is rolling back or failed, once something went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// Replicas of the old version when the plan started; restored on rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_replicas: Option<i32>,
+    /// Name of the new version's Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub green_deployment: Option<String>,
+    /// The backup taken of the source databases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
+    /// The clones the new version runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone: Option<CloneStatus>,
+    /// Progress of the new version's migration as last observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationStatus>,
+    /// Since when the application refuses writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_since: Option<Timestamp>,
+    /// When read-only was lifted on the new version; writes after this exist only in the clones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_lifted_at: Option<Timestamp>,
+}
+
+/// One entry of the audit trail.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseRecord {
+    /// The phase.
+    pub name: Phase,
+    /// When it was entered.
+    pub started_at: Timestamp,
+    /// When it was left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// How it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// What happened, in a sentence.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// How a phase ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Outcome {
+    /// It did what it had to.
+    Succeeded,
+    /// It failed; compensation followed.
+    Failed,
+    /// It was interrupted by a rollback request or deletion.
+    Interrupted,
+}
+
+/// The reason a plan is being unwound or has failed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// The phase in which it happened.
+    pub phase: Phase,
+    /// A stable CamelCase reason (e.g. `BackupJobFailed`, `MigrationTimedOut`).
+    pub reason: String,
+    /// What went wrong and what to do about it.
+    pub message: String,
+}
+
+/// The backup of the source databases.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// The backup Job.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub job: String,
+    /// Path of the archive on the backup volume.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// Size of the archive in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
+    /// SHA-256 of the archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// Documents per collection (`database.collection`) in the frozen sources.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub collections: BTreeMap<String, i64>,
+    /// When the backup completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Timestamp>,
+}
+
+/// The clone databases.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloneStatus {
+    /// Source database name to clone database name.
+    #[serde(default)]
+    pub databases: BTreeMap<String, String>,
+    /// True once every collection of the clones has the same document count as its frozen source.
+    #[serde(default)]
+    pub verified: bool,
+    /// Documents per collection (`clone.collection`) right after the restore.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub collections: BTreeMap<String, i64>,
+}
+
+/// The migration as last observed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationStatus {
+    /// Schema version in the migration document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// Whether the migration lock is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked: Option<bool>,
+    /// Since when version and lock have had these values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    /// True once the migration Job (if any) completed.
+    #[serde(default)]
+    pub job_succeeded: bool,
+}
