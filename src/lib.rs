@@ -4,3 +4,4 @@
 //! <- `controller` <- the binary.
 
 pub mod crd;
+pub mod plan;

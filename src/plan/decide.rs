@@ -1,0 +1,1297 @@
+//! The state machine. `decide` is pure: the same spec, status, observation and `now` always
+//! give the same decision, so every situation is a table row in the tests.
+
+use std::time::Duration;
+
+use crate::crd::{
+    BackupStatus, CloneStatus, Color, Failure, GoDuration, MigrationStatus, Mode, Outcome, Phase,
+    PhaseRecord, PromotionMode, Timestamp, UpgradePlanSpec, UpgradePlanStatus,
+};
+
+use super::conditions as cond;
+use super::decision::{Action, Decision, EventKind, EventNote};
+use super::names;
+use super::observed::{
+    BackupResult, DatabaseView, DeploymentView, JobState, JobView, Observed, SecretView,
+};
+use super::validate::validate;
+
+/// How soon to look again while something external is expected to change without a watch
+/// event (MongoDB documents, HTTP probes).
+const POLL: Duration = Duration::from_secs(2);
+/// Safety-net requeue while waiting for watched objects (Jobs, Deployments).
+const SAFETY: Duration = Duration::from_secs(30);
+/// After a phase change the status write wakes the controller; this is only a fallback.
+const NEXT: Duration = Duration::from_secs(1);
+
+/// Decide the next step of a plan from what was observed. No I/O, no clock.
+pub fn decide(
+    spec: &UpgradePlanSpec,
+    status: Option<&UpgradePlanStatus>,
+    observed: &Observed,
+    now: Timestamp,
+) -> Decision {
+    let mut m = Machine {
+        spec,
+        obs: observed,
+        now,
+        st: status.cloned().unwrap_or_default(),
+        action: None,
+        events: Vec::new(),
+        requeue: None,
+    };
+    m.run();
+    Decision {
+        status: m.st,
+        action: m.action,
+        events: m.events,
+        requeue_after: m.requeue,
+    }
+}
+
+struct Machine<'a> {
+    spec: &'a UpgradePlanSpec,
+    obs: &'a Observed,
+    now: Timestamp,
+    st: UpgradePlanStatus,
+    action: Option<Action>,
+    events: Vec<EventNote>,
+    requeue: Option<Duration>,
+}
+
+impl Machine<'_> {
+    fn run(&mut self) {
+        let generation_changed = self.st.observed_generation != self.obs.plan.generation;
+        self.st.observed_generation = self.obs.plan.generation;
+        if self.st.phases.is_empty() {
+            self.push_record(Phase::Pending, "Plan accepted");
+            self.st.message = "Checking the plan against the cluster".into();
+        }
+
+        // A plan rejected before any side effect is re-checked when the user fixes it.
+        if self.st.phase == Phase::Failed
+            && generation_changed
+            && self.st.failure.as_ref().is_some_and(|f| f.phase == Phase::Pending)
+            && !self.obs.plan.deleting
+        {
+            self.st = UpgradePlanStatus {
+                observed_generation: self.obs.plan.generation,
+                phases: std::mem::take(&mut self.st.phases),
+                conditions: std::mem::take(&mut self.st.conditions),
+                ..Default::default()
+            };
+            self.push_record(Phase::Pending, "The plan changed; checking it again");
+        }
+
+        if self.interrupted() {
+            return;
+        }
+
+        match self.st.phase {
+            Phase::Pending => self.pending(),
+            Phase::EnteringReadOnly => self.entering_read_only(),
+            Phase::BackingUp => self.backing_up(),
+            Phase::Cloning => self.cloning(),
+            Phase::DeployingGreen => self.deploying_green(),
+            Phase::Migrating => self.migrating(),
+            Phase::AwaitingPromotion => self.awaiting_promotion(),
+            Phase::SwitchingTraffic => self.switching_traffic(),
+            Phase::LiftingReadOnly => self.lifting_read_only(),
+            Phase::CleaningUp if self.spec.mode == Mode::Rehearsal => self.rehearsal_teardown(),
+            Phase::CleaningUp => self.cleaning_up(),
+            Phase::RollingBack => self.rolling_back(),
+            Phase::Succeeded | Phase::Rehearsed | Phase::RolledBack | Phase::Failed => {}
+        }
+    }
+
+    // ---- interrupts: deletion and requested rollback -------------------------------------
+
+    /// Deletion and `spec.traffic: blue` pre-empt the forward sequence. True when handled.
+    fn interrupted(&mut self) -> bool {
+        let phase = self.st.phase;
+        if self.obs.plan.deleting {
+            if phase == Phase::RollingBack {
+                return false;
+            }
+            if !phase.is_terminal() {
+                self.fail(
+                    "PlanDeleted",
+                    "The plan was deleted mid-way; restoring the old version before letting go".into(),
+                );
+            }
+            return true;
+        }
+
+        let rollback_possible = self.spec.mode == Mode::Upgrade
+            && !matches!(
+                phase,
+                Phase::RollingBack | Phase::RolledBack | Phase::Failed | Phase::Rehearsed
+            );
+        if self.spec.traffic == Color::Green || !rollback_possible {
+            if cond::is_true(&self.st.conditions, cond::DATA_DIVERGED) {
+                self.set_cond(
+                    cond::DATA_DIVERGED,
+                    false,
+                    "TrafficOnGreen",
+                    "spec.traffic is green again; no rollback pending",
+                );
+            }
+            return false;
+        }
+
+        if phase == Phase::Pending {
+            self.close_current(Outcome::Interrupted, "");
+            self.enter_terminal(
+                Phase::RolledBack,
+                "spec.traffic is blue before anything was changed; nothing to undo",
+            );
+            return true;
+        }
+
+        if let Some(lifted) = self.st.read_only_lifted_at
+            && !self.spec.rollback.accept_data_loss
+        {
+            let writes = self.writes_since_clone();
+            let msg = format!(
+                "Rollback refused: read-only was lifted on the new version at {lifted}; writes since then exist only in the clones{writes} and would be lost. \
+                 Set spec.rollback.acceptDataLoss: true to roll back anyway, or set spec.traffic back to green."
+            );
+            if self.set_cond(cond::DATA_DIVERGED, true, "WritesSinceLift", &msg) {
+                self.warn("DataDiverged", &msg);
+            }
+            self.st.message = msg;
+            self.requeue = Some(SAFETY);
+            return true;
+        }
+
+        self.close_current(Outcome::Interrupted, "rollback requested");
+        self.set_cond(
+            cond::DATA_DIVERGED,
+            false,
+            "RollbackAccepted",
+            "Rolling back; writes made on the new version since read-only was lifted are left in the clones",
+        );
+        self.enter(
+            Phase::RollingBack,
+            "Rolling back to the old version as requested (spec.traffic: blue)",
+        );
+        true
+    }
+
+    /// " (N documents added since the clone was verified)", when the clones were counted.
+    fn writes_since_clone(&self) -> String {
+        let (Some(Ok(now)), Some(clone)) = (&self.obs.clone_counts, &self.st.clone) else {
+            return String::new();
+        };
+        let before: i64 = clone.collections.values().sum();
+        let after: i64 = now.values().sum();
+        format!(
+            " ({} documents added since the clone was verified)",
+            (after - before).max(0)
+        )
+    }
+
+    // ---- the forward sequence -------------------------------------------------------------
+
+    fn pending(&mut self) {
+        let errors = validate(self.spec, &self.obs.plan.name);
+        if !errors.is_empty() {
+            self.fail(
+                "InvalidSpec",
+                format!(
+                    "The plan is invalid (nothing was changed); fix it and it is checked again: {}",
+                    errors.join("; ")
+                ),
+            );
+            return;
+        }
+
+        let mut errors = Vec::new();
+        let mut waiting = None;
+        self.preflight(&mut errors, &mut waiting);
+        if !errors.is_empty() {
+            self.fail(
+                "PreflightFailed",
+                format!(
+                    "The plan cannot start (nothing was changed): {}",
+                    errors.join("; ")
+                ),
+            );
+            return;
+        }
+        if let Some(w) = waiting {
+            self.wait(w, POLL);
+            return;
+        }
+
+        let plan = &self.obs.plan.name;
+        let blue = self.obs.blue.as_ref().expect("preflight checked blue");
+        self.st.blue_replicas = Some(blue.replicas);
+        self.st.green_deployment = Some(names::green_deployment(self.spec, plan));
+        self.st.clone = Some(CloneStatus {
+            databases: self
+                .spec
+                .database
+                .databases
+                .iter()
+                .map(|d| (d.name.clone(), names::clone_database(d, plan)))
+                .collect(),
+            ..Default::default()
+        });
+        self.st.active_color = Some(Color::Blue);
+        match self.spec.mode {
+            Mode::Upgrade => {
+                let env = &self.spec.read_only.env;
+                let detail = format!(
+                    "Making Deployment {} read-only ({}={})",
+                    self.spec.app.deployment, env.name, env.value
+                );
+                self.advance(Phase::EnteringReadOnly, &detail);
+            }
+            Mode::Rehearsal => self.advance(
+                Phase::BackingUp,
+                "Rehearsal: backing up the live databases without read-only; the copy is of databases in use, so counts may differ",
+            ),
+        }
+    }
+
+    /// Checks the cluster and the database before any side effect.
+    fn preflight(&self, errors: &mut Vec<String>, waiting: &mut Option<String>) {
+        let spec = self.spec;
+        let plan = &self.obs.plan.name;
+        errors.extend(self.obs.conflicts.iter().cloned());
+
+        let blue = match &self.obs.blue {
+            None => {
+                errors.push(format!(
+                    "Deployment {:?} not found in the plan's namespace: create it or correct spec.app.deployment",
+                    spec.app.deployment
+                ));
+                None
+            }
+            Some(b) => {
+                if let Err(e) = &b.container {
+                    errors.push(e.clone());
+                }
+                if b.replicas == 0 {
+                    errors.push(format!(
+                        "Deployment {:?} is scaled to 0; scale it up first (the new version gets the same replica count)",
+                        b.name
+                    ));
+                }
+                Some(b)
+            }
+        };
+
+        match &self.obs.service {
+            None => errors.push(format!(
+                "Service {:?} not found in the plan's namespace: create it or correct spec.app.service",
+                spec.app.service
+            )),
+            Some(svc) if svc.selector.is_empty() => errors.push(format!(
+                "Service {:?} has no selector; cutover switches traffic by changing the selector",
+                spec.app.service
+            )),
+            Some(svc) => {
+                if let Some(b) = blue
+                    && !names::selects(&svc.selector, &b.pod_labels)
+                {
+                    errors.push(format!(
+                        "Service {:?} selects {:?}, which does not match the pods of Deployment {:?} ({:?})",
+                        spec.app.service, svc.selector, b.name, b.pod_labels
+                    ));
+                }
+            }
+        }
+
+        if let Some(g) = &self.obs.green
+            && !g.owned_by_plan
+        {
+            errors.push(format!(
+                "Deployment {:?} already exists and does not belong to this plan: set spec.target.deploymentName to a free name",
+                g.name
+            ));
+        }
+
+        let secret = &spec.database.connection_secret;
+        match &self.obs.secret {
+            SecretView::Unknown => *waiting = Some("Reading the connection Secret".into()),
+            SecretView::Missing => errors.push(format!(
+                "Secret {:?} (spec.database.connectionSecret) not found in the plan's namespace",
+                secret.name
+            )),
+            SecretView::KeyMissing { keys } => errors.push(format!(
+                "Secret {:?} has no key {:?} (its keys: {})",
+                secret.name,
+                secret.key,
+                if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
+            )),
+            SecretView::Invalid { why } => errors.push(format!(
+                "Secret {:?} key {:?} is not a usable MongoDB connection string: {why}",
+                secret.name, secret.key
+            )),
+            SecretView::Present => match &self.obs.database {
+                DatabaseView::Unknown => *waiting = Some("Connecting to MongoDB".into()),
+                DatabaseView::Unreachable(why) => errors.push(format!(
+                    "Cannot reach MongoDB with the connection Secret {:?}: {why}. Check the host, the credentials and that the operator may connect",
+                    secret.name
+                )),
+                DatabaseView::Reachable { databases } => {
+                    for db in &spec.database.databases {
+                        if !databases.contains_key(&db.name) {
+                            errors.push(format!(
+                                "Source database {:?} does not exist on the server (or is empty)",
+                                db.name
+                            ));
+                        }
+                        let clone = names::clone_database(db, plan);
+                        if let Some(info) = databases.get(&clone)
+                            && info.collections > 0
+                        {
+                            errors.push(format!(
+                                "Clone database {clone:?} already exists with {} collections ({} documents): drop it or choose another cloneName; cutover never restores over existing data",
+                                info.collections, info.documents
+                            ));
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    fn entering_read_only(&mut self) {
+        let Some(blue) = self.obs.blue.clone() else {
+            self.fail_missing_blue();
+            return;
+        };
+        if !blue.read_only_env || !blue.tracked {
+            self.st.read_only_since.get_or_insert(self.now);
+            let since = self.st.read_only_since.expect("set above");
+            self.set_cond(
+                cond::READ_ONLY,
+                true,
+                "ReadOnlyRequested",
+                &format!("The old version is being restarted read-only (since {since})"),
+            );
+            self.act(
+                Action::SetReadOnly { color: Color::Blue, enabled: true },
+                format!("Restarting Deployment {} read-only", blue.name),
+            );
+            return;
+        }
+        if !blue.rolled_out() {
+            if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
+                self.fail(
+                    "ReadOnlyRolloutTimedOut",
+                    format!(
+                        "Deployment {} did not roll out read-only within {} ({}); check its pods' events",
+                        blue.name, self.spec.timeouts.rollout, blue.rollout_summary()
+                    ),
+                );
+            } else {
+                self.wait(
+                    format!("Waiting for Deployment {} to roll out read-only: {}", blue.name, blue.rollout_summary()),
+                    SAFETY,
+                );
+            }
+            return;
+        }
+        if !self.service_tracks(&blue.name) {
+            self.act(
+                Action::PinService { color: Color::Blue },
+                format!(
+                    "Pinning Service {} to the old version's pods by label {}={} (same pods, no traffic change)",
+                    self.spec.app.service,
+                    names::TRACK_LABEL,
+                    blue.name
+                ),
+            );
+            return;
+        }
+        if self.spec.read_only.verify.as_ref().is_some_and(|v| v.http.is_some()) {
+            match &self.obs.read_only_probe {
+                None => {
+                    self.wait("Verifying that the old version refuses writes".into(), POLL);
+                    return;
+                }
+                Some(p) if !p.ok => {
+                    self.fail(
+                        "ReadOnlyNotEffective",
+                        format!(
+                            "The old version still accepts writes with {}={}: {}. Check spec.readOnly.env",
+                            self.spec.read_only.env.name, self.spec.read_only.env.value, p.detail
+                        ),
+                    );
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
+        self.set_cond(
+            cond::READ_ONLY,
+            true,
+            "ReadOnly",
+            "The old version refuses writes; the sources are frozen",
+        );
+        self.advance(Phase::BackingUp, "The old version is read-only; backing up the databases");
+    }
+
+    fn backing_up(&mut self) {
+        let plan = &self.obs.plan.name;
+        let job = names::backup_job(plan);
+        let path = names::backup_archive(self.spec, plan);
+        let Some(j) = self.obs.backup_job.clone() else {
+            self.st.backup = Some(BackupStatus {
+                job: job.clone(),
+                path: path.clone(),
+                ..Default::default()
+            });
+            self.act(
+                Action::CreateBackupJob,
+                format!("Backup Job {job} is dumping the databases to {path}"),
+            );
+            return;
+        };
+        match j.state {
+            JobState::Active => self.wait_job(&j, &self.spec.timeouts.backup.clone(), "BackupTimedOut", "Backup"),
+            JobState::Failed => self.fail(
+                "BackupJobFailed",
+                format!(
+                    "Backup Job {} failed: {}. The sources were not changed; the archive {path} may be partial",
+                    j.name,
+                    one_line(&j.message)
+                ),
+            ),
+            JobState::Succeeded => {
+                let counts = match &self.obs.source_counts {
+                    None => return self.wait("Counting documents in the sources".into(), NEXT),
+                    Some(Err(e)) => {
+                        return self.wait_or_timeout(
+                            format!("Counting documents in the sources failed, retrying: {e}"),
+                            &self.spec.timeouts.backup.clone(),
+                            "BackupTimedOut",
+                        );
+                    }
+                    Some(Ok(c)) => c.clone(),
+                };
+                let result = parse_backup_result(&j.message);
+                let backup = self.st.backup.get_or_insert_with(Default::default);
+                backup.job = j.name.clone();
+                backup.path = if result.path.is_empty() { path } else { result.path };
+                backup.bytes = result.bytes;
+                backup.checksum = result.sha256;
+                backup.collections = counts;
+                backup.completed_at = Some(self.now);
+                let detail = format!(
+                    "Backup complete: {} collections, {} documents, {} bytes; restoring it into the clones",
+                    backup.collections.len(),
+                    backup.collections.values().sum::<i64>(),
+                    backup.bytes.map_or("?".into(), |b| b.to_string())
+                );
+                self.advance(Phase::Cloning, &detail);
+            }
+        }
+    }
+
+    fn cloning(&mut self) {
+        let Some(j) = self.obs.clone_job.clone() else {
+            let job = names::clone_job(&self.obs.plan.name);
+            self.act(
+                Action::CreateCloneJob,
+                format!("Clone Job {job} is restoring the backup into the clones"),
+            );
+            return;
+        };
+        match j.state {
+            JobState::Active => self.wait_job(&j, &self.spec.timeouts.clone.clone(), "CloneTimedOut", "Clone"),
+            JobState::Failed => self.fail(
+                "CloneJobFailed",
+                format!("Clone Job {} failed: {}", j.name, one_line(&j.message)),
+            ),
+            JobState::Succeeded => {
+                let counts = match &self.obs.clone_counts {
+                    None => return self.wait("Counting documents in the clones".into(), NEXT),
+                    Some(Err(e)) => {
+                        return self.wait_or_timeout(
+                            format!("Counting documents in the clones failed, retrying: {e}"),
+                            &self.spec.timeouts.clone.clone(),
+                            "CloneTimedOut",
+                        );
+                    }
+                    Some(Ok(c)) => c.clone(),
+                };
+                let mismatches = self.compare_counts(&counts);
+                let clone = self.st.clone.get_or_insert_with(Default::default);
+                clone.collections = counts;
+                if mismatches.is_empty() {
+                    clone.verified = true;
+                    self.set_cond(
+                        cond::BACKUP_VERIFIED,
+                        true,
+                        "CountsMatch",
+                        "The backup restored into the clones with the same document count in every collection",
+                    );
+                    self.advance(
+                        Phase::DeployingGreen,
+                        "Clones verified; deploying the new version against them",
+                    );
+                } else if self.spec.mode == Mode::Rehearsal {
+                    let detail = format!(
+                        "Rehearsal: the live sources changed during the copy, counts differ ({}); continuing",
+                        mismatches.join("; ")
+                    );
+                    self.set_cond(cond::BACKUP_VERIFIED, false, "SourcesInUse", &detail);
+                    self.advance(Phase::DeployingGreen, &detail);
+                } else {
+                    let msg = format!(
+                        "The restored clones do not match the frozen sources: {}. The backup cannot be trusted; the clones are kept for inspection",
+                        mismatches.join("; ")
+                    );
+                    self.set_cond(cond::BACKUP_VERIFIED, false, "CountsDiffer", &msg);
+                    self.fail("CloneVerificationFailed", msg);
+                }
+            }
+        }
+    }
+
+    /// Collections whose clone count differs from the source count, each as a sentence.
+    fn compare_counts(&self, clone_counts: &std::collections::BTreeMap<String, i64>) -> Vec<String> {
+        let mapping = self.st.clone.as_ref().map(|c| c.databases.clone()).unwrap_or_default();
+        let source_counts = self.st.backup.as_ref().map(|b| b.collections.clone()).unwrap_or_default();
+        let to_clone_ns = |ns: &str| -> String {
+            match ns.split_once('.') {
+                Some((db, coll)) => format!("{}.{coll}", mapping.get(db).map_or(db, |c| c.as_str())),
+                None => ns.to_string(),
+            }
+        };
+        let mut out = Vec::new();
+        let mut expected = std::collections::BTreeSet::new();
+        for (ns, n) in &source_counts {
+            let cns = to_clone_ns(ns);
+            match clone_counts.get(&cns) {
+                Some(m) if m == n => {}
+                Some(m) => out.push(format!("{ns}: source {n}, clone {m}")),
+                None => out.push(format!("{ns}: source {n}, missing in the clone")),
+            }
+            expected.insert(cns);
+        }
+        for (cns, m) in clone_counts {
+            if !expected.contains(cns) {
+                out.push(format!("{cns}: {m} documents in the clone but not in the source"));
+            }
+        }
+        out
+    }
+
+    /// Replicas the new version runs with: none until a migration Job has finished.
+    fn green_replicas(&self) -> i32 {
+        let job_pending = self.spec.migration.job.is_some()
+            && !self.st.migration.as_ref().is_some_and(|m| m.job_succeeded);
+        if job_pending {
+            0
+        } else {
+            self.st.blue_replicas.unwrap_or(1).max(1)
+        }
+    }
+
+    fn deploying_green(&mut self) {
+        let want = self.green_replicas();
+        let name = self.green_name();
+        match self.obs.green.clone() {
+            Some(g) if self.green_matches(&g, want) => {
+                if g.observed_generation < g.generation {
+                    self.wait(format!("Waiting for Deployment {name} to be observed"), SAFETY);
+                } else {
+                    self.advance(Phase::Migrating, &format!("Deployment {name} created; waiting for the migration gates"));
+                }
+            }
+            _ => self.act(
+                Action::ApplyGreen { replicas: want },
+                format!(
+                    "Creating Deployment {name} ({}) against the clones, read-only",
+                    self.spec.target.image
+                ),
+            ),
+        }
+    }
+
+    fn green_matches(&self, g: &DeploymentView, replicas: i32) -> bool {
+        g.image == self.spec.target.image && g.read_only_env && g.replicas == replicas && g.tracked
+    }
+
+    fn migrating(&mut self) {
+        let spec = self.spec;
+        let mut pending: Vec<String> = Vec::new();
+
+        if spec.migration.job.is_some() && !self.st.migration.as_ref().is_some_and(|m| m.job_succeeded) {
+            match self.obs.migration_job.clone() {
+                None => {
+                    let job = names::migration_job(&self.obs.plan.name);
+                    self.act(
+                        Action::CreateMigrationJob,
+                        format!("Migration Job {job} ({}) is migrating the clones", spec.target.image),
+                    );
+                    return;
+                }
+                Some(j) if j.state == JobState::Failed => {
+                    self.fail(
+                        "MigrationJobFailed",
+                        format!("Migration Job {} failed: {}", j.name, one_line(&j.message)),
+                    );
+                    return;
+                }
+                Some(j) if j.state == JobState::Succeeded => {
+                    self.st.migration.get_or_insert_with(Default::default).job_succeeded = true;
+                }
+                Some(j) => pending.push(format!("migration Job {} is running", j.name)),
+            }
+        }
+
+        let want = self.green_replicas();
+        let Some(green) = self.obs.green.clone() else {
+            self.fail(
+                "GreenDeploymentMissing",
+                format!("Deployment {} disappeared while migrating", self.green_name()),
+            );
+            return;
+        };
+        if !self.green_matches(&green, want) && pending.is_empty() {
+            self.act(
+                Action::ApplyGreen { replicas: want },
+                format!("Starting Deployment {} with {want} replicas", green.name),
+            );
+            return;
+        }
+        if !green.rolled_out() {
+            pending.push(format!("Deployment {}: {}", green.name, green.rollout_summary()));
+        }
+
+        let mut stale = None;
+        if let Some(gate) = &spec.migration.mongo_document {
+            match &self.obs.migration_doc {
+                None => pending.push("reading the migration document".into()),
+                Some(Err(e)) => pending.push(format!("the migration document cannot be read: {e}")),
+                Some(Ok(None)) => pending.push(format!(
+                    "no migration document in {}.{} yet",
+                    self.clone_of(&gate.database),
+                    gate.collection
+                )),
+                Some(Ok(Some(doc))) => {
+                    let mig = self.st.migration.get_or_insert_with(MigrationStatus::default);
+                    if mig.version != doc.version || mig.locked != Some(doc.locked) || mig.since.is_none() {
+                        mig.version = doc.version;
+                        mig.locked = Some(doc.locked);
+                        mig.since = Some(self.now);
+                    }
+                    let since = mig.since.expect("set above");
+                    let version_ok = match gate.target_version {
+                        Some(t) => doc.version.is_some_and(|v| v >= t),
+                        // Without a target the lock released after the new version started is the signal.
+                        None => green.ready_replicas > 0,
+                    };
+                    if doc.locked || !version_ok {
+                        pending.push(format!(
+                            "migration document: version {}{}, {}",
+                            doc.version.map_or("?".into(), |v| v.to_string()),
+                            gate.target_version.map_or(String::new(), |t| format!(" of {t}")),
+                            if doc.locked { "locked" } else { "unlocked" }
+                        ));
+                    }
+                    let job_running = self
+                        .obs
+                        .migration_job
+                        .as_ref()
+                        .is_some_and(|j| j.state == JobState::Active);
+                    if doc.locked
+                        && self.now.since(since) >= gate.stale_lock_after.as_std()
+                        && green.ready_replicas == 0
+                        && (green.restarts > 0 || green.running_pods == 0)
+                        && !job_running
+                    {
+                        let filter = if gate.filter.is_empty() {
+                            "{}".to_string()
+                        } else {
+                            serde_json::to_string(&gate.filter).unwrap_or_default()
+                        };
+                        stale = Some(format!(
+                            "The migration lock in {db}.{coll} has been held since {since} with no version movement, no ready pod of the new version and no running migration (the migrating process probably crashed). Document: {raw}. \
+                             Check that no migration is running, then release it: mongosh \"$URI\" --eval 'db.getSiblingDB(\"{db}\").getCollection(\"{coll}\").updateOne({filter}, {{$set: {{\"{lock}\": false}}}})' \
+                             (URI: the connection string in Secret {secret}). The plan continues once the lock is released; set spec.traffic: blue to abandon it.",
+                            db = self.clone_of(&gate.database),
+                            coll = gate.collection,
+                            raw = doc.raw,
+                            lock = gate.lock_field,
+                            secret = spec.database.connection_secret.name,
+                        ));
+                    }
+                }
+            }
+        }
+
+        if let Some(h) = &spec.migration.http_get {
+            match &self.obs.health {
+                None => pending.push(format!("probing {}:{}", h.path, h.port)),
+                Some(p) if !p.ok => pending.push(format!("health gate: {}", p.detail)),
+                Some(_) => {}
+            }
+        }
+
+        if let Some(msg) = stale {
+            if self.set_cond(cond::MIGRATION_LOCK_STALE, true, "LockHeldByNoOne", &msg) {
+                self.warn("MigrationLockStale", &msg);
+            }
+            self.set_cond(cond::DEGRADED, true, "MigrationLockStale", "The migration lock is stale; see MigrationLockStale");
+            self.wait(msg, SAFETY);
+            return;
+        }
+        if cond::is_true(&self.st.conditions, cond::MIGRATION_LOCK_STALE) {
+            self.set_cond(cond::MIGRATION_LOCK_STALE, false, "LockMoved", "The migration lock was released or the version moved");
+            self.set_cond(cond::DEGRADED, false, "MigrationProceeding", "");
+        }
+
+        if pending.is_empty() {
+            self.set_cond(cond::MIGRATED, true, "GatesPassed", "Every migration gate passed");
+            if spec.mode == Mode::Rehearsal {
+                self.advance(Phase::CleaningUp, "Rehearsal gates passed; tearing the new version down");
+            } else {
+                let next = self.st.phase.on_success(spec.promotion.mode == PromotionMode::Manual);
+                let detail = if next == Phase::AwaitingPromotion {
+                    self.approval_hint()
+                } else {
+                    format!("Migration done; switching Service {} to the new version", spec.app.service)
+                };
+                self.advance(next, &detail);
+            }
+        } else if self.phase_deadline_passed(&spec.migration.timeout) {
+            self.fail(
+                "MigrationTimedOut",
+                format!(
+                    "The migration gates did not pass within {}: {}",
+                    spec.migration.timeout,
+                    pending.join("; ")
+                ),
+            );
+        } else {
+            self.wait(format!("Waiting for the migration: {}", pending.join("; ")), POLL);
+        }
+    }
+
+    fn approval_hint(&self) -> String {
+        format!(
+            "Migration done; waiting for approval: kubectl patch upgradeplan {} --type merge -p '{{\"spec\":{{\"promotion\":{{\"approved\":true}}}}}}'",
+            self.obs.plan.name
+        )
+    }
+
+    fn awaiting_promotion(&mut self) {
+        if self.spec.promotion.approved || self.spec.promotion.mode == PromotionMode::Auto {
+            let detail = format!("Approved; switching Service {} to the new version", self.spec.app.service);
+            self.advance(Phase::SwitchingTraffic, &detail);
+        } else {
+            self.st.message = self.approval_hint();
+            self.requeue = None;
+        }
+    }
+
+    fn switching_traffic(&mut self) {
+        let green = self.green_name();
+        if self.obs.service.is_none() {
+            self.fail(
+                "ServiceMissing",
+                format!("Service {} disappeared before the switch", self.spec.app.service),
+            );
+            return;
+        }
+        if self.service_tracks(&green) {
+            self.st.active_color = Some(Color::Green);
+            self.advance(
+                Phase::LiftingReadOnly,
+                &format!("Service {} now sends traffic to {green}; lifting read-only", self.spec.app.service),
+            );
+        } else {
+            self.act(
+                Action::PinService { color: Color::Green },
+                format!("Switching Service {} to {green}", self.spec.app.service),
+            );
+        }
+    }
+
+    fn lifting_read_only(&mut self) {
+        let Some(green) = self.obs.green.clone() else {
+            self.set_cond(cond::DEGRADED, true, "GreenDeploymentMissing", "The new version's Deployment is gone after the switch");
+            self.wait(
+                format!("Deployment {} is missing after the switch; restore it or roll back with spec.traffic: blue", self.green_name()),
+                SAFETY,
+            );
+            return;
+        };
+        if green.read_only_env {
+            let lifted = *self.st.read_only_lifted_at.get_or_insert(self.now);
+            self.set_cond(
+                cond::READ_ONLY,
+                false,
+                "Lifted",
+                &format!("Read-only lifted on the new version at {lifted}"),
+            );
+            self.act(
+                Action::SetReadOnly { color: Color::Green, enabled: false },
+                format!("Lifting read-only on Deployment {}", green.name),
+            );
+            return;
+        }
+        if !green.rolled_out() {
+            if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
+                self.set_cond(
+                    cond::DEGRADED,
+                    true,
+                    "RolloutSlow",
+                    &format!("Deployment {} has not rolled out read-write within {}", green.name, self.spec.timeouts.rollout),
+                );
+            }
+            self.wait(
+                format!("Waiting for Deployment {} to roll out read-write: {}", green.name, green.rollout_summary()),
+                SAFETY,
+            );
+            return;
+        }
+        self.set_cond(cond::DEGRADED, false, "Healthy", "");
+        let detail = format!(
+            "The new version serves read-write; the old version is kept for {} before it is scaled down",
+            self.spec.cleanup.scale_down_blue_after
+        );
+        self.advance(Phase::CleaningUp, &detail);
+    }
+
+    fn cleaning_up(&mut self) {
+        if self.obs.green.as_ref().is_some_and(|g| g.owned_by_plan) {
+            self.act(
+                Action::ReleaseGreen,
+                "Handing Deployment over: the plan no longer owns the new version".into(),
+            );
+            return;
+        }
+        if let Some(blue) = &self.obs.blue
+            && blue.replicas > 0
+        {
+            let lifted = self.st.read_only_lifted_at.unwrap_or(self.now);
+            let at = lifted.plus(self.spec.cleanup.scale_down_blue_after.as_std());
+            if self.now < at {
+                self.wait(
+                    format!("The old version {} keeps running until {at} for a quick rollback", blue.name),
+                    at.since(self.now).max(NEXT),
+                );
+            } else {
+                self.act(
+                    Action::Scale { color: Color::Blue, replicas: 0 },
+                    format!("Scaling the old version {} to 0", blue.name),
+                );
+            }
+            return;
+        }
+        if self.spec.cleanup.drop_source_databases {
+            let verified = self.st.clone.as_ref().is_some_and(|c| c.verified);
+            let on_green = self.service_tracks(&self.green_name());
+            if !verified || !on_green {
+                let why = if !verified {
+                    "the backup was not verified"
+                } else {
+                    "the Service does not select the new version"
+                };
+                self.push_detail(&format!("Source databases kept: {why}"));
+            } else {
+                match &self.obs.database {
+                    DatabaseView::Unknown => return self.wait("Listing databases before dropping the sources".into(), NEXT),
+                    DatabaseView::Unreachable(e) => {
+                        return self.wait(format!("Cannot reach MongoDB to drop the sources, retrying: {e}"), SAFETY);
+                    }
+                    DatabaseView::Reachable { databases } => {
+                        let left: Vec<String> = self
+                            .spec
+                            .database
+                            .databases
+                            .iter()
+                            .filter(|d| databases.contains_key(&d.name))
+                            .map(|d| d.name.clone())
+                            .collect();
+                        if !left.is_empty() {
+                            self.push_detail(&format!("Dropping source databases {}", left.join(", ")));
+                            self.act(
+                                Action::DropDatabases { names: left.clone() },
+                                format!("Dropping source databases {} (backup verified)", left.join(", ")),
+                            );
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        self.set_cond(cond::READ_ONLY, false, "Lifted", "The application serves read-write");
+        let detail = format!("Upgrade to {} complete", self.spec.target.image);
+        self.advance(Phase::Succeeded, &detail);
+    }
+
+    fn rehearsal_teardown(&mut self) {
+        if self.obs.green.is_some() {
+            self.act(Action::DeleteGreen, format!("Removing rehearsal Deployment {}", self.green_name()));
+            return;
+        }
+        let clones: Vec<String> = self.st.clone.as_ref().map(|c| c.databases.values().cloned().collect()).unwrap_or_default();
+        match &self.obs.database {
+            DatabaseView::Unknown => return self.wait("Listing databases before dropping the rehearsal clones".into(), NEXT),
+            DatabaseView::Unreachable(e) => {
+                return self.wait(format!("Cannot reach MongoDB to drop the rehearsal clones, retrying: {e}"), SAFETY);
+            }
+            DatabaseView::Reachable { databases } => {
+                let left: Vec<String> = clones.into_iter().filter(|c| databases.contains_key(c)).collect();
+                if !left.is_empty() {
+                    self.act(
+                        Action::DropDatabases { names: left.clone() },
+                        format!("Dropping rehearsal clones {}", left.join(", ")),
+                    );
+                    return;
+                }
+            }
+        }
+        let predicted: Duration = self
+            .st
+            .phases
+            .iter()
+            .filter(|r| matches!(r.name, Phase::BackingUp | Phase::Cloning | Phase::DeployingGreen | Phase::Migrating))
+            .filter_map(|r| r.finished_at.map(|f| f.since(r.started_at)))
+            .sum();
+        let detail = format!(
+            "Rehearsal complete; predicted read-only window for the real upgrade: {:.1}s (backup + clone + deploy + migration)",
+            predicted.as_secs_f64()
+        );
+        self.advance(Phase::Rehearsed, &detail);
+    }
+
+    // ---- unwinding -------------------------------------------------------------------------
+
+    fn rolling_back(&mut self) {
+        let failed = self.st.failure.is_some();
+        let any_job_running = [&self.obs.backup_job, &self.obs.clone_job, &self.obs.migration_job]
+            .into_iter()
+            .flatten()
+            .any(|j| j.state == JobState::Active);
+        if any_job_running {
+            self.act(Action::StopJobs, "Stopping this plan's running Jobs".into());
+            return;
+        }
+        let green_name = self.green_name();
+        let on_green = self.service_tracks(&green_name);
+
+        // Writes may have reached the new version: freeze it before traffic moves back.
+        if self.st.read_only_lifted_at.is_some()
+            && on_green
+            && let Some(g) = &self.obs.green
+            && g.replicas > 0
+        {
+            if !g.read_only_env {
+                self.act(
+                    Action::SetReadOnly { color: Color::Green, enabled: true },
+                    format!("Making {green_name} read-only before traffic moves back"),
+                );
+                return;
+            }
+            if !g.rolled_out() && !self.phase_deadline_passed(&self.spec.timeouts.rollout) {
+                self.wait(format!("Waiting for {green_name} to roll out read-only: {}", g.rollout_summary()), SAFETY);
+                return;
+            }
+        }
+
+        let Some(blue) = self.obs.blue.clone() else {
+            self.finish_unwinding(format!(
+                "Deployment {} no longer exists, so cutover cannot restore it; traffic was not moved. Restore the old version by hand",
+                self.spec.app.deployment
+            ));
+            return;
+        };
+        let blue_replicas = self.st.blue_replicas.unwrap_or(1);
+        if blue.replicas == 0 && blue_replicas > 0 {
+            self.act(
+                Action::Scale { color: Color::Blue, replicas: blue_replicas },
+                format!("Scaling the old version {} back to {blue_replicas}", blue.name),
+            );
+            return;
+        }
+        if on_green {
+            if blue.ready_replicas == 0 {
+                self.wait(format!("Waiting for a ready pod of {} before moving traffic back", blue.name), SAFETY);
+                return;
+            }
+            self.act(
+                Action::PinService { color: Color::Blue },
+                format!("Switching Service {} back to {}", self.spec.app.service, blue.name),
+            );
+            return;
+        }
+        self.st.active_color = Some(Color::Blue);
+        if blue.read_only_env {
+            self.act(
+                Action::SetReadOnly { color: Color::Blue, enabled: false },
+                format!("Lifting read-only on the old version {}", blue.name),
+            );
+            return;
+        }
+        if !blue.rolled_out() {
+            self.wait(
+                format!("Waiting for {} to roll out read-write: {}", blue.name, blue.rollout_summary()),
+                SAFETY,
+            );
+            return;
+        }
+        self.set_cond(cond::READ_ONLY, false, "LiftedOnBlue", "The old version serves read-write again");
+        if let Some(g) = &self.obs.green {
+            if failed || self.spec.mode == Mode::Rehearsal {
+                self.act(Action::DeleteGreen, format!("Removing Deployment {}; the clones are kept for inspection", g.name));
+                return;
+            }
+            if g.replicas > 0 {
+                self.act(
+                    Action::Scale { color: Color::Green, replicas: 0 },
+                    format!("Scaling Deployment {} to 0; the clones are kept", g.name),
+                );
+                return;
+            }
+        }
+        self.finish_unwinding(String::new());
+    }
+
+    fn finish_unwinding(&mut self, problem: String) {
+        if let Some(f) = self.st.failure.clone() {
+            let mut msg = format!("{} The old version serves read-write; the clones are kept for inspection.", f.message);
+            if !problem.is_empty() {
+                msg = format!("{} {problem}", f.message);
+            }
+            self.enter_terminal(Phase::Failed, &msg);
+        } else if !problem.is_empty() {
+            self.st.failure = Some(Failure {
+                phase: Phase::RollingBack,
+                reason: "BlueDeploymentMissing".into(),
+                message: problem.clone(),
+            });
+            self.enter_terminal(Phase::Failed, &problem);
+        } else {
+            self.enter_terminal(
+                Phase::RolledBack,
+                "Traffic is back on the old version, which serves read-write; the new version is scaled to 0 and the clones are kept",
+            );
+        }
+    }
+
+    fn fail_missing_blue(&mut self) {
+        self.fail(
+            "BlueDeploymentMissing",
+            format!("Deployment {} disappeared during the upgrade", self.spec.app.deployment),
+        );
+    }
+
+    // ---- helpers ---------------------------------------------------------------------------
+
+    fn green_name(&self) -> String {
+        self.st
+            .green_deployment
+            .clone()
+            .unwrap_or_else(|| names::green_deployment(self.spec, &self.obs.plan.name))
+    }
+
+    fn clone_of(&self, source: &str) -> String {
+        self.st
+            .clone
+            .as_ref()
+            .and_then(|c| c.databases.get(source).cloned())
+            .unwrap_or_else(|| source.to_string())
+    }
+
+    /// The Service's track label names this Deployment.
+    fn service_tracks(&self, deployment: &str) -> bool {
+        self.obs
+            .service
+            .as_ref()
+            .is_some_and(|s| s.selector.get(names::TRACK_LABEL).map(String::as_str) == Some(deployment))
+    }
+
+    fn phase_started(&self) -> Timestamp {
+        self.st.phases.last().map_or(self.now, |r| r.started_at)
+    }
+
+    fn phase_deadline_passed(&self, limit: &GoDuration) -> bool {
+        self.now.since(self.phase_started()) > limit.as_std()
+    }
+
+    fn wait(&mut self, message: String, requeue: Duration) {
+        self.st.message = message;
+        self.requeue = Some(requeue);
+    }
+
+    fn wait_or_timeout(&mut self, message: String, limit: &GoDuration, reason: &str) {
+        if self.phase_deadline_passed(limit) {
+            self.fail(reason, format!("{message} (gave up after {limit})"));
+        } else {
+            self.wait(message, POLL);
+        }
+    }
+
+    fn wait_job(&mut self, j: &JobView, limit: &GoDuration, reason: &str, what: &str) {
+        if self.phase_deadline_passed(limit) {
+            self.fail(reason, format!("{what} Job {} did not finish within {limit}", j.name));
+        } else {
+            self.wait(format!("{what} Job {} is running", j.name), SAFETY);
+        }
+    }
+
+    fn act(&mut self, action: Action, message: String) {
+        self.st.message = message;
+        self.action = Some(action);
+        self.requeue = Some(SAFETY);
+    }
+
+    fn warn(&mut self, reason: &str, note: &str) {
+        self.events.push(EventNote {
+            kind: EventKind::Warning,
+            reason: reason.into(),
+            note: note.into(),
+        });
+    }
+
+    fn set_cond(&mut self, type_: &str, status: bool, reason: &str, message: &str) -> bool {
+        cond::set(
+            &mut self.st.conditions,
+            type_,
+            status,
+            reason,
+            message,
+            self.obs.plan.generation,
+            self.now,
+        )
+    }
+
+    fn push_record(&mut self, phase: Phase, detail: &str) {
+        self.st.phase = phase;
+        self.st.phases.push(PhaseRecord {
+            name: phase,
+            started_at: self.now,
+            finished_at: None,
+            outcome: None,
+            detail: detail.into(),
+        });
+    }
+
+    fn push_detail(&mut self, detail: &str) {
+        if let Some(r) = self.st.phases.last_mut()
+            && !r.detail.contains(detail)
+        {
+            if !r.detail.is_empty() {
+                r.detail.push_str("; ");
+            }
+            r.detail.push_str(detail);
+        }
+    }
+
+    fn close_current(&mut self, outcome: Outcome, detail: &str) {
+        if let Some(r) = self.st.phases.last_mut()
+            && r.finished_at.is_none()
+        {
+            r.finished_at = Some(self.now);
+            r.outcome = Some(outcome);
+            if !detail.is_empty() {
+                r.detail = detail.into();
+            }
+        }
+    }
+
+    /// Leaves the current phase successfully, unless the plan is suspended.
+    fn advance(&mut self, next: Phase, detail: &str) {
+        if self.spec.suspend {
+            let msg = format!("Suspended before {next}: set spec.suspend to false to continue");
+            self.set_cond(cond::PROGRESSING, false, "Suspended", &msg);
+            self.st.message = msg;
+            self.requeue = None;
+            return;
+        }
+        self.close_current(Outcome::Succeeded, "");
+        if next.is_terminal() {
+            self.enter_terminal(next, detail);
+        } else {
+            self.enter(next, detail);
+        }
+    }
+
+    fn enter(&mut self, next: Phase, detail: &str) {
+        self.push_record(next, detail);
+        self.st.message = detail.into();
+        self.set_cond(cond::PROGRESSING, true, next.as_str(), detail);
+        self.set_cond(cond::READY, false, next.as_str(), "The upgrade is in progress");
+        self.events.push(EventNote {
+            kind: EventKind::Normal,
+            reason: next.as_str().into(),
+            note: detail.into(),
+        });
+        self.requeue = Some(NEXT);
+    }
+
+    fn enter_terminal(&mut self, phase: Phase, detail: &str) {
+        self.push_record(phase, detail);
+        let outcome = if phase == Phase::Failed { Outcome::Failed } else { Outcome::Succeeded };
+        self.close_current(outcome, "");
+        self.st.message = detail.into();
+        self.requeue = None;
+        let reason = self
+            .st
+            .failure
+            .as_ref()
+            .filter(|_| phase == Phase::Failed)
+            .map_or(phase.as_str().to_string(), |f| f.reason.clone());
+        let ready = matches!(phase, Phase::Succeeded | Phase::Rehearsed);
+        self.set_cond(cond::READY, ready, &reason, detail);
+        self.set_cond(cond::PROGRESSING, false, phase.as_str(), detail);
+        self.set_cond(cond::DEGRADED, phase == Phase::Failed, &reason, if phase == Phase::Failed { detail } else { "" });
+        self.events.push(EventNote {
+            kind: if phase == Phase::Failed { EventKind::Warning } else { EventKind::Normal },
+            reason: phase.as_str().into(),
+            note: detail.into(),
+        });
+    }
+
+    /// Something went wrong: before any side effect the plan simply fails; afterwards it first
+    /// restores the old version (RollingBack) and ends Failed.
+    fn fail(&mut self, reason: &str, message: String) {
+        let phase = self.st.phase;
+        self.st.failure = Some(Failure {
+            phase,
+            reason: reason.into(),
+            message: message.clone(),
+        });
+        self.warn(reason, &message);
+        self.close_current(Outcome::Failed, &message);
+        if phase == Phase::Pending {
+            self.enter_terminal(Phase::Failed, &message);
+        } else {
+            self.enter(Phase::RollingBack, &format!("Restoring the old version: {message}"));
+        }
+    }
+}
+
+fn parse_backup_result(message: &str) -> BackupResult {
+    message
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<BackupResult>(l.trim()).ok())
+        .unwrap_or_default()
+}
+
+fn one_line(s: &str) -> String {
+    let s = s.trim();
+    let joined: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut out = joined.join(" | ");
+    if out.len() > 600 {
+        let mut cut = 600;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    if out.is_empty() { "no message".into() } else { out }
+}

@@ -1,0 +1,81 @@
+//! What `decide` returns: the status to record, at most one side effect, events, and when
+//! to look again. Data only; the executor carries it out.
+
+use std::time::Duration;
+
+use crate::crd::{Color, UpgradePlanStatus};
+
+/// The one side effect of a reconcile. Each is idempotent: carrying it out twice leaves the
+/// world as carrying it out once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Set (`enabled`) or remove the read-only variable on a version's app container. Turning
+    /// it on for blue also adds the track label to blue's pod template.
+    SetReadOnly { color: Color, enabled: bool },
+    /// Point the Service at one version by its track label.
+    PinService { color: Color },
+    /// Create the backup Job (if absent).
+    CreateBackupJob,
+    /// Create the clone Job (if absent).
+    CreateCloneJob,
+    /// Apply the new version's Deployment (and, in a rehearsal, its preview Service).
+    ApplyGreen { replicas: i32 },
+    /// Create the migration Job (if absent).
+    CreateMigrationJob,
+    /// Scale a version's Deployment.
+    Scale { color: Color, replicas: i32 },
+    /// Delete the new version's Deployment and preview Service.
+    DeleteGreen,
+    /// Delete this plan's Jobs that are still running.
+    StopJobs,
+    /// Remove the plan's owner reference from the new Deployment: after the switch it is the
+    /// application, and deleting the plan must never delete it.
+    ReleaseGreen,
+    /// Drop databases (sources at cleanup, clones after a rehearsal).
+    DropDatabases { names: Vec<String> },
+}
+
+impl Action {
+    /// A stable label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Action::SetReadOnly { .. } => "set_read_only",
+            Action::PinService { .. } => "pin_service",
+            Action::CreateBackupJob => "create_backup_job",
+            Action::CreateCloneJob => "create_clone_job",
+            Action::ApplyGreen { .. } => "apply_green",
+            Action::CreateMigrationJob => "create_migration_job",
+            Action::Scale { .. } => "scale",
+            Action::DeleteGreen => "delete_green",
+            Action::StopJobs => "stop_jobs",
+            Action::ReleaseGreen => "release_green",
+            Action::DropDatabases { .. } => "drop_databases",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Normal,
+    Warning,
+}
+
+/// A Kubernetes Event to publish on the plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventNote {
+    pub kind: EventKind,
+    /// CamelCase reason (`BackingUp`, `BackupJobFailed`, ...).
+    pub reason: String,
+    pub note: String,
+}
+
+/// The outcome of one `decide` call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The status to write (before the action is carried out: intent first).
+    pub status: UpgradePlanStatus,
+    pub action: Option<Action>,
+    pub events: Vec<EventNote>,
+    /// Look again after this long even if nothing changes (watches usually wake us sooner).
+    pub requeue_after: Option<Duration>,
+}

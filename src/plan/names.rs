@@ -1,0 +1,125 @@
+//! Names cutover derives from a plan: the new Deployment, the clones, the Jobs, the archive.
+//! Deterministic, so a restarted operator finds what it created instead of creating it twice.
+
+use crate::crd::{DatabaseMapping, UpgradePlanSpec};
+
+/// Pod-template label that tells the old and the new version's pods apart; the Service
+/// selector gains it so that switching traffic is a one-label change.
+pub const TRACK_LABEL: &str = "cutover.dev/track";
+/// Label on every object cutover creates, naming the plan.
+pub const PLAN_LABEL: &str = "cutover.dev/plan";
+/// Label on every object cutover creates, saying what it is for.
+pub const ROLE_LABEL: &str = "cutover.dev/role";
+
+/// Kubernetes object names and label values are at most 63 characters.
+pub const MAX_K8S_NAME: usize = 63;
+/// MongoDB database names are at most 63 bytes.
+pub const MAX_DB_NAME: usize = 63;
+
+/// Mount point of the backup volume in every Job.
+pub const BACKUP_MOUNT: &str = "/backup";
+
+/// Shortens `s` to `max` bytes, keeping it unique by replacing the tail with a hash of the whole.
+pub fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let hash = format!("{:08x}", fnv1a(s.as_bytes()) as u32);
+    let mut keep = max - hash.len() - 1;
+    while !s.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}-{}", s[..keep].trim_end_matches('-'), hash)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+pub fn green_deployment(spec: &UpgradePlanSpec, plan: &str) -> String {
+    spec.target
+        .deployment_name
+        .clone()
+        .unwrap_or_else(|| shorten(&format!("{}-{}", spec.app.deployment, plan), MAX_K8S_NAME))
+}
+
+pub fn clone_database(db: &DatabaseMapping, plan: &str) -> String {
+    db.clone_name
+        .clone()
+        .unwrap_or_else(|| shorten(&format!("{}-{}", db.name, plan), MAX_DB_NAME))
+}
+
+pub fn backup_job(plan: &str) -> String {
+    shorten(&format!("{plan}-backup"), MAX_K8S_NAME)
+}
+
+pub fn clone_job(plan: &str) -> String {
+    shorten(&format!("{plan}-clone"), MAX_K8S_NAME)
+}
+
+pub fn migration_job(plan: &str) -> String {
+    shorten(&format!("{plan}-migrate"), MAX_K8S_NAME)
+}
+
+/// The rehearsal's preview Service (a plus for inspecting the new version before the switch).
+pub fn preview_service(spec: &UpgradePlanSpec, plan: &str) -> String {
+    shorten(&format!("{}-preview", green_deployment(spec, plan)), MAX_K8S_NAME)
+}
+
+/// Archives are grouped per application so retention can keep the last N of each.
+pub fn backup_archive(spec: &UpgradePlanSpec, plan: &str) -> String {
+    format!("{BACKUP_MOUNT}/{}/{plan}.archive.gz", spec.app.deployment)
+}
+
+/// True when every key/value of a non-empty `selector` is among `labels`.
+pub fn selects(
+    selector: &std::collections::BTreeMap<String, String>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_are_kept() {
+        assert_eq!(shorten("squidex-up7", 63), "squidex-up7");
+    }
+
+    #[test]
+    fn long_names_are_shortened_uniquely() {
+        let a = shorten(&"a".repeat(100), 63);
+        let b = shorten(&format!("{}b", "a".repeat(99)), 63);
+        assert_eq!(a.len(), 63);
+        assert_eq!(b.len(), 63);
+        assert_ne!(a, b);
+        assert_eq!(a, shorten(&"a".repeat(100), 63), "deterministic");
+    }
+
+    #[test]
+    fn shortening_respects_utf8() {
+        let s = "é".repeat(40);
+        let short = shorten(&s, 63);
+        assert!(short.len() <= 63);
+    }
+
+    #[test]
+    fn selector_matching() {
+        let l = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(selects(&l(&[("app", "x")]), &l(&[("app", "x"), ("t", "y")])));
+        assert!(!selects(&l(&[("app", "x"), ("t", "z")]), &l(&[("app", "x"), ("t", "y")])));
+        assert!(!selects(&l(&[]), &l(&[("app", "x")])), "empty selector selects nothing");
+    }
+}

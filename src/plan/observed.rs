@@ -1,0 +1,164 @@
+//! What the executor saw of the world, reduced to the facts `decide` needs. Plain data, so
+//! every situation can be written down in a test.
+
+use std::collections::BTreeMap;
+
+/// Facts about the plan object itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlanMeta {
+    pub name: String,
+    pub generation: Option<i64>,
+    /// The plan has a deletionTimestamp: compensate, then let go.
+    pub deleting: bool,
+}
+
+/// One Deployment (the old version or the new one).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeploymentView {
+    pub name: String,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    pub generation: i64,
+    pub observed_generation: i64,
+    /// `status.replicas`: pods of every revision.
+    pub current_replicas: i32,
+    pub updated_replicas: i32,
+    pub ready_replicas: i32,
+    /// The resolved application container, or why none could be chosen.
+    pub container: Result<String, String>,
+    /// The app container carries the read-only variable with the configured value.
+    pub read_only_env: bool,
+    /// The pod template carries the track label naming this Deployment.
+    pub tracked: bool,
+    pub image: String,
+    pub pod_labels: BTreeMap<String, String>,
+    /// Pods whose app container is running right now.
+    pub running_pods: i32,
+    /// Container restarts summed over its pods (a crash leaves a trace here).
+    pub restarts: i32,
+    /// Controlled by this plan (owner reference).
+    pub owned_by_plan: bool,
+}
+
+impl DeploymentView {
+    /// The latest template is rolled out to every replica and all of them are ready.
+    pub fn rolled_out(&self) -> bool {
+        self.observed_generation >= self.generation
+            && self.updated_replicas >= self.replicas
+            && self.ready_replicas >= self.replicas
+            && self.current_replicas == self.replicas
+    }
+
+    pub fn rollout_summary(&self) -> String {
+        format!(
+            "{}/{} updated, {}/{} ready",
+            self.updated_replicas, self.replicas, self.ready_replicas, self.replicas
+        )
+    }
+}
+
+/// The Service in front of the app.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceView {
+    pub selector: BTreeMap<String, String>,
+}
+
+/// The connection Secret, without its value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum SecretView {
+    #[default]
+    Unknown,
+    Missing,
+    /// The Secret exists but lacks the key; the keys it has are listed (names only).
+    KeyMissing { keys: Vec<String> },
+    /// The value is not a MongoDB connection string.
+    Invalid { why: String },
+    Present,
+}
+
+/// What the MongoDB server said, when it was asked.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum DatabaseView {
+    /// Not probed in this reconcile.
+    #[default]
+    Unknown,
+    /// The server could not be reached or refused the credentials (message carries no secret).
+    Unreachable(String),
+    /// Databases present on the server with their collection count.
+    Reachable { databases: BTreeMap<String, DatabaseInfo> },
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DatabaseInfo {
+    pub collections: i64,
+    pub documents: i64,
+}
+
+/// A Job cutover owns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobView {
+    pub name: String,
+    pub state: JobState,
+    /// The pod's termination message or the Job's failure condition; never a secret.
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    Active,
+    Succeeded,
+    Failed,
+}
+
+/// The migration document as read from the clone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MigrationDoc {
+    pub version: Option<i64>,
+    pub locked: bool,
+    /// The document as relaxed extended JSON, for the message that tells how to release a stale lock.
+    pub raw: String,
+}
+
+/// The result of an HTTP probe (health gate or read-only write probe).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeView {
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Everything the executor observed for one reconcile. `None` means "not looked at".
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    pub plan: PlanMeta,
+    pub blue: Option<DeploymentView>,
+    pub green: Option<DeploymentView>,
+    pub service: Option<ServiceView>,
+    pub secret: SecretView,
+    pub database: DatabaseView,
+    /// Other active plans on the same Deployment or databases, one message each.
+    pub conflicts: Vec<String>,
+    pub backup_job: Option<JobView>,
+    pub clone_job: Option<JobView>,
+    pub migration_job: Option<JobView>,
+    /// Documents per `database.collection` of the sources, or why counting failed.
+    pub source_counts: Option<Result<BTreeMap<String, i64>, String>>,
+    /// Documents per `database.collection` of the clones, or why counting failed.
+    pub clone_counts: Option<Result<BTreeMap<String, i64>, String>>,
+    /// The migration document (`Ok(None)`: not there yet), or why reading failed.
+    pub migration_doc: Option<Result<Option<MigrationDoc>, String>>,
+    /// The httpGet gate over the new version's ready pods.
+    pub health: Option<ProbeView>,
+    /// The read-only write probe over the old version's ready pods.
+    pub read_only_probe: Option<ProbeView>,
+}
+
+/// What the backup Job reports as its termination message.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+pub struct BackupResult {
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub bytes: Option<i64>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}

@@ -1,0 +1,400 @@
+//! Validation of a plan's spec on its own, without the cluster. The CRD schema catches what
+//! a schema can say; this catches the rest (and everything CEL would, since Kubernetes 1.20
+//! drops CEL rules silently). Each message names the field and says what to write instead.
+
+use std::collections::BTreeSet;
+
+use crate::crd::UpgradePlanSpec;
+
+use super::names;
+
+/// Every problem with `spec`, as `field: what is wrong`; empty when the plan is valid.
+pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    let mut check = |ok: bool, msg: String| {
+        if !ok {
+            errs.push(msg);
+        }
+    };
+
+    check(
+        is_dns_subdomain(&spec.app.deployment),
+        format!(
+            "spec.app.deployment: {:?} is not a valid Deployment name (lowercase letters, digits, '-' and '.', at most 253)",
+            spec.app.deployment
+        ),
+    );
+    check(
+        is_dns_label(&spec.app.service),
+        format!(
+            "spec.app.service: {:?} is not a valid Service name (lowercase letters, digits and '-', at most 63)",
+            spec.app.service
+        ),
+    );
+    if let Some(c) = &spec.app.container {
+        check(
+            is_dns_label(c),
+            format!("spec.app.container: {c:?} is not a valid container name"),
+        );
+    }
+
+    check(
+        is_image_reference(&spec.target.image),
+        format!(
+            "spec.target.image: {:?} is not an image reference (like registry.example.com/team/app:1.2.3)",
+            spec.target.image
+        ),
+    );
+    for (i, e) in spec.target.env.iter().enumerate() {
+        check(
+            is_env_name(&e.name),
+            format!("spec.target.env[{i}].name: {:?} is not a valid environment variable name", e.name),
+        );
+    }
+    if let Some(name) = &spec.target.deployment_name {
+        check(
+            is_dns_label(name),
+            format!("spec.target.deploymentName: {name:?} is not a valid Deployment name (at most 63, lowercase letters, digits and '-')"),
+        );
+        check(
+            name != &spec.app.deployment,
+            format!("spec.target.deploymentName: {name:?} is the running Deployment itself; the new version needs its own"),
+        );
+    }
+
+    check(
+        is_env_name(&spec.read_only.env.name),
+        format!(
+            "spec.readOnly.env.name: {:?} is not a valid environment variable name",
+            spec.read_only.env.name
+        ),
+    );
+    if let Some(http) = spec.read_only.verify.as_ref().and_then(|v| v.http.as_ref()) {
+        check(
+            http.path.starts_with('/'),
+            format!("spec.readOnly.verify.http.path: {:?} must start with '/'", http.path),
+        );
+        check(
+            (1..=65535).contains(&http.port),
+            format!("spec.readOnly.verify.http.port: {} is not a port (1-65535)", http.port),
+        );
+    }
+
+    let secret = &spec.database.connection_secret;
+    check(
+        is_dns_subdomain(&secret.name),
+        format!("spec.database.connectionSecret.name: {:?} is not a valid Secret name", secret.name),
+    );
+    check(
+        is_secret_key(&secret.key),
+        format!("spec.database.connectionSecret.key: {:?} is not a valid Secret key", secret.key),
+    );
+
+    let dbs = &spec.database.databases;
+    check(
+        !dbs.is_empty(),
+        "spec.database.databases: list at least one database to back up and clone".to_string(),
+    );
+    let sources: BTreeSet<&str> = dbs.iter().map(|d| d.name.as_str()).collect();
+    check(
+        sources.len() == dbs.len(),
+        "spec.database.databases: a database is listed twice".to_string(),
+    );
+    let mut clones = BTreeSet::new();
+    for (i, db) in dbs.iter().enumerate() {
+        let field = format!("spec.database.databases[{i}]");
+        if let Err(why) = check_db_name(&db.name) {
+            check(false, format!("{field}.name: {:?} {why}", db.name));
+        }
+        let clone = names::clone_database(db, plan);
+        if let Some(explicit) = &db.clone_name
+            && let Err(why) = check_db_name(explicit)
+        {
+            check(false, format!("{field}.cloneName: {explicit:?} {why}"));
+        }
+        check(
+            clone != db.name,
+            format!("{field}.cloneName: {clone:?} is the source database itself; the clone needs another name"),
+        );
+        check(
+            !sources.contains(clone.as_str()) || clone == db.name,
+            format!("{field}.cloneName: {clone:?} is another source database of this plan"),
+        );
+        check(
+            clones.insert(clone.clone()),
+            format!("{field}.cloneName: {clone:?} is used by two databases"),
+        );
+        for (j, v) in db.env.iter().enumerate() {
+            check(
+                is_env_name(v),
+                format!("{field}.env[{j}]: {v:?} is not a valid environment variable name"),
+            );
+        }
+        for (j, v) in db.uri_env.iter().enumerate() {
+            check(
+                is_env_name(v),
+                format!("{field}.uriEnv[{j}]: {v:?} is not a valid environment variable name"),
+            );
+        }
+    }
+
+    check(
+        is_image_reference(&spec.backup.image),
+        format!("spec.backup.image: {:?} is not an image reference", spec.backup.image),
+    );
+    check(
+        is_dns_subdomain(&spec.backup.volume.claim_name),
+        format!(
+            "spec.backup.volume.claimName: {:?} is not a valid PersistentVolumeClaim name",
+            spec.backup.volume.claim_name
+        ),
+    );
+
+    let m = &spec.migration;
+    check(
+        m.mongo_document.is_some() || m.job.is_some() || m.http_get.is_some(),
+        "spec.migration: configure at least one gate (mongoDocument, job or httpGet) so cutover can tell when the migration is done".to_string(),
+    );
+    check(
+        !m.timeout.is_zero(),
+        "spec.migration.timeout: must be more than 0s".to_string(),
+    );
+    if let Some(doc) = &m.mongo_document {
+        check(
+            sources.contains(doc.database.as_str()),
+            format!(
+                "spec.migration.mongoDocument.database: {:?} is not one of spec.database.databases ({})",
+                doc.database,
+                sources.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+        );
+        if let Err(why) = check_collection_name(&doc.collection) {
+            check(false, format!("spec.migration.mongoDocument.collection: {:?} {why}", doc.collection));
+        }
+        for (field, value) in [("versionField", &doc.version_field), ("lockField", &doc.lock_field)] {
+            check(
+                !value.is_empty() && !value.starts_with('$') && !value.contains('\0'),
+                format!("spec.migration.mongoDocument.{field}: {value:?} is not a field name"),
+            );
+        }
+        check(
+            !doc.stale_lock_after.is_zero(),
+            "spec.migration.mongoDocument.staleLockAfter: must be more than 0s".to_string(),
+        );
+    }
+    if let Some(job) = &m.job
+        && let Some(cred) = &job.credentials_secret
+    {
+        check(
+            is_dns_subdomain(&cred.name),
+            format!("spec.migration.job.credentialsSecret.name: {:?} is not a valid Secret name", cred.name),
+        );
+        check(
+            is_secret_key(&cred.key),
+            format!("spec.migration.job.credentialsSecret.key: {:?} is not a valid Secret key", cred.key),
+        );
+        check(
+            is_env_name(&cred.env),
+            format!("spec.migration.job.credentialsSecret.env: {:?} is not a valid environment variable name", cred.env),
+        );
+    }
+    if let Some(h) = &m.http_get {
+        check(
+            h.path.starts_with('/'),
+            format!("spec.migration.httpGet.path: {:?} must start with '/'", h.path),
+        );
+        check(
+            (1..=65535).contains(&h.port),
+            format!("spec.migration.httpGet.port: {} is not a port (1-65535)", h.port),
+        );
+        check(
+            (100..=599).contains(&h.expect_status),
+            format!("spec.migration.httpGet.expectStatus: {} is not an HTTP status", h.expect_status),
+        );
+    }
+
+    for (field, d) in [
+        ("spec.timeouts.rollout", &spec.timeouts.rollout),
+        ("spec.timeouts.backup", &spec.timeouts.backup),
+        ("spec.timeouts.clone", &spec.timeouts.clone),
+    ] {
+        check(!d.is_zero(), format!("{field}: must be more than 0s"));
+    }
+    errs
+}
+
+/// MongoDB refuses these characters in database names (on any platform it runs on).
+const DB_NAME_FORBIDDEN: &[char] = &['/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0'];
+
+fn check_db_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.len() > names::MAX_DB_NAME {
+        return Err(format!(
+            "is {} bytes; MongoDB database names are at most {}",
+            name.len(),
+            names::MAX_DB_NAME
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| DB_NAME_FORBIDDEN.contains(c)) {
+        return Err(format!(
+            "contains {c:?}; MongoDB database names cannot contain / \\ . space \" $ * < > : | ?"
+        ));
+    }
+    if ["admin", "local", "config"].contains(&name) {
+        return Err("is a MongoDB system database; it cannot be upgraded by cloning".into());
+    }
+    Ok(())
+}
+
+fn check_collection_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.contains('$') || name.contains('\0') {
+        return Err("contains '$' or NUL, which MongoDB collection names cannot".into());
+    }
+    if name.starts_with("system.") {
+        return Err("is a system collection".into());
+    }
+    Ok(())
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn is_secret_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+}
+
+/// Kubernetes accepts any printable name except '='; cutover stays with what shells and apps
+/// can actually read back.
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && !s.as_bytes()[0].is_ascii_digit()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+}
+
+/// `[host[:port]/]path[:tag][@digest]`, with the grammar of the distribution reference.
+fn is_image_reference(s: &str) -> bool {
+    if s.is_empty() || s.len() > 1024 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let (name_tag, digest) = match s.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (s, None),
+    };
+    if let Some(d) = digest {
+        let Some((algo, hex)) = d.split_once(':') else {
+            return false;
+        };
+        if algo.is_empty() || hex.len() < 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return false;
+        }
+    }
+    // A tag is after the last ':' that follows the last '/'.
+    let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name_tag[last_slash..].rfind(':') {
+        Some(i) => (&name_tag[..last_slash + i], Some(&name_tag[last_slash + i + 1..])),
+        None => (name_tag, None),
+    };
+    if let Some(t) = tag
+        && (t.is_empty()
+            || t.len() > 128
+            || t.starts_with(['.', '-'])
+            || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)))
+    {
+        return false;
+    }
+    let mut parts = name.split('/').peekable();
+    let mut first = true;
+    while let Some(part) = parts.next() {
+        let is_host = first
+            && parts.peek().is_some()
+            && (part.contains('.') || part.contains(':') || part == "localhost");
+        first = false;
+        let ok = if is_host {
+            let host = part.split(':').next().unwrap_or("");
+            !host.is_empty()
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+                && part
+                    .split_once(':')
+                    .is_none_or(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        } else {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && part.as_bytes()[0].is_ascii_alphanumeric()
+                && part.as_bytes()[part.len() - 1].is_ascii_alphanumeric()
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references() {
+        for ok in [
+            "squidex/squidex:7.0.0",
+            "mongo:7.0",
+            "nginx",
+            "registry.example.com:5000/team/app:1.2.3",
+            "localhost/app",
+            "ghcr.io/org/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "cutover.dev/appsim:2",
+        ] {
+            assert!(is_image_reference(ok), "{ok} should be valid");
+        }
+        for bad in [
+            "",
+            " ",
+            "app:",
+            "App/Thing:1",
+            "app:tag with space",
+            "app@sha256:xyz",
+            "-app:1",
+            "app//x",
+            "app:-1",
+        ] {
+            assert!(!is_image_reference(bad), "{bad:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn database_names() {
+        assert!(check_db_name("Squidex").is_ok());
+        assert!(check_db_name("squidex-content_2").is_ok());
+        for bad in ["", "a/b", "a.b", "a$b", "a b", "admin", &"x".repeat(64)] {
+            assert!(check_db_name(bad).is_err(), "{bad:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn env_names() {
+        assert!(is_env_name("MODE__ISREADONLY"));
+        assert!(is_env_name("store.mongodb.database"));
+        assert!(!is_env_name("1ABC"));
+        assert!(!is_env_name("A=B"));
+        assert!(!is_env_name(""));
+    }
+}
