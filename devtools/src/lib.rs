@@ -1,1 +1,7 @@
-//! Development-only tools for cutover's local environment.
+//! Development-only tools for cutover's local environment: `podsim` (plays the kubelet on a
+//! control plane without nodes) and `appsim` (a Squidex-like app whose start-up migrates its
+//! MongoDB schema under a lock).
+
+pub mod appsim;
+pub mod image;
+pub mod podsim;

@@ -1,0 +1,150 @@
+//! appsim's HTTP API: health (503 until migrated, so readiness gates traffic like Squidex's
+//! start-up), version info, and a content endpoint whose writes prove the read-only gate.
+
+use std::{convert::Infallible, sync::Arc};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, Response, StatusCode, body::Incoming, service::service_fn};
+use hyper_util::rt::TokioIo;
+use mongodb::bson::{Document, doc};
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, sync::watch};
+
+use super::{config::Config, migrate::Progress, steps::contents_collection};
+
+pub struct App {
+    pub cfg: Config,
+    pub content: mongodb::Database,
+    pub progress: watch::Receiver<Progress>,
+}
+
+/// Serves until the process ends.
+pub async fn serve(listener: TcpListener, app: Arc<App>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(&app, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let progress = app.progress.borrow().clone();
+    let ready_version = match progress {
+        Progress::Done { version } => Some(version),
+        _ => None,
+    };
+    let state = match &progress {
+        Progress::WaitingForLock => "waiting-for-migration-lock".to_owned(),
+        Progress::Migrating { step, .. } => format!("migrating (step {step})"),
+        Progress::Done { .. } => "ok".to_owned(),
+    };
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => match ready_version {
+            Some(_) => text(StatusCode::OK, "ok"),
+            None => text(StatusCode::SERVICE_UNAVAILABLE, &state),
+        },
+        (&Method::GET, "/api/v1/health/check_up") => match ready_version {
+            Some(v) => json_response(StatusCode::OK, &json!({"status": "ok", "version": v})),
+            None => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": state})),
+        },
+        (&Method::GET, "/version") => json_response(
+            StatusCode::OK,
+            &json!({
+                "image": app.cfg.image,
+                "schemaVersion": app.cfg.target_version,
+                "databaseVersion": ready_version,
+                "state": state,
+                "readOnly": app.cfg.read_only,
+                "databases": {"main": app.cfg.database, "content": app.cfg.content_database},
+            }),
+        ),
+        (&Method::POST, "/api/contents") => {
+            if app.cfg.read_only {
+                return json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"error": "read-only mode"}),
+                );
+            }
+            if ready_version.is_none() {
+                return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": state}));
+            }
+            insert_content(app, req).await
+        }
+        (&Method::GET, "/api/contents/count") => {
+            let coll = app
+                .content
+                .collection::<Document>(&contents_collection(app.cfg.target_version));
+            match coll.count_documents(doc! {}).await {
+                Ok(n) => json_response(StatusCode::OK, &json!({"count": n})),
+                Err(e) => error(&e),
+            }
+        }
+        _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
+    }
+}
+
+async fn insert_content(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
+    };
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "body must be a JSON object"}),
+            );
+        }
+    };
+    let mut document = match mongodb::bson::to_document(&value) {
+        Ok(d) => d,
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
+    };
+    document.insert("schemaVersion", i64::from(app.cfg.target_version));
+    let coll = app
+        .content
+        .collection::<Document>(&contents_collection(app.cfg.target_version));
+    match coll.insert_one(document).await {
+        Ok(r) => json_response(
+            StatusCode::CREATED,
+            &json!({"id": r.inserted_id.into_relaxed_extjson()}),
+        ),
+        Err(e) => error(&e),
+    }
+}
+
+fn error(e: &mongodb::error::Error) -> Response<Full<Bytes>> {
+    json_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &json!({"error": e.to_string()}),
+    )
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    response(status, "text/plain", Bytes::from(format!("{body}\n")))
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    response(status, "application/json", Bytes::from(body.to_string()))
+}
+
+fn response(status: StatusCode, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
