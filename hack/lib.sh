@@ -33,17 +33,20 @@ show_tail() {
 
 # ----------------------------------------------------------------- steps ----
 
-# step NAME "description" CHECK_FN RUN_FN
+# [STEP_OPTIONAL=1] step NAME "description" CHECK_FN RUN_FN
 #
 # Runs RUN_FN with all output in $LOG_DIR/install-NAME.log unless CHECK_FN
 # already succeeds (then the step is "cached"). After RUN_FN, CHECK_FN must
 # succeed, so a step cannot "pass" without producing what it promised.
+# A failed step exits the script, unless STEP_OPTIONAL=1: then it is reported,
+# appended to FAILED_OPTIONAL, and the script goes on.
 #
-# RUN_FN runs in a subshell with `set -e` *outside* any if/||/&& context;
-# inside such a context bash silently disables errexit, which would make a
-# failing command in the middle of a step go unnoticed.
+# Never call `step` inside if/while/||/&&: in such a context bash ignores
+# `set -e` in everything it runs — even in a subshell that says `set -e` — so a
+# failing command in the middle of RUN_FN would go unnoticed.
+FAILED_OPTIONAL=()
 step() {
-  local name=$1 desc=$2 check=$3 run=$4
+  local name=$1 desc=$2 check=$3 run=$4 optional=${STEP_OPTIONAL:-0}
   local log="$LOG_DIR/install-$name.log" t0 rc
   t0=$(now)
   if "$check" >/dev/null 2>&1; then
@@ -51,11 +54,12 @@ step() {
     return 0
   fi
   printf '==> %-14s %s ... (log: %s)\n' "[$name]" "$desc" "$log" >&2
+  local errexit=0; [[ $- == *e* ]] && errexit=1
   set +e
   # 8>&- 9>&-: helpers that daemonize (wineserver) must not keep our lock fds.
   ( set -euo pipefail; "$run" ) >"$log" 2>&1 </dev/null 8>&- 9>&-
   rc=$?
-  set -e
+  (( errexit )) && set -e
   if (( rc == 0 )) && ! "$check" >>"$log" 2>&1; then
     echo "step finished but its result check ($check) failed" >>"$log"
     rc=99
@@ -63,7 +67,8 @@ step() {
   if (( rc != 0 )); then
     printf '%sFAILED%s step [%s] (%s) after %s, exit %s\n' "$_c_red" "$_c_off" "$name" "$desc" "$(elapsed "$t0")" "$rc" >&2
     show_tail "$log" 40
-    return "$rc"
+    if (( optional )); then FAILED_OPTIONAL+=("$name"); return 0; fi
+    exit "$rc"
   fi
   ok "[$name] done in $(elapsed "$t0")"
 }
