@@ -1,10 +1,14 @@
 //! Squidex's start-up migration protocol on the `Migration` document
 //! `{_id: "Default", Version, IsLocked}`: take the lock atomically (waiting while another
 //! instance holds it), run steps `Version+1..=target` saving `Version` after each, release.
-//! `Version` is an Int32, as Squidex writes it. A crash (`APPSIM_CRASH_AFTER_STEP`) skips the release on purpose: that stuck lock is what
+//! `Version` is an Int32, as Squidex writes it. SIGTERM mid-migration releases the lock (see
+//! `super::migrate_or_stop`); a crash (`APPSIM_CRASH_AFTER_STEP`) skips the release on purpose: that stuck lock is what
 //! the operator must detect.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use mongodb::{
     Client, Collection, Database,
@@ -46,13 +50,23 @@ impl Databases {
 }
 
 /// Runs the migration to `cfg.target_version`; returns the database's version afterwards.
-pub async fn run(dbs: &Databases, cfg: &Config, report: impl Fn(Progress)) -> anyhow::Result<u32> {
+/// `holding` is true while this process holds the lock, so a SIGTERM handler can release
+/// it (Squidex's `finally`), and only then.
+pub async fn run(
+    dbs: &Databases,
+    cfg: &Config,
+    holding: &AtomicBool,
+    report: impl Fn(Progress),
+) -> anyhow::Result<u32> {
     let target = cfg.target_version;
     report(Progress::WaitingForLock);
     let mut waited = 0u32;
     let version = loop {
         match try_lock(dbs).await? {
-            Some(v) => break v,
+            Some(v) => {
+                holding.store(true, Ordering::SeqCst);
+                break v;
+            }
             None => {
                 if waited.is_multiple_of(10) {
                     tracing::info!(
@@ -68,9 +82,7 @@ pub async fn run(dbs: &Databases, cfg: &Config, report: impl Fn(Progress)) -> an
     tracing::info!(version, target, "took the migration lock");
     let result = migrate_locked(dbs, cfg, version, &report).await;
     // Like Squidex's `finally`: release on success and on a failed step.
-    if let Err(e) = unlock(dbs).await {
-        tracing::error!(error = %e, "could not release the migration lock");
-    }
+    release(dbs, holding).await;
     let version = result?;
     report(Progress::Done { version });
     Ok(version)
@@ -139,11 +151,19 @@ async fn try_lock(dbs: &Databases) -> anyhow::Result<Option<u32>> {
     }
 }
 
-async fn unlock(dbs: &Databases) -> mongodb::error::Result<()> {
-    dbs.migration()
+/// Releases the lock if this process holds it.
+pub async fn release(dbs: &Databases, holding: &AtomicBool) {
+    if !holding.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let res = dbs
+        .migration()
         .update_one(doc! {"_id": ID}, doc! {"$set": {"IsLocked": false}})
-        .await
-        .map(|_| ())
+        .await;
+    match res {
+        Ok(_) => tracing::info!("released the migration lock"),
+        Err(e) => tracing::error!(error = %e, "could not release the migration lock"),
+    }
 }
 
 /// Reads `{Version, IsLocked}` without touching the lock.

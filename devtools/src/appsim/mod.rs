@@ -9,10 +9,14 @@ pub mod migrate;
 pub mod seed;
 pub mod steps;
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicBool};
 
 use anyhow::Context as _;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    net::TcpListener,
+    signal::unix::{Signal, SignalKind, signal},
+    sync::watch,
+};
 
 use config::Config;
 use migrate::{Databases, Progress};
@@ -45,12 +49,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     });
     tokio::spawn(http::serve(listener, app));
 
-    let version = migrate::run(&dbs, &cfg, |p| {
+    let mut stop = Stop::new()?;
+    let Some(version) = migrate_or_stop(&dbs, &cfg, &mut stop, |p| {
         progress_tx.send_replace(p);
     })
-    .await?;
+    .await?
+    else {
+        std::process::exit(143);
+    };
     tracing::info!(version, "ready: serving");
-    wait_for_shutdown().await?;
+    stop.wait().await;
     tracing::info!("shutting down");
     Ok(())
 }
@@ -68,18 +76,53 @@ pub async fn migrate_once(cfg: Config) -> anyhow::Result<()> {
         .await
         .context("parsing STORE__MONGODB__CONFIGURATION")?;
     let dbs = Databases::new(&client, &cfg);
-    let version = migrate::run(&dbs, &cfg, |p| tracing::debug!(?p, "progress")).await?;
+    let mut stop = Stop::new()?;
+    let report = |p| tracing::debug!(?p, "progress");
+    let Some(version) = migrate_or_stop(&dbs, &cfg, &mut stop, report).await? else {
+        std::process::exit(143);
+    };
     println!("migrated: schema version {version}");
     Ok(())
 }
 
-async fn wait_for_shutdown() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+/// Migrates unless SIGTERM/SIGINT comes first; then the step in flight is abandoned (its
+/// half-built collection is rebuilt by the next run, `Version` is not advanced) and the lock
+/// is released if held — Squidex unlocks in a `finally` on shutdown too. `None` if stopped.
+async fn migrate_or_stop(
+    dbs: &Databases,
+    cfg: &Config,
+    stop: &mut Stop,
+    report: impl Fn(Progress),
+) -> anyhow::Result<Option<u32>> {
+    let holding = AtomicBool::new(false);
     tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+        res = migrate::run(dbs, cfg, &holding, report) => res.map(Some),
+        () = stop.wait() => {
+            tracing::warn!("stopped during the migration");
+            migrate::release(dbs, &holding).await;
+            Ok(None)
+        }
     }
-    Ok(())
+}
+
+/// SIGTERM/SIGINT, installed before any work so a stop is never the default "die now".
+struct Stop {
+    term: Signal,
+    int: Signal,
+}
+
+impl Stop {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

@@ -12,6 +12,7 @@ pub mod probe;
 pub mod process;
 pub mod publish;
 pub mod runner;
+pub mod scope;
 pub mod sources;
 pub mod status;
 pub mod volumes;

@@ -26,11 +26,12 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ipam::Ipam,
+    ipam::{Ipam, Network},
     plan::is_job_pod,
     process,
     publish::Publisher,
     runner::{self, Node, ns_name},
+    scope::Scope,
     status::{PodSim, is_marked},
 };
 
@@ -38,6 +39,10 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// The appsim binary; found next to podsim or on PATH when not given.
     pub appsim: Option<PathBuf>,
+    /// Serve only namespaces labelled with this instance name (see `scope`).
+    pub instance: Option<String>,
+    /// Where pod IPs come from (inside 127.0.0.0/8).
+    pub network: Network,
 }
 
 /// A pod podsim runs.
@@ -50,6 +55,7 @@ struct Tracked {
 
 struct Kubelet {
     node: Arc<Node>,
+    scope: Scope,
     ipam: Ipam,
     pods: HashMap<String, Tracked>,
     /// Pods given a one-shot treatment (lost Job pods, force deletions) not to repeat.
@@ -64,14 +70,21 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         tracing::warn!("no appsim binary next to podsim or on PATH; appsim pods will fail");
         PathBuf::from("appsim")
     });
-    tracing::info!(appsim = %appsim.display(), state_dir = %opts.state_dir.display(), "podsim starting");
+    tracing::info!(
+        appsim = %appsim.display(),
+        state_dir = %opts.state_dir.display(),
+        instance = ?opts.instance,
+        "podsim starting"
+    );
+    let scope = Scope::start(client.clone(), opts.instance).await?;
     let mut kubelet = Kubelet {
+        scope,
         node: Arc::new(Node {
             client: client.clone(),
             state_dir: opts.state_dir.clone(),
             appsim,
         }),
-        ipam: Ipam::new(Some(opts.state_dir.join("ipam"))),
+        ipam: Ipam::new(opts.network, Some(opts.state_dir.join("ipam"))),
         pods: HashMap::new(),
         settled: HashSet::new(),
     };
@@ -94,14 +107,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     watcher::Event::Init => listing.clear(),
                     watcher::Event::InitApply(p) => listing.push(p),
                     watcher::Event::InitDone => {
-                        kubelet.relist(std::mem::take(&mut listing));
+                        kubelet.relist(std::mem::take(&mut listing)).await;
                         if !announced {
                             announced = true;
                             println!("podsim ready");
                             std::io::stdout().flush()?;
                         }
                     }
-                    watcher::Event::Apply(p) => kubelet.apply(p),
+                    watcher::Event::Apply(p) => kubelet.apply(p).await,
                     watcher::Event::Delete(p) => kubelet.deleted(&p),
                 },
             },
@@ -115,7 +128,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 impl Kubelet {
     /// A full list (start-up or watch re-list): reserve the IPs pods already have, forget
     /// pods that vanished meanwhile, then handle each pod.
-    fn relist(&mut self, pods: Vec<Pod>) {
+    async fn relist(&mut self, pods: Vec<Pod>) {
         for p in pods.iter().filter(|p| is_marked(p)) {
             if let Some(ip) = p.status.as_ref().and_then(|s| s.pod_ip.as_deref()) {
                 self.ipam.mark_used(ip);
@@ -138,11 +151,11 @@ impl Kubelet {
             }
         }
         for p in pods {
-            self.apply(p);
+            self.apply(p).await;
         }
     }
 
-    fn apply(&mut self, pod: Pod) {
+    async fn apply(&mut self, pod: Pod) {
         let Some(uid) = pod.metadata.uid.clone() else {
             return;
         };
@@ -152,12 +165,22 @@ impl Kubelet {
             .is_none_or(|s| s.node_name.as_deref().unwrap_or_default().is_empty());
         if pod.metadata.deletion_timestamp.is_some() {
             let tracked = self.pods.remove(&uid);
-            if tracked.is_some() || (unscheduled && self.settled.insert(uid)) {
+            if tracked.is_some() {
                 self.stop(tracked, pod, true);
+            } else if unscheduled
+                && !self.settled.contains(&uid)
+                && self.scope.owns(ns_name(&pod).0).await
+            {
+                self.settled.insert(uid);
+                self.stop(None, pod, true);
             }
             return;
         }
-        if self.pods.contains_key(&uid) || !unscheduled || self.settled.contains(&uid) {
+        if self.pods.contains_key(&uid)
+            || !unscheduled
+            || self.settled.contains(&uid)
+            || !self.scope.owns(ns_name(&pod).0).await
+        {
             return;
         }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
