@@ -1,7 +1,12 @@
 //! cutover: blue-green upgrades of an application together with its MongoDB data.
 //!
-//! Layers (arrows point at what may be used): `crd` <- `plan` (pure) <- `k8s`, `mongo`
-//! <- `controller` <- the binary.
+//! Layers (arrows point at what may be used): `crd` <- `plan` (pure) <- `k8s`, `mongo`,
+//! `probe` <- `controller` <- `cli` <- the binary.
 
+pub mod cli;
+pub mod controller;
 pub mod crd;
+pub mod k8s;
+pub mod mongo;
 pub mod plan;
+pub mod probe;

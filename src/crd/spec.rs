@@ -16,6 +16,8 @@ use super::time::{GoDuration, dur};
 /// A blue-green upgrade of one application together with its MongoDB data: freeze the
 /// running version read-only, back its databases up, clone them, start the new version on
 /// the clones, wait for its migration, switch the Service, lift read-only, clean up.
+// The printcolumn attributes repeat keys by design; clippy reads them as duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "cutover.dev",
@@ -27,11 +29,35 @@ use super::time::{GoDuration, dur};
     category = "cutover",
     derive = "PartialEq",
     doc = "UpgradePlan upgrades an application and its MongoDB data blue-green: read-only, backup, clone, new version on the clone, migration, switch, lift read-only, clean up.",
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Where the upgrade is"),
-    printcolumn(name = "Active", type_ = "string", json_path = ".status.activeColor", description = "Which version the Service sends traffic to"),
-    printcolumn(name = "Target", type_ = "string", json_path = ".spec.target.image", description = "The new version's image"),
-    printcolumn(name = "Read-only since", type_ = "date", json_path = ".status.readOnlySince", description = "Since when the app refuses writes"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Where the upgrade is"
+    ),
+    printcolumn(
+        name = "Active",
+        type_ = "string",
+        json_path = ".status.activeColor",
+        description = "Which version the Service sends traffic to"
+    ),
+    printcolumn(
+        name = "Target",
+        type_ = "string",
+        json_path = ".spec.target.image",
+        description = "The new version's image"
+    ),
+    printcolumn(
+        name = "Read-only since",
+        type_ = "date",
+        json_path = ".status.readOnlySince",
+        description = "Since when the app refuses writes"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct UpgradePlanSpec {

@@ -31,7 +31,11 @@ impl Timestamp {
 
     pub fn plus(&self, d: std::time::Duration) -> Timestamp {
         let sd = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
-        Timestamp(self.0.saturating_add(sd).expect("saturating add of a duration"))
+        Timestamp(
+            self.0
+                .saturating_add(sd)
+                .expect("saturating add of a duration"),
+        )
     }
 }
 
@@ -200,7 +204,10 @@ mod tests {
     #[test]
     fn rejects_malformed_durations() {
         for text in ["", "5", "m", "5d", "-5s", "5 m", "1h30", "9999999h"] {
-            assert!(text.parse::<GoDuration>().is_err(), "{text} should be rejected");
+            assert!(
+                text.parse::<GoDuration>().is_err(),
+                "{text} should be rejected"
+            );
         }
     }
 
@@ -211,7 +218,10 @@ mod tests {
         assert_eq!(s, "\"2023-11-14T22:13:20.123Z\"");
         let back: Timestamp = serde_json::from_str(&s).unwrap();
         assert_eq!(back, t);
-        assert_eq!(t.plus(Duration::from_secs(2)).since(t), Duration::from_secs(2));
+        assert_eq!(
+            t.plus(Duration::from_secs(2)).since(t),
+            Duration::from_secs(2)
+        );
         assert_eq!(t.since(t.plus(Duration::from_secs(2))), Duration::ZERO);
     }
 }

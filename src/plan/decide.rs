@@ -71,7 +71,11 @@ impl Machine<'_> {
         // A plan rejected before any side effect is re-checked when the user fixes it.
         if self.st.phase == Phase::Failed
             && generation_changed
-            && self.st.failure.as_ref().is_some_and(|f| f.phase == Phase::Pending)
+            && self
+                .st
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.phase == Phase::Pending)
             && !self.obs.plan.deleting
         {
             self.st = UpgradePlanStatus {
@@ -116,7 +120,8 @@ impl Machine<'_> {
             if !phase.is_terminal() {
                 self.fail(
                     "PlanDeleted",
-                    "The plan was deleted mid-way; restoring the old version before letting go".into(),
+                    "The plan was deleted mid-way; restoring the old version before letting go"
+                        .into(),
                 );
             }
             return true;
@@ -374,7 +379,10 @@ impl Machine<'_> {
                 &format!("The old version is being restarted read-only (since {since})"),
             );
             self.act(
-                Action::SetReadOnly { color: Color::Blue, enabled: true },
+                Action::SetReadOnly {
+                    color: Color::Blue,
+                    enabled: true,
+                },
                 format!("Restarting Deployment {} read-only", blue.name),
             );
             return;
@@ -390,7 +398,11 @@ impl Machine<'_> {
                 );
             } else {
                 self.wait(
-                    format!("Waiting for Deployment {} to roll out read-only: {}", blue.name, blue.rollout_summary()),
+                    format!(
+                        "Waiting for Deployment {} to roll out read-only: {}",
+                        blue.name,
+                        blue.rollout_summary()
+                    ),
                     SAFETY,
                 );
             }
@@ -408,7 +420,13 @@ impl Machine<'_> {
             );
             return;
         }
-        if self.spec.read_only.verify.as_ref().is_some_and(|v| v.http.is_some()) {
+        if self
+            .spec
+            .read_only
+            .verify
+            .as_ref()
+            .is_some_and(|v| v.http.is_some())
+        {
             match &self.obs.read_only_probe {
                 None => {
                     self.wait("Verifying that the old version refuses writes".into(), POLL);
@@ -433,7 +451,10 @@ impl Machine<'_> {
             "ReadOnly",
             "The old version refuses writes; the sources are frozen",
         );
-        self.advance(Phase::BackingUp, "The old version is read-only; backing up the databases");
+        self.advance(
+            Phase::BackingUp,
+            "The old version is read-only; backing up the databases",
+        );
     }
 
     fn backing_up(&mut self) {
@@ -503,7 +524,12 @@ impl Machine<'_> {
             return;
         };
         match j.state {
-            JobState::Active => self.wait_job(&j, &self.spec.timeouts.clone.clone(), "CloneTimedOut", "Clone"),
+            JobState::Active => self.wait_job(
+                &j,
+                &self.spec.timeouts.clone.clone(),
+                "CloneTimedOut",
+                "Clone",
+            ),
             JobState::Failed => self.fail(
                 "CloneJobFailed",
                 format!("Clone Job {} failed: {}", j.name, one_line(&j.message)),
@@ -555,12 +581,27 @@ impl Machine<'_> {
     }
 
     /// Collections whose clone count differs from the source count, each as a sentence.
-    fn compare_counts(&self, clone_counts: &std::collections::BTreeMap<String, i64>) -> Vec<String> {
-        let mapping = self.st.clone.as_ref().map(|c| c.databases.clone()).unwrap_or_default();
-        let source_counts = self.st.backup.as_ref().map(|b| b.collections.clone()).unwrap_or_default();
+    fn compare_counts(
+        &self,
+        clone_counts: &std::collections::BTreeMap<String, i64>,
+    ) -> Vec<String> {
+        let mapping = self
+            .st
+            .clone
+            .as_ref()
+            .map(|c| c.databases.clone())
+            .unwrap_or_default();
+        let source_counts = self
+            .st
+            .backup
+            .as_ref()
+            .map(|b| b.collections.clone())
+            .unwrap_or_default();
         let to_clone_ns = |ns: &str| -> String {
             match ns.split_once('.') {
-                Some((db, coll)) => format!("{}.{coll}", mapping.get(db).map_or(db, |c| c.as_str())),
+                Some((db, coll)) => {
+                    format!("{}.{coll}", mapping.get(db).map_or(db, |c| c.as_str()))
+                }
                 None => ns.to_string(),
             }
         };
@@ -577,7 +618,9 @@ impl Machine<'_> {
         }
         for (cns, m) in clone_counts {
             if !expected.contains(cns) {
-                out.push(format!("{cns}: {m} documents in the clone but not in the source"));
+                out.push(format!(
+                    "{cns}: {m} documents in the clone but not in the source"
+                ));
             }
         }
         out
@@ -600,9 +643,15 @@ impl Machine<'_> {
         match self.obs.green.clone() {
             Some(g) if self.green_matches(&g, want) => {
                 if g.observed_generation < g.generation {
-                    self.wait(format!("Waiting for Deployment {name} to be observed"), SAFETY);
+                    self.wait(
+                        format!("Waiting for Deployment {name} to be observed"),
+                        SAFETY,
+                    );
                 } else {
-                    self.advance(Phase::Migrating, &format!("Deployment {name} created; waiting for the migration gates"));
+                    self.advance(
+                        Phase::Migrating,
+                        &format!("Deployment {name} created; waiting for the migration gates"),
+                    );
                 }
             }
             _ => self.act(
@@ -623,13 +672,18 @@ impl Machine<'_> {
         let spec = self.spec;
         let mut pending: Vec<String> = Vec::new();
 
-        if spec.migration.job.is_some() && !self.st.migration.as_ref().is_some_and(|m| m.job_succeeded) {
+        if spec.migration.job.is_some()
+            && !self.st.migration.as_ref().is_some_and(|m| m.job_succeeded)
+        {
             match self.obs.migration_job.clone() {
                 None => {
                     let job = names::migration_job(&self.obs.plan.name);
                     self.act(
                         Action::CreateMigrationJob,
-                        format!("Migration Job {job} ({}) is migrating the clones", spec.target.image),
+                        format!(
+                            "Migration Job {job} ({}) is migrating the clones",
+                            spec.target.image
+                        ),
                     );
                     return;
                 }
@@ -641,7 +695,10 @@ impl Machine<'_> {
                     return;
                 }
                 Some(j) if j.state == JobState::Succeeded => {
-                    self.st.migration.get_or_insert_with(Default::default).job_succeeded = true;
+                    self.st
+                        .migration
+                        .get_or_insert_with(Default::default)
+                        .job_succeeded = true;
                 }
                 Some(j) => pending.push(format!("migration Job {} is running", j.name)),
             }
@@ -651,7 +708,10 @@ impl Machine<'_> {
         let Some(green) = self.obs.green.clone() else {
             self.fail(
                 "GreenDeploymentMissing",
-                format!("Deployment {} disappeared while migrating", self.green_name()),
+                format!(
+                    "Deployment {} disappeared while migrating",
+                    self.green_name()
+                ),
             );
             return;
         };
@@ -663,7 +723,11 @@ impl Machine<'_> {
             return;
         }
         if !green.rolled_out() {
-            pending.push(format!("Deployment {}: {}", green.name, green.rollout_summary()));
+            pending.push(format!(
+                "Deployment {}: {}",
+                green.name,
+                green.rollout_summary()
+            ));
         }
 
         let mut stale = None;
@@ -677,8 +741,14 @@ impl Machine<'_> {
                     gate.collection
                 )),
                 Some(Ok(Some(doc))) => {
-                    let mig = self.st.migration.get_or_insert_with(MigrationStatus::default);
-                    if mig.version != doc.version || mig.locked != Some(doc.locked) || mig.since.is_none() {
+                    let mig = self
+                        .st
+                        .migration
+                        .get_or_insert_with(MigrationStatus::default);
+                    if mig.version != doc.version
+                        || mig.locked != Some(doc.locked)
+                        || mig.since.is_none()
+                    {
                         mig.version = doc.version;
                         mig.locked = Some(doc.locked);
                         mig.since = Some(self.now);
@@ -693,7 +763,8 @@ impl Machine<'_> {
                         pending.push(format!(
                             "migration document: version {}{}, {}",
                             doc.version.map_or("?".into(), |v| v.to_string()),
-                            gate.target_version.map_or(String::new(), |t| format!(" of {t}")),
+                            gate.target_version
+                                .map_or(String::new(), |t| format!(" of {t}")),
                             if doc.locked { "locked" } else { "unlocked" }
                         ));
                     }
@@ -740,25 +811,49 @@ impl Machine<'_> {
             if self.set_cond(cond::MIGRATION_LOCK_STALE, true, "LockHeldByNoOne", &msg) {
                 self.warn("MigrationLockStale", &msg);
             }
-            self.set_cond(cond::DEGRADED, true, "MigrationLockStale", "The migration lock is stale; see MigrationLockStale");
+            self.set_cond(
+                cond::DEGRADED,
+                true,
+                "MigrationLockStale",
+                "The migration lock is stale; see MigrationLockStale",
+            );
             self.wait(msg, SAFETY);
             return;
         }
         if cond::is_true(&self.st.conditions, cond::MIGRATION_LOCK_STALE) {
-            self.set_cond(cond::MIGRATION_LOCK_STALE, false, "LockMoved", "The migration lock was released or the version moved");
+            self.set_cond(
+                cond::MIGRATION_LOCK_STALE,
+                false,
+                "LockMoved",
+                "The migration lock was released or the version moved",
+            );
             self.set_cond(cond::DEGRADED, false, "MigrationProceeding", "");
         }
 
         if pending.is_empty() {
-            self.set_cond(cond::MIGRATED, true, "GatesPassed", "Every migration gate passed");
+            self.set_cond(
+                cond::MIGRATED,
+                true,
+                "GatesPassed",
+                "Every migration gate passed",
+            );
             if spec.mode == Mode::Rehearsal {
-                self.advance(Phase::CleaningUp, "Rehearsal gates passed; tearing the new version down");
+                self.advance(
+                    Phase::CleaningUp,
+                    "Rehearsal gates passed; tearing the new version down",
+                );
             } else {
-                let next = self.st.phase.on_success(spec.promotion.mode == PromotionMode::Manual);
+                let next = self
+                    .st
+                    .phase
+                    .on_success(spec.promotion.mode == PromotionMode::Manual);
                 let detail = if next == Phase::AwaitingPromotion {
                     self.approval_hint()
                 } else {
-                    format!("Migration done; switching Service {} to the new version", spec.app.service)
+                    format!(
+                        "Migration done; switching Service {} to the new version",
+                        spec.app.service
+                    )
                 };
                 self.advance(next, &detail);
             }
@@ -772,7 +867,10 @@ impl Machine<'_> {
                 ),
             );
         } else {
-            self.wait(format!("Waiting for the migration: {}", pending.join("; ")), POLL);
+            self.wait(
+                format!("Waiting for the migration: {}", pending.join("; ")),
+                POLL,
+            );
         }
     }
 
@@ -785,7 +883,10 @@ impl Machine<'_> {
 
     fn awaiting_promotion(&mut self) {
         if self.spec.promotion.approved || self.spec.promotion.mode == PromotionMode::Auto {
-            let detail = format!("Approved; switching Service {} to the new version", self.spec.app.service);
+            let detail = format!(
+                "Approved; switching Service {} to the new version",
+                self.spec.app.service
+            );
             self.advance(Phase::SwitchingTraffic, &detail);
         } else {
             self.st.message = self.approval_hint();
@@ -798,7 +899,10 @@ impl Machine<'_> {
         if self.obs.service.is_none() {
             self.fail(
                 "ServiceMissing",
-                format!("Service {} disappeared before the switch", self.spec.app.service),
+                format!(
+                    "Service {} disappeared before the switch",
+                    self.spec.app.service
+                ),
             );
             return;
         }
@@ -806,11 +910,16 @@ impl Machine<'_> {
             self.st.active_color = Some(Color::Green);
             self.advance(
                 Phase::LiftingReadOnly,
-                &format!("Service {} now sends traffic to {green}; lifting read-only", self.spec.app.service),
+                &format!(
+                    "Service {} now sends traffic to {green}; lifting read-only",
+                    self.spec.app.service
+                ),
             );
         } else {
             self.act(
-                Action::PinService { color: Color::Green },
+                Action::PinService {
+                    color: Color::Green,
+                },
                 format!("Switching Service {} to {green}", self.spec.app.service),
             );
         }
@@ -818,7 +927,12 @@ impl Machine<'_> {
 
     fn lifting_read_only(&mut self) {
         let Some(green) = self.obs.green.clone() else {
-            self.set_cond(cond::DEGRADED, true, "GreenDeploymentMissing", "The new version's Deployment is gone after the switch");
+            self.set_cond(
+                cond::DEGRADED,
+                true,
+                "GreenDeploymentMissing",
+                "The new version's Deployment is gone after the switch",
+            );
             self.wait(
                 format!("Deployment {} is missing after the switch; restore it or roll back with spec.traffic: blue", self.green_name()),
                 SAFETY,
@@ -834,7 +948,10 @@ impl Machine<'_> {
                 &format!("Read-only lifted on the new version at {lifted}"),
             );
             self.act(
-                Action::SetReadOnly { color: Color::Green, enabled: false },
+                Action::SetReadOnly {
+                    color: Color::Green,
+                    enabled: false,
+                },
                 format!("Lifting read-only on Deployment {}", green.name),
             );
             return;
@@ -845,11 +962,18 @@ impl Machine<'_> {
                     cond::DEGRADED,
                     true,
                     "RolloutSlow",
-                    &format!("Deployment {} has not rolled out read-write within {}", green.name, self.spec.timeouts.rollout),
+                    &format!(
+                        "Deployment {} has not rolled out read-write within {}",
+                        green.name, self.spec.timeouts.rollout
+                    ),
                 );
             }
             self.wait(
-                format!("Waiting for Deployment {} to roll out read-write: {}", green.name, green.rollout_summary()),
+                format!(
+                    "Waiting for Deployment {} to roll out read-write: {}",
+                    green.name,
+                    green.rollout_summary()
+                ),
                 SAFETY,
             );
             return;
@@ -877,12 +1001,18 @@ impl Machine<'_> {
             let at = lifted.plus(self.spec.cleanup.scale_down_blue_after.as_std());
             if self.now < at {
                 self.wait(
-                    format!("The old version {} keeps running until {at} for a quick rollback", blue.name),
+                    format!(
+                        "The old version {} keeps running until {at} for a quick rollback",
+                        blue.name
+                    ),
                     at.since(self.now).max(NEXT),
                 );
             } else {
                 self.act(
-                    Action::Scale { color: Color::Blue, replicas: 0 },
+                    Action::Scale {
+                        color: Color::Blue,
+                        replicas: 0,
+                    },
                     format!("Scaling the old version {} to 0", blue.name),
                 );
             }
@@ -900,9 +1030,15 @@ impl Machine<'_> {
                 self.push_detail(&format!("Source databases kept: {why}"));
             } else {
                 match &self.obs.database {
-                    DatabaseView::Unknown => return self.wait("Listing databases before dropping the sources".into(), NEXT),
+                    DatabaseView::Unknown => {
+                        return self
+                            .wait("Listing databases before dropping the sources".into(), NEXT);
+                    }
                     DatabaseView::Unreachable(e) => {
-                        return self.wait(format!("Cannot reach MongoDB to drop the sources, retrying: {e}"), SAFETY);
+                        return self.wait(
+                            format!("Cannot reach MongoDB to drop the sources, retrying: {e}"),
+                            SAFETY,
+                        );
                     }
                     DatabaseView::Reachable { databases } => {
                         let left: Vec<String> = self
@@ -914,10 +1050,18 @@ impl Machine<'_> {
                             .map(|d| d.name.clone())
                             .collect();
                         if !left.is_empty() {
-                            self.push_detail(&format!("Dropping source databases {}", left.join(", ")));
+                            self.push_detail(&format!(
+                                "Dropping source databases {}",
+                                left.join(", ")
+                            ));
                             self.act(
-                                Action::DropDatabases { names: left.clone() },
-                                format!("Dropping source databases {} (backup verified)", left.join(", ")),
+                                Action::DropDatabases {
+                                    names: left.clone(),
+                                },
+                                format!(
+                                    "Dropping source databases {} (backup verified)",
+                                    left.join(", ")
+                                ),
                             );
                             return;
                         }
@@ -925,27 +1069,53 @@ impl Machine<'_> {
                 }
             }
         }
-        self.set_cond(cond::READ_ONLY, false, "Lifted", "The application serves read-write");
+        self.set_cond(
+            cond::READ_ONLY,
+            false,
+            "Lifted",
+            "The application serves read-write",
+        );
         let detail = format!("Upgrade to {} complete", self.spec.target.image);
         self.advance(Phase::Succeeded, &detail);
     }
 
     fn rehearsal_teardown(&mut self) {
         if self.obs.green.is_some() {
-            self.act(Action::DeleteGreen, format!("Removing rehearsal Deployment {}", self.green_name()));
+            self.act(
+                Action::DeleteGreen,
+                format!("Removing rehearsal Deployment {}", self.green_name()),
+            );
             return;
         }
-        let clones: Vec<String> = self.st.clone.as_ref().map(|c| c.databases.values().cloned().collect()).unwrap_or_default();
+        let clones: Vec<String> = self
+            .st
+            .clone
+            .as_ref()
+            .map(|c| c.databases.values().cloned().collect())
+            .unwrap_or_default();
         match &self.obs.database {
-            DatabaseView::Unknown => return self.wait("Listing databases before dropping the rehearsal clones".into(), NEXT),
+            DatabaseView::Unknown => {
+                return self.wait(
+                    "Listing databases before dropping the rehearsal clones".into(),
+                    NEXT,
+                );
+            }
             DatabaseView::Unreachable(e) => {
-                return self.wait(format!("Cannot reach MongoDB to drop the rehearsal clones, retrying: {e}"), SAFETY);
+                return self.wait(
+                    format!("Cannot reach MongoDB to drop the rehearsal clones, retrying: {e}"),
+                    SAFETY,
+                );
             }
             DatabaseView::Reachable { databases } => {
-                let left: Vec<String> = clones.into_iter().filter(|c| databases.contains_key(c)).collect();
+                let left: Vec<String> = clones
+                    .into_iter()
+                    .filter(|c| databases.contains_key(c))
+                    .collect();
                 if !left.is_empty() {
                     self.act(
-                        Action::DropDatabases { names: left.clone() },
+                        Action::DropDatabases {
+                            names: left.clone(),
+                        },
                         format!("Dropping rehearsal clones {}", left.join(", ")),
                     );
                     return;
@@ -956,7 +1126,12 @@ impl Machine<'_> {
             .st
             .phases
             .iter()
-            .filter(|r| matches!(r.name, Phase::BackingUp | Phase::Cloning | Phase::DeployingGreen | Phase::Migrating))
+            .filter(|r| {
+                matches!(
+                    r.name,
+                    Phase::BackingUp | Phase::Cloning | Phase::DeployingGreen | Phase::Migrating
+                )
+            })
             .filter_map(|r| r.finished_at.map(|f| f.since(r.started_at)))
             .sum();
         let detail = format!(
@@ -970,10 +1145,14 @@ impl Machine<'_> {
 
     fn rolling_back(&mut self) {
         let failed = self.st.failure.is_some();
-        let any_job_running = [&self.obs.backup_job, &self.obs.clone_job, &self.obs.migration_job]
-            .into_iter()
-            .flatten()
-            .any(|j| j.state == JobState::Active);
+        let any_job_running = [
+            &self.obs.backup_job,
+            &self.obs.clone_job,
+            &self.obs.migration_job,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|j| j.state == JobState::Active);
         if any_job_running {
             self.act(Action::StopJobs, "Stopping this plan's running Jobs".into());
             return;
@@ -989,13 +1168,22 @@ impl Machine<'_> {
         {
             if !g.read_only_env {
                 self.act(
-                    Action::SetReadOnly { color: Color::Green, enabled: true },
+                    Action::SetReadOnly {
+                        color: Color::Green,
+                        enabled: true,
+                    },
                     format!("Making {green_name} read-only before traffic moves back"),
                 );
                 return;
             }
             if !g.rolled_out() && !self.phase_deadline_passed(&self.spec.timeouts.rollout) {
-                self.wait(format!("Waiting for {green_name} to roll out read-only: {}", g.rollout_summary()), SAFETY);
+                self.wait(
+                    format!(
+                        "Waiting for {green_name} to roll out read-only: {}",
+                        g.rollout_summary()
+                    ),
+                    SAFETY,
+                );
                 return;
             }
         }
@@ -1010,46 +1198,82 @@ impl Machine<'_> {
         let blue_replicas = self.st.blue_replicas.unwrap_or(1);
         if blue.replicas == 0 && blue_replicas > 0 {
             self.act(
-                Action::Scale { color: Color::Blue, replicas: blue_replicas },
-                format!("Scaling the old version {} back to {blue_replicas}", blue.name),
+                Action::Scale {
+                    color: Color::Blue,
+                    replicas: blue_replicas,
+                },
+                format!(
+                    "Scaling the old version {} back to {blue_replicas}",
+                    blue.name
+                ),
             );
             return;
         }
         if on_green {
             if blue.ready_replicas == 0 {
-                self.wait(format!("Waiting for a ready pod of {} before moving traffic back", blue.name), SAFETY);
+                self.wait(
+                    format!(
+                        "Waiting for a ready pod of {} before moving traffic back",
+                        blue.name
+                    ),
+                    SAFETY,
+                );
                 return;
             }
             self.act(
                 Action::PinService { color: Color::Blue },
-                format!("Switching Service {} back to {}", self.spec.app.service, blue.name),
+                format!(
+                    "Switching Service {} back to {}",
+                    self.spec.app.service, blue.name
+                ),
             );
             return;
         }
         self.st.active_color = Some(Color::Blue);
         if blue.read_only_env {
             self.act(
-                Action::SetReadOnly { color: Color::Blue, enabled: false },
+                Action::SetReadOnly {
+                    color: Color::Blue,
+                    enabled: false,
+                },
                 format!("Lifting read-only on the old version {}", blue.name),
             );
             return;
         }
         if !blue.rolled_out() {
             self.wait(
-                format!("Waiting for {} to roll out read-write: {}", blue.name, blue.rollout_summary()),
+                format!(
+                    "Waiting for {} to roll out read-write: {}",
+                    blue.name,
+                    blue.rollout_summary()
+                ),
                 SAFETY,
             );
             return;
         }
-        self.set_cond(cond::READ_ONLY, false, "LiftedOnBlue", "The old version serves read-write again");
+        self.set_cond(
+            cond::READ_ONLY,
+            false,
+            "LiftedOnBlue",
+            "The old version serves read-write again",
+        );
         if let Some(g) = &self.obs.green {
             if failed || self.spec.mode == Mode::Rehearsal {
-                self.act(Action::DeleteGreen, format!("Removing Deployment {}; the clones are kept for inspection", g.name));
+                self.act(
+                    Action::DeleteGreen,
+                    format!(
+                        "Removing Deployment {}; the clones are kept for inspection",
+                        g.name
+                    ),
+                );
                 return;
             }
             if g.replicas > 0 {
                 self.act(
-                    Action::Scale { color: Color::Green, replicas: 0 },
+                    Action::Scale {
+                        color: Color::Green,
+                        replicas: 0,
+                    },
                     format!("Scaling Deployment {} to 0; the clones are kept", g.name),
                 );
                 return;
@@ -1060,7 +1284,10 @@ impl Machine<'_> {
 
     fn finish_unwinding(&mut self, problem: String) {
         if let Some(f) = self.st.failure.clone() {
-            let mut msg = format!("{} The old version serves read-write; the clones are kept for inspection.", f.message);
+            let mut msg = format!(
+                "{} The old version serves read-write; the clones are kept for inspection.",
+                f.message
+            );
             if !problem.is_empty() {
                 msg = format!("{} {problem}", f.message);
             }
@@ -1083,7 +1310,10 @@ impl Machine<'_> {
     fn fail_missing_blue(&mut self) {
         self.fail(
             "BlueDeploymentMissing",
-            format!("Deployment {} disappeared during the upgrade", self.spec.app.deployment),
+            format!(
+                "Deployment {} disappeared during the upgrade",
+                self.spec.app.deployment
+            ),
         );
     }
 
@@ -1106,10 +1336,9 @@ impl Machine<'_> {
 
     /// The Service's track label names this Deployment.
     fn service_tracks(&self, deployment: &str) -> bool {
-        self.obs
-            .service
-            .as_ref()
-            .is_some_and(|s| s.selector.get(names::TRACK_LABEL).map(String::as_str) == Some(deployment))
+        self.obs.service.as_ref().is_some_and(|s| {
+            s.selector.get(names::TRACK_LABEL).map(String::as_str) == Some(deployment)
+        })
     }
 
     fn phase_started(&self) -> Timestamp {
@@ -1135,7 +1364,10 @@ impl Machine<'_> {
 
     fn wait_job(&mut self, j: &JobView, limit: &GoDuration, reason: &str, what: &str) {
         if self.phase_deadline_passed(limit) {
-            self.fail(reason, format!("{what} Job {} did not finish within {limit}", j.name));
+            self.fail(
+                reason,
+                format!("{what} Job {} did not finish within {limit}", j.name),
+            );
         } else {
             self.wait(format!("{what} Job {} is running", j.name), SAFETY);
         }
@@ -1222,7 +1454,12 @@ impl Machine<'_> {
         self.push_record(next, detail);
         self.st.message = detail.into();
         self.set_cond(cond::PROGRESSING, true, next.as_str(), detail);
-        self.set_cond(cond::READY, false, next.as_str(), "The upgrade is in progress");
+        self.set_cond(
+            cond::READY,
+            false,
+            next.as_str(),
+            "The upgrade is in progress",
+        );
         self.events.push(EventNote {
             kind: EventKind::Normal,
             reason: next.as_str().into(),
@@ -1233,7 +1470,11 @@ impl Machine<'_> {
 
     fn enter_terminal(&mut self, phase: Phase, detail: &str) {
         self.push_record(phase, detail);
-        let outcome = if phase == Phase::Failed { Outcome::Failed } else { Outcome::Succeeded };
+        let outcome = if phase == Phase::Failed {
+            Outcome::Failed
+        } else {
+            Outcome::Succeeded
+        };
         self.close_current(outcome, "");
         self.st.message = detail.into();
         self.requeue = None;
@@ -1246,9 +1487,18 @@ impl Machine<'_> {
         let ready = matches!(phase, Phase::Succeeded | Phase::Rehearsed);
         self.set_cond(cond::READY, ready, &reason, detail);
         self.set_cond(cond::PROGRESSING, false, phase.as_str(), detail);
-        self.set_cond(cond::DEGRADED, phase == Phase::Failed, &reason, if phase == Phase::Failed { detail } else { "" });
+        self.set_cond(
+            cond::DEGRADED,
+            phase == Phase::Failed,
+            &reason,
+            if phase == Phase::Failed { detail } else { "" },
+        );
         self.events.push(EventNote {
-            kind: if phase == Phase::Failed { EventKind::Warning } else { EventKind::Normal },
+            kind: if phase == Phase::Failed {
+                EventKind::Warning
+            } else {
+                EventKind::Normal
+            },
             reason: phase.as_str().into(),
             note: detail.into(),
         });
@@ -1268,7 +1518,10 @@ impl Machine<'_> {
         if phase == Phase::Pending {
             self.enter_terminal(Phase::Failed, &message);
         } else {
-            self.enter(Phase::RollingBack, &format!("Restoring the old version: {message}"));
+            self.enter(
+                Phase::RollingBack,
+                &format!("Restoring the old version: {message}"),
+            );
         }
     }
 }
@@ -1293,5 +1546,9 @@ fn one_line(s: &str) -> String {
         out.truncate(cut);
         out.push('…');
     }
-    if out.is_empty() { "no message".into() } else { out }
+    if out.is_empty() {
+        "no message".into()
+    } else {
+        out
+    }
 }

@@ -68,7 +68,10 @@ pub fn migration_job(plan: &str) -> String {
 
 /// The rehearsal's preview Service (a plus for inspecting the new version before the switch).
 pub fn preview_service(spec: &UpgradePlanSpec, plan: &str) -> String {
-    shorten(&format!("{}-preview", green_deployment(spec, plan)), MAX_K8S_NAME)
+    shorten(
+        &format!("{}-preview", green_deployment(spec, plan)),
+        MAX_K8S_NAME,
+    )
 }
 
 /// Archives are grouped per application so retention can keep the last N of each.
@@ -118,8 +121,17 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
-        assert!(selects(&l(&[("app", "x")]), &l(&[("app", "x"), ("t", "y")])));
-        assert!(!selects(&l(&[("app", "x"), ("t", "z")]), &l(&[("app", "x"), ("t", "y")])));
-        assert!(!selects(&l(&[]), &l(&[("app", "x")])), "empty selector selects nothing");
+        assert!(selects(
+            &l(&[("app", "x")]),
+            &l(&[("app", "x"), ("t", "y")])
+        ));
+        assert!(!selects(
+            &l(&[("app", "x"), ("t", "z")]),
+            &l(&[("app", "x"), ("t", "y")])
+        ));
+        assert!(
+            !selects(&l(&[]), &l(&[("app", "x")])),
+            "empty selector selects nothing"
+        );
     }
 }

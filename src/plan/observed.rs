@@ -70,9 +70,13 @@ pub enum SecretView {
     Unknown,
     Missing,
     /// The Secret exists but lacks the key; the keys it has are listed (names only).
-    KeyMissing { keys: Vec<String> },
+    KeyMissing {
+        keys: Vec<String>,
+    },
     /// The value is not a MongoDB connection string.
-    Invalid { why: String },
+    Invalid {
+        why: String,
+    },
     Present,
 }
 
@@ -85,7 +89,9 @@ pub enum DatabaseView {
     /// The server could not be reached or refused the credentials (message carries no secret).
     Unreachable(String),
     /// Databases present on the server with their collection count.
-    Reachable { databases: BTreeMap<String, DatabaseInfo> },
+    Reachable {
+        databases: BTreeMap<String, DatabaseInfo>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -1,0 +1,1750 @@
+//! Tests of the state machine: a table of phase × observed world, and walks of whole plans
+//! against a small simulated world that reacts to each action.
+
+use std::collections::BTreeMap;
+
+use crate::crd::*;
+
+use super::conditions as cond;
+use super::*;
+
+const PLAN: &str = "up7";
+
+fn spec() -> UpgradePlanSpec {
+    serde_json::from_value(serde_json::json!({
+        "app": {"deployment": "squidex", "service": "squidex"},
+        "target": {"image": "squidex/squidex:7.0.0"},
+        "readOnly": {"env": {"name": "MODE__ISREADONLY", "value": "true"}},
+        "database": {
+            "connectionSecret": {"name": "mongo", "key": "uri"},
+            "databases": [
+                {"name": "Squidex", "env": ["STORE__MONGODB__DATABASE"]},
+                {"name": "SquidexContent", "env": ["STORE__MONGODB__CONTENTDATABASE"]}
+            ]
+        },
+        "backup": {"volume": {"claimName": "backups"}},
+        "migration": {
+            "mongoDocument": {"database": "Squidex", "targetVersion": 2, "staleLockAfter": "1m"},
+            "timeout": "10m"
+        },
+        "cleanup": {"scaleDownBlueAfter": "0s"}
+    }))
+    .expect("fixture spec parses")
+}
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_millis(1_800_000_000_000 + secs * 1000)
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn deployment(name: &str, replicas: i32) -> DeploymentView {
+    DeploymentView {
+        name: name.into(),
+        replicas,
+        generation: 1,
+        observed_generation: 1,
+        current_replicas: replicas,
+        updated_replicas: replicas,
+        ready_replicas: replicas,
+        container: Ok("squidex".into()),
+        read_only_env: false,
+        tracked: false,
+        image: "squidex/squidex:6.0.0".into(),
+        pod_labels: labels(&[("app", "squidex")]),
+        running_pods: replicas,
+        restarts: 0,
+        owned_by_plan: false,
+    }
+}
+
+fn green_view(replicas: i32) -> DeploymentView {
+    DeploymentView {
+        image: "squidex/squidex:7.0.0".into(),
+        read_only_env: true,
+        tracked: true,
+        owned_by_plan: true,
+        pod_labels: labels(&[("app", "squidex"), (names::TRACK_LABEL, "squidex-up7")]),
+        ..deployment("squidex-up7", replicas)
+    }
+}
+
+fn source_counts() -> BTreeMap<String, i64> {
+    [
+        ("Squidex.Migration", 1),
+        ("Squidex.Events", 50),
+        ("SquidexContent.States_Contents_All1", 1000),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn clone_counts_of(src: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
+    src.iter()
+        .map(|(k, v)| {
+            let (db, coll) = k.split_once('.').unwrap();
+            (format!("{db}-{PLAN}.{coll}"), *v)
+        })
+        .collect()
+}
+
+fn world() -> Observed {
+    let mut dbs = BTreeMap::new();
+    for d in ["Squidex", "SquidexContent"] {
+        dbs.insert(
+            d.to_string(),
+            DatabaseInfo {
+                collections: 2,
+                documents: 500,
+            },
+        );
+    }
+    Observed {
+        plan: PlanMeta {
+            name: PLAN.into(),
+            generation: Some(1),
+            deleting: false,
+        },
+        blue: Some(deployment("squidex", 2)),
+        green: None,
+        service: Some(ServiceView {
+            selector: labels(&[("app", "squidex")]),
+        }),
+        secret: SecretView::Present,
+        database: DatabaseView::Reachable { databases: dbs },
+        ..Default::default()
+    }
+}
+
+fn job(name: &str, state: JobState, message: &str) -> Option<JobView> {
+    Some(JobView {
+        name: name.into(),
+        state,
+        message: message.into(),
+    })
+}
+
+/// A status as it is right after entering `phase` at time 0, with the facts earlier phases recorded.
+fn status_in(phase: Phase) -> UpgradePlanStatus {
+    let mut st = UpgradePlanStatus {
+        phase,
+        observed_generation: Some(1),
+        blue_replicas: Some(2),
+        green_deployment: Some("squidex-up7".into()),
+        active_color: Some(Color::Blue),
+        clone: Some(CloneStatus {
+            databases: [
+                ("Squidex", "Squidex-up7"),
+                ("SquidexContent", "SquidexContent-up7"),
+            ]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+            ..Default::default()
+        }),
+        phases: vec![PhaseRecord {
+            name: phase,
+            started_at: t(0),
+            finished_at: None,
+            outcome: None,
+            detail: String::new(),
+        }],
+        ..Default::default()
+    };
+    let idx = Phase::ALL.iter().position(|p| *p == phase).unwrap();
+    let after = |p: Phase| {
+        idx > Phase::ALL.iter().position(|q| *q == p).unwrap() && phase.is_before_switch()
+            || !phase.is_before_switch()
+    };
+    if phase != Phase::Pending {
+        st.read_only_since = Some(t(-100));
+    }
+    if after(Phase::BackingUp) {
+        st.backup = Some(BackupStatus {
+            job: "up7-backup".into(),
+            path: "/backup/squidex/up7.archive.gz".into(),
+            collections: source_counts(),
+            ..Default::default()
+        });
+    }
+    if after(Phase::Cloning) {
+        let c = st.clone.as_mut().unwrap();
+        c.verified = true;
+        c.collections = clone_counts_of(&source_counts());
+    }
+    if matches!(phase, Phase::CleaningUp | Phase::Succeeded) {
+        st.read_only_lifted_at = Some(t(-10));
+        st.active_color = Some(Color::Green);
+    }
+    st
+}
+
+/// The world as it typically is when a plan is in `phase`.
+fn world_in(phase: Phase) -> Observed {
+    let mut w = world();
+    let blue = w.blue.as_mut().unwrap();
+    if phase != Phase::Pending {
+        blue.read_only_env = true;
+        blue.tracked = true;
+        blue.pod_labels
+            .insert(names::TRACK_LABEL.into(), "squidex".into());
+        w.service
+            .as_mut()
+            .unwrap()
+            .selector
+            .insert(names::TRACK_LABEL.into(), "squidex".into());
+    }
+    if matches!(
+        phase,
+        Phase::Migrating
+            | Phase::AwaitingPromotion
+            | Phase::SwitchingTraffic
+            | Phase::LiftingReadOnly
+            | Phase::CleaningUp
+    ) {
+        w.green = Some(green_view(2));
+    }
+    if matches!(phase, Phase::LiftingReadOnly | Phase::CleaningUp) {
+        w.service
+            .as_mut()
+            .unwrap()
+            .selector
+            .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
+    }
+    if phase == Phase::CleaningUp {
+        w.green.as_mut().unwrap().read_only_env = false;
+    }
+    w
+}
+
+struct Case {
+    name: &'static str,
+    phase: Phase,
+    spec: fn(&mut UpgradePlanSpec),
+    world: fn(&mut Observed),
+    now: i64,
+    want_phase: Phase,
+    want_action: Option<Action>,
+    /// A fragment the status message must contain.
+    want_message: &'static str,
+}
+
+fn no_spec(_: &mut UpgradePlanSpec) {}
+fn no_world(_: &mut Observed) {}
+
+fn cases() -> Vec<Case> {
+    use Phase::*;
+    vec![
+        // Pending: validation and preflight before any side effect.
+        Case {
+            name: "pending: valid plan enters read-only",
+            phase: Pending,
+            spec: no_spec,
+            world: no_world,
+            now: 0,
+            want_phase: EnteringReadOnly,
+            want_action: None,
+            want_message: "read-only",
+        },
+        Case {
+            name: "pending: invalid spec fails at once",
+            phase: Pending,
+            spec: |s| s.database.databases.clear(),
+            world: no_world,
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "list at least one database",
+        },
+        Case {
+            name: "pending: missing deployment",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| w.blue = None,
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "Deployment \"squidex\" not found",
+        },
+        Case {
+            name: "pending: service selects nothing",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| w.service.as_mut().unwrap().selector.clear(),
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "has no selector",
+        },
+        Case {
+            name: "pending: service selects other pods",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| {
+                w.service.as_mut().unwrap().selector = labels(&[("app", "other")]);
+            },
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "does not match the pods",
+        },
+        Case {
+            name: "pending: missing service",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| w.service = None,
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "Service \"squidex\" not found",
+        },
+        Case {
+            name: "pending: secret missing",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| w.secret = SecretView::Missing,
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "Secret \"mongo\"",
+        },
+        Case {
+            name: "pending: secret key missing lists keys",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| {
+                w.secret = SecretView::KeyMissing {
+                    keys: vec!["url".into()],
+                }
+            },
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "has no key \"uri\" (its keys: url)",
+        },
+        Case {
+            name: "pending: database unreachable",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| w.database = DatabaseView::Unreachable("connection refused".into()),
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "Cannot reach MongoDB",
+        },
+        Case {
+            name: "pending: source database missing",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| {
+                if let DatabaseView::Reachable { databases } = &mut w.database {
+                    databases.remove("SquidexContent");
+                }
+            },
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "Source database \"SquidexContent\" does not exist",
+        },
+        Case {
+            name: "pending: clone exists with data",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| {
+                if let DatabaseView::Reachable { databases } = &mut w.database {
+                    databases.insert(
+                        "Squidex-up7".into(),
+                        DatabaseInfo {
+                            collections: 3,
+                            documents: 9,
+                        },
+                    );
+                }
+            },
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "already exists with 3 collections",
+        },
+        Case {
+            name: "pending: another plan is active",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| {
+                w.conflicts =
+                    vec!["UpgradePlan other is already upgrading Deployment squidex".into()]
+            },
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "already upgrading",
+        },
+        Case {
+            name: "pending: foreign deployment has the green name",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| {
+                let mut g = green_view(1);
+                g.owned_by_plan = false;
+                w.green = Some(g);
+            },
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "does not belong to this plan",
+        },
+        Case {
+            name: "pending: waits for the database probe",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| w.database = DatabaseView::Unknown,
+            now: 0,
+            want_phase: Pending,
+            want_action: None,
+            want_message: "Connecting to MongoDB",
+        },
+        Case {
+            name: "pending: rehearsal skips read-only",
+            phase: Pending,
+            spec: |s| s.mode = Mode::Rehearsal,
+            world: no_world,
+            now: 0,
+            want_phase: BackingUp,
+            want_action: None,
+            want_message: "Rehearsal",
+        },
+        Case {
+            name: "pending: suspended stays",
+            phase: Pending,
+            spec: |s| s.suspend = true,
+            world: no_world,
+            now: 0,
+            want_phase: Pending,
+            want_action: None,
+            want_message: "Suspended before EnteringReadOnly",
+        },
+        // EnteringReadOnly
+        Case {
+            name: "read-only: sets env on blue",
+            phase: EnteringReadOnly,
+            spec: no_spec,
+            world: |w| {
+                let b = w.blue.as_mut().unwrap();
+                b.read_only_env = false;
+                b.tracked = false;
+            },
+            now: 1,
+            want_phase: EnteringReadOnly,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: true,
+            }),
+            want_message: "read-only",
+        },
+        Case {
+            name: "read-only: waits for rollout",
+            phase: EnteringReadOnly,
+            spec: no_spec,
+            world: |w| w.blue.as_mut().unwrap().ready_replicas = 1,
+            now: 5,
+            want_phase: EnteringReadOnly,
+            want_action: None,
+            want_message: "1/2 ready",
+        },
+        Case {
+            name: "read-only: rollout timeout compensates",
+            phase: EnteringReadOnly,
+            spec: no_spec,
+            world: |w| w.blue.as_mut().unwrap().ready_replicas = 1,
+            now: 601,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "did not roll out read-only within 10m",
+        },
+        Case {
+            name: "read-only: pins the service to blue",
+            phase: EnteringReadOnly,
+            spec: no_spec,
+            world: |w| {
+                w.service
+                    .as_mut()
+                    .unwrap()
+                    .selector
+                    .remove(names::TRACK_LABEL);
+            },
+            now: 5,
+            want_phase: EnteringReadOnly,
+            want_action: Some(Action::PinService { color: Color::Blue }),
+            want_message: "Pinning",
+        },
+        Case {
+            name: "read-only: verify probe pending",
+            phase: EnteringReadOnly,
+            spec: |s| {
+                s.read_only.verify = Some(ReadOnlyVerify {
+                    http: Some(HttpWriteProbe {
+                        method: HttpMethod::Post,
+                        path: "/api/contents".into(),
+                        port: 8080,
+                        body: None,
+                    }),
+                })
+            },
+            world: no_world,
+            now: 5,
+            want_phase: EnteringReadOnly,
+            want_action: None,
+            want_message: "Verifying",
+        },
+        Case {
+            name: "read-only: verify probe says writes accepted",
+            phase: EnteringReadOnly,
+            spec: |s| {
+                s.read_only.verify = Some(ReadOnlyVerify {
+                    http: Some(HttpWriteProbe {
+                        method: HttpMethod::Post,
+                        path: "/api/contents".into(),
+                        port: 8080,
+                        body: None,
+                    }),
+                })
+            },
+            world: |w| {
+                w.read_only_probe = Some(ProbeView {
+                    ok: false,
+                    detail: "pod a answered 201".into(),
+                })
+            },
+            now: 5,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "still accepts writes",
+        },
+        Case {
+            name: "read-only: done, backing up",
+            phase: EnteringReadOnly,
+            spec: no_spec,
+            world: no_world,
+            now: 5,
+            want_phase: BackingUp,
+            want_action: None,
+            want_message: "backing up",
+        },
+        Case {
+            name: "read-only: blue vanished",
+            phase: EnteringReadOnly,
+            spec: no_spec,
+            world: |w| w.blue = None,
+            now: 5,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "disappeared",
+        },
+        // BackingUp
+        Case {
+            name: "backup: creates the job",
+            phase: BackingUp,
+            spec: no_spec,
+            world: no_world,
+            now: 1,
+            want_phase: BackingUp,
+            want_action: Some(Action::CreateBackupJob),
+            want_message: "up7-backup",
+        },
+        Case {
+            name: "backup: job running",
+            phase: BackingUp,
+            spec: no_spec,
+            world: |w| w.backup_job = job("up7-backup", JobState::Active, ""),
+            now: 60,
+            want_phase: BackingUp,
+            want_action: None,
+            want_message: "is running",
+        },
+        Case {
+            name: "backup: job running past deadline",
+            phase: BackingUp,
+            spec: no_spec,
+            world: |w| w.backup_job = job("up7-backup", JobState::Active, ""),
+            now: 7201,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "did not finish within 2h",
+        },
+        Case {
+            name: "backup: job failed",
+            phase: BackingUp,
+            spec: no_spec,
+            world: |w| w.backup_job = job("up7-backup", JobState::Failed, "mongodump: auth failed"),
+            now: 60,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "auth failed",
+        },
+        Case {
+            name: "backup: succeeded, counting",
+            phase: BackingUp,
+            spec: no_spec,
+            world: |w| w.backup_job = job("up7-backup", JobState::Succeeded, ""),
+            now: 60,
+            want_phase: BackingUp,
+            want_action: None,
+            want_message: "Counting",
+        },
+        Case {
+            name: "backup: succeeded and counted",
+            phase: BackingUp,
+            spec: no_spec,
+            world: |w| {
+                w.backup_job = job(
+                    "up7-backup",
+                    JobState::Succeeded,
+                    r#"{"path":"/backup/squidex/up7.archive.gz","bytes":4096,"sha256":"ab"}"#,
+                );
+                w.source_counts = Some(Ok(source_counts()));
+            },
+            now: 60,
+            want_phase: Cloning,
+            want_action: None,
+            want_message: "4096 bytes",
+        },
+        // Cloning
+        Case {
+            name: "clone: creates the job",
+            phase: Cloning,
+            spec: no_spec,
+            world: no_world,
+            now: 1,
+            want_phase: Cloning,
+            want_action: Some(Action::CreateCloneJob),
+            want_message: "up7-clone",
+        },
+        Case {
+            name: "clone: job failed",
+            phase: Cloning,
+            spec: no_spec,
+            world: |w| w.clone_job = job("up7-clone", JobState::Failed, "restore error"),
+            now: 10,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "restore error",
+        },
+        Case {
+            name: "clone: counts match",
+            phase: Cloning,
+            spec: no_spec,
+            world: |w| {
+                w.clone_job = job("up7-clone", JobState::Succeeded, "");
+                w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+            },
+            now: 10,
+            want_phase: DeployingGreen,
+            want_action: None,
+            want_message: "verified",
+        },
+        Case {
+            name: "clone: counts differ fail naming the collection",
+            phase: Cloning,
+            spec: no_spec,
+            world: |w| {
+                w.clone_job = job("up7-clone", JobState::Succeeded, "");
+                let mut c = clone_counts_of(&source_counts());
+                c.insert("SquidexContent-up7.States_Contents_All1".into(), 999);
+                w.clone_counts = Some(Ok(c));
+            },
+            now: 10,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "SquidexContent.States_Contents_All1: source 1000, clone 999",
+        },
+        Case {
+            name: "clone: counting error retries",
+            phase: Cloning,
+            spec: no_spec,
+            world: |w| {
+                w.clone_job = job("up7-clone", JobState::Succeeded, "");
+                w.clone_counts = Some(Err("timeout".into()));
+            },
+            now: 10,
+            want_phase: Cloning,
+            want_action: None,
+            want_message: "retrying",
+        },
+        // DeployingGreen
+        Case {
+            name: "green: applies deployment",
+            phase: DeployingGreen,
+            spec: no_spec,
+            world: no_world,
+            now: 1,
+            want_phase: DeployingGreen,
+            want_action: Some(Action::ApplyGreen { replicas: 2 }),
+            want_message: "Creating Deployment squidex-up7",
+        },
+        Case {
+            name: "green: with a job gate starts at 0 replicas",
+            phase: DeployingGreen,
+            spec: |s| {
+                s.migration.job = Some(JobGate {
+                    command: vec!["./upgrade_schema.sh".into()],
+                    args: vec!["upgrade".into()],
+                    credentials_secret: None,
+                })
+            },
+            world: no_world,
+            now: 1,
+            want_phase: DeployingGreen,
+            want_action: Some(Action::ApplyGreen { replicas: 0 }),
+            want_message: "Creating",
+        },
+        Case {
+            name: "green: created, migrating",
+            phase: DeployingGreen,
+            spec: no_spec,
+            world: |w| w.green = Some(green_view(2)),
+            now: 2,
+            want_phase: Migrating,
+            want_action: None,
+            want_message: "migration gates",
+        },
+        // Migrating
+        Case {
+            name: "migrate: doc not there yet",
+            phase: Migrating,
+            spec: no_spec,
+            world: |w| w.migration_doc = Some(Ok(None)),
+            now: 5,
+            want_phase: Migrating,
+            want_action: None,
+            want_message: "no migration document",
+        },
+        Case {
+            name: "migrate: locked, in progress",
+            phase: Migrating,
+            spec: no_spec,
+            world: |w| {
+                w.migration_doc = Some(Ok(Some(MigrationDoc {
+                    version: Some(1),
+                    locked: true,
+                    raw: "{}".into(),
+                })));
+                w.green.as_mut().unwrap().ready_replicas = 0;
+            },
+            now: 5,
+            want_phase: Migrating,
+            want_action: None,
+            want_message: "version 1 of 2, locked",
+        },
+        Case {
+            name: "migrate: done",
+            phase: Migrating,
+            spec: no_spec,
+            world: |w| {
+                w.migration_doc = Some(Ok(Some(MigrationDoc {
+                    version: Some(2),
+                    locked: false,
+                    raw: "{}".into(),
+                })))
+            },
+            now: 5,
+            want_phase: SwitchingTraffic,
+            want_action: None,
+            want_message: "switching Service",
+        },
+        Case {
+            name: "migrate: done, manual promotion waits",
+            phase: Migrating,
+            spec: |s| s.promotion.mode = PromotionMode::Manual,
+            world: |w| {
+                w.migration_doc = Some(Ok(Some(MigrationDoc {
+                    version: Some(2),
+                    locked: false,
+                    raw: "{}".into(),
+                })))
+            },
+            now: 5,
+            want_phase: AwaitingPromotion,
+            want_action: None,
+            want_message: "kubectl patch upgradeplan up7",
+        },
+        Case {
+            name: "migrate: timeout compensates",
+            phase: Migrating,
+            spec: no_spec,
+            world: |w| {
+                w.migration_doc = Some(Ok(Some(MigrationDoc {
+                    version: Some(1),
+                    locked: true,
+                    raw: "{}".into(),
+                })))
+            },
+            now: 601,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "did not pass within 10m",
+        },
+        Case {
+            name: "migrate: job gate creates the job",
+            phase: Migrating,
+            spec: |s| {
+                s.migration.mongo_document = None;
+                s.migration.job = Some(JobGate {
+                    command: vec![],
+                    args: vec!["upgrade".into()],
+                    credentials_secret: None,
+                });
+            },
+            world: |w| w.green = Some(green_view(0)),
+            now: 1,
+            want_phase: Migrating,
+            want_action: Some(Action::CreateMigrationJob),
+            want_message: "up7-migrate",
+        },
+        Case {
+            name: "migrate: job gate failed",
+            phase: Migrating,
+            spec: |s| {
+                s.migration.mongo_document = None;
+                s.migration.job = Some(JobGate {
+                    command: vec![],
+                    args: vec![],
+                    credentials_secret: None,
+                });
+            },
+            world: |w| {
+                w.green = Some(green_view(0));
+                w.migration_job = job("up7-migrate", JobState::Failed, "schema error");
+            },
+            now: 1,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "schema error",
+        },
+        Case {
+            name: "migrate: job gate done scales green up",
+            phase: Migrating,
+            spec: |s| {
+                s.migration.mongo_document = None;
+                s.migration.job = Some(JobGate {
+                    command: vec![],
+                    args: vec![],
+                    credentials_secret: None,
+                });
+            },
+            world: |w| {
+                w.green = Some(green_view(0));
+                w.migration_job = job("up7-migrate", JobState::Succeeded, "");
+            },
+            now: 1,
+            want_phase: Migrating,
+            want_action: Some(Action::ApplyGreen { replicas: 2 }),
+            want_message: "2 replicas",
+        },
+        Case {
+            name: "migrate: health gate failing waits",
+            phase: Migrating,
+            spec: |s| {
+                s.migration.http_get = Some(HttpGetGate {
+                    path: "/healthz".into(),
+                    port: 8080,
+                    expect_status: 200,
+                })
+            },
+            world: |w| {
+                w.migration_doc = Some(Ok(Some(MigrationDoc {
+                    version: Some(2),
+                    locked: false,
+                    raw: "{}".into(),
+                })));
+                w.health = Some(ProbeView {
+                    ok: false,
+                    detail: "503 from 127.0.0.5".into(),
+                });
+            },
+            now: 5,
+            want_phase: Migrating,
+            want_action: None,
+            want_message: "503 from",
+        },
+        Case {
+            name: "migrate: green vanished",
+            phase: Migrating,
+            spec: no_spec,
+            world: |w| w.green = None,
+            now: 5,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "disappeared",
+        },
+        // AwaitingPromotion
+        Case {
+            name: "promotion: waits for approval",
+            phase: AwaitingPromotion,
+            spec: |s| s.promotion.mode = PromotionMode::Manual,
+            world: no_world,
+            now: 5,
+            want_phase: AwaitingPromotion,
+            want_action: None,
+            want_message: "approved",
+        },
+        Case {
+            name: "promotion: approved",
+            phase: AwaitingPromotion,
+            spec: |s| {
+                s.promotion.mode = PromotionMode::Manual;
+                s.promotion.approved = true;
+            },
+            world: no_world,
+            now: 5,
+            want_phase: SwitchingTraffic,
+            want_action: None,
+            want_message: "Approved",
+        },
+        // SwitchingTraffic
+        Case {
+            name: "switch: pins green",
+            phase: SwitchingTraffic,
+            spec: no_spec,
+            world: no_world,
+            now: 1,
+            want_phase: SwitchingTraffic,
+            want_action: Some(Action::PinService {
+                color: Color::Green,
+            }),
+            want_message: "Switching",
+        },
+        Case {
+            name: "switch: already on green",
+            phase: SwitchingTraffic,
+            spec: no_spec,
+            world: |w| {
+                w.service
+                    .as_mut()
+                    .unwrap()
+                    .selector
+                    .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
+            },
+            now: 1,
+            want_phase: LiftingReadOnly,
+            want_action: None,
+            want_message: "now sends traffic",
+        },
+        Case {
+            name: "switch: service vanished",
+            phase: SwitchingTraffic,
+            spec: no_spec,
+            world: |w| w.service = None,
+            now: 1,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "disappeared",
+        },
+        // LiftingReadOnly
+        Case {
+            name: "lift: removes env from green",
+            phase: LiftingReadOnly,
+            spec: no_spec,
+            world: no_world,
+            now: 1,
+            want_phase: LiftingReadOnly,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Green,
+                enabled: false,
+            }),
+            want_message: "Lifting",
+        },
+        Case {
+            name: "lift: rolled out",
+            phase: LiftingReadOnly,
+            spec: no_spec,
+            world: |w| w.green.as_mut().unwrap().read_only_env = false,
+            now: 3,
+            want_phase: CleaningUp,
+            want_action: None,
+            want_message: "read-write",
+        },
+        // CleaningUp
+        Case {
+            name: "cleanup: releases green",
+            phase: CleaningUp,
+            spec: no_spec,
+            world: no_world,
+            now: 1,
+            want_phase: CleaningUp,
+            want_action: Some(Action::ReleaseGreen),
+            want_message: "no longer owns",
+        },
+        Case {
+            name: "cleanup: waits before scaling blue down",
+            phase: CleaningUp,
+            spec: |s| s.cleanup.scale_down_blue_after = dur("5m"),
+            world: |w| w.green.as_mut().unwrap().owned_by_plan = false,
+            now: 1,
+            want_phase: CleaningUp,
+            want_action: None,
+            want_message: "keeps running until",
+        },
+        Case {
+            name: "cleanup: scales blue down",
+            phase: CleaningUp,
+            spec: no_spec,
+            world: |w| w.green.as_mut().unwrap().owned_by_plan = false,
+            now: 1,
+            want_phase: CleaningUp,
+            want_action: Some(Action::Scale {
+                color: Color::Blue,
+                replicas: 0,
+            }),
+            want_message: "Scaling",
+        },
+        Case {
+            name: "cleanup: drops sources when asked",
+            phase: CleaningUp,
+            spec: |s| s.cleanup.drop_source_databases = true,
+            world: |w| {
+                w.green.as_mut().unwrap().owned_by_plan = false;
+                w.blue.as_mut().unwrap().replicas = 0;
+            },
+            now: 1,
+            want_phase: CleaningUp,
+            want_action: Some(Action::DropDatabases {
+                names: vec!["Squidex".into(), "SquidexContent".into()],
+            }),
+            want_message: "Dropping",
+        },
+        Case {
+            name: "cleanup: never drops while the service selects blue",
+            phase: CleaningUp,
+            spec: |s| s.cleanup.drop_source_databases = true,
+            world: |w| {
+                w.green.as_mut().unwrap().owned_by_plan = false;
+                w.blue.as_mut().unwrap().replicas = 0;
+                w.service
+                    .as_mut()
+                    .unwrap()
+                    .selector
+                    .insert(names::TRACK_LABEL.into(), "squidex".into());
+            },
+            now: 1,
+            want_phase: Succeeded,
+            want_action: None,
+            want_message: "complete",
+        },
+        Case {
+            name: "cleanup: done",
+            phase: CleaningUp,
+            spec: no_spec,
+            world: |w| {
+                w.green.as_mut().unwrap().owned_by_plan = false;
+                w.blue.as_mut().unwrap().replicas = 0;
+            },
+            now: 1,
+            want_phase: Succeeded,
+            want_action: None,
+            want_message: "complete",
+        },
+        // Rollback requests
+        Case {
+            name: "rollback requested before lift",
+            phase: Migrating,
+            spec: |s| s.traffic = Color::Blue,
+            world: no_world,
+            now: 1,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "as requested",
+        },
+        Case {
+            name: "rollback refused after lift",
+            phase: CleaningUp,
+            spec: |s| s.traffic = Color::Blue,
+            world: |w| {
+                w.clone_counts = Some(Ok({
+                    let mut c = clone_counts_of(&source_counts());
+                    c.insert("SquidexContent-up7.States_Contents_All1".into(), 1007);
+                    c
+                }))
+            },
+            now: 1,
+            want_phase: CleaningUp,
+            want_action: None,
+            want_message: "7 documents added",
+        },
+        Case {
+            name: "rollback after lift with acceptDataLoss",
+            phase: CleaningUp,
+            spec: |s| {
+                s.traffic = Color::Blue;
+                s.rollback.accept_data_loss = true;
+            },
+            world: no_world,
+            now: 1,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "as requested",
+        },
+        Case {
+            name: "rollback requested while pending: nothing to undo",
+            phase: Pending,
+            spec: |s| s.traffic = Color::Blue,
+            world: no_world,
+            now: 0,
+            want_phase: RolledBack,
+            want_action: None,
+            want_message: "nothing to undo",
+        },
+        // Deletion
+        Case {
+            name: "deleted mid-way compensates",
+            phase: BackingUp,
+            spec: no_spec,
+            world: |w| w.plan.deleting = true,
+            now: 1,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "deleted",
+        },
+        Case {
+            name: "deleted while pending fails without side effects",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| w.plan.deleting = true,
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "deleted",
+        },
+        // Terminal phases stay put.
+        Case {
+            name: "succeeded stays",
+            phase: Succeeded,
+            spec: no_spec,
+            world: no_world,
+            now: 1,
+            want_phase: Succeeded,
+            want_action: None,
+            want_message: "",
+        },
+        Case {
+            name: "failed stays",
+            phase: Failed,
+            spec: no_spec,
+            world: no_world,
+            now: 1,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "",
+        },
+        Case {
+            name: "rolled back stays",
+            phase: RolledBack,
+            spec: |s| s.traffic = Color::Blue,
+            world: no_world,
+            now: 1,
+            want_phase: RolledBack,
+            want_action: None,
+            want_message: "",
+        },
+        Case {
+            name: "rehearsed stays",
+            phase: Rehearsed,
+            spec: |s| s.mode = Mode::Rehearsal,
+            world: no_world,
+            now: 1,
+            want_phase: Rehearsed,
+            want_action: None,
+            want_message: "",
+        },
+    ]
+}
+
+#[test]
+fn every_phase_and_world_in_the_table() {
+    let mut covered = std::collections::HashSet::new();
+    for c in cases() {
+        let mut s = spec();
+        (c.spec)(&mut s);
+        let mut w = world_in(c.phase);
+        (c.world)(&mut w);
+        let st = status_in(c.phase);
+        let d = decide(&s, Some(&st), &w, t(c.now));
+        assert_eq!(
+            d.status.phase, c.want_phase,
+            "{}: phase (message: {})",
+            c.name, d.status.message
+        );
+        assert_eq!(d.action, c.want_action, "{}: action", c.name);
+        assert!(
+            d.status.message.contains(c.want_message),
+            "{}: message {:?} lacks {:?}",
+            c.name,
+            d.status.message,
+            c.want_message
+        );
+        covered.insert(c.phase);
+        covered.insert(c.want_phase);
+    }
+    for p in Phase::ALL {
+        assert!(covered.contains(&p), "no table row covers {p}");
+    }
+}
+
+#[test]
+fn failures_before_any_side_effect_end_failed_with_condition_and_event() {
+    let mut w = world();
+    w.secret = SecretView::Missing;
+    let d = decide(&spec(), None, &w, t(0));
+    assert_eq!(d.status.phase, Phase::Failed);
+    assert_eq!(d.action, None);
+    let ready = cond::get(&d.status.conditions, cond::READY).unwrap();
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason, "PreflightFailed");
+    assert!(cond::is_true(&d.status.conditions, cond::DEGRADED));
+    assert!(
+        d.events
+            .iter()
+            .any(|e| e.kind == EventKind::Warning && e.reason == "PreflightFailed")
+    );
+    assert_eq!(d.status.failure.as_ref().unwrap().phase, Phase::Pending);
+}
+
+#[test]
+fn a_fixed_plan_is_checked_again() {
+    let mut w = world();
+    w.secret = SecretView::Missing;
+    let failed = decide(&spec(), None, &w, t(0)).status;
+    assert_eq!(failed.phase, Phase::Failed);
+    // Same generation: stays failed.
+    let again = decide(&spec(), Some(&failed), &world(), t(1));
+    assert_eq!(again.status.phase, Phase::Failed);
+    // The user fixed something (new generation): re-checked, and now it starts.
+    let mut w2 = world();
+    w2.plan.generation = Some(2);
+    let d = decide(&spec(), Some(&failed), &w2, t(2));
+    assert_eq!(d.status.phase, Phase::EnteringReadOnly);
+    assert!(d.status.failure.is_none());
+}
+
+#[test]
+fn stale_migration_lock_is_reported_not_waited_on() {
+    let s = spec();
+    let mut st = status_in(Phase::Migrating);
+    let mut w = world_in(Phase::Migrating);
+    let g = w.green.as_mut().unwrap();
+    g.ready_replicas = 0;
+    g.restarts = 3;
+    w.migration_doc = Some(Ok(Some(MigrationDoc {
+        version: Some(1),
+        locked: true,
+        raw: r#"{"_id":"Default","Version":1,"IsLocked":true}"#.into(),
+    })));
+
+    // First sighting records since=now; not stale yet.
+    let d = decide(&s, Some(&st), &w, t(10));
+    assert!(!cond::is_true(
+        &d.status.conditions,
+        cond::MIGRATION_LOCK_STALE
+    ));
+    st = d.status;
+    // A minute later with nothing moving: stale, with the release command, and no failure.
+    let d = decide(&s, Some(&st), &w, t(71));
+    assert_eq!(d.status.phase, Phase::Migrating);
+    let c = cond::get(&d.status.conditions, cond::MIGRATION_LOCK_STALE).unwrap();
+    assert_eq!(c.status, "True");
+    assert!(
+        c.message
+            .contains("updateOne({}, {$set: {\"IsLocked\": false}})"),
+        "{}",
+        c.message
+    );
+    assert!(c.message.contains("Squidex-up7"));
+    assert!(c.message.contains("\"Version\":1"));
+    assert!(d.events.iter().any(|e| e.reason == "MigrationLockStale"));
+    // Even past the migration timeout a stale lock waits for a human instead of failing.
+    let d2 = decide(&s, Some(&d.status), &w, t(1000));
+    assert_eq!(d2.status.phase, Phase::Migrating);
+    assert!(d2.events.is_empty(), "the warning is emitted once");
+    // Released: the condition clears and the plan goes on.
+    w.migration_doc = Some(Ok(Some(MigrationDoc {
+        version: Some(2),
+        locked: false,
+        raw: "{}".into(),
+    })));
+    w.green.as_mut().unwrap().ready_replicas = 2;
+    let d3 = decide(&s, Some(&d2.status), &w, t(1001));
+    assert!(!cond::is_true(
+        &d3.status.conditions,
+        cond::MIGRATION_LOCK_STALE
+    ));
+    assert_eq!(d3.status.phase, Phase::SwitchingTraffic);
+}
+
+#[test]
+fn a_live_migrating_pod_is_not_stale() {
+    let s = spec();
+    let mut w = world_in(Phase::Migrating);
+    w.green.as_mut().unwrap().ready_replicas = 0; // still migrating, never crashed
+    w.migration_doc = Some(Ok(Some(MigrationDoc {
+        version: Some(1),
+        locked: true,
+        raw: "{}".into(),
+    })));
+    let d = decide(&s, Some(&status_in(Phase::Migrating)), &w, t(1));
+    let d = decide(&s, Some(&d.status), &w, t(200));
+    assert!(!cond::is_true(
+        &d.status.conditions,
+        cond::MIGRATION_LOCK_STALE
+    ));
+}
+
+#[test]
+fn data_diverged_condition_says_how_to_proceed_and_clears() {
+    let mut s = spec();
+    s.traffic = Color::Blue;
+    let st = status_in(Phase::CleaningUp);
+    let d = decide(&s, Some(&st), &world_in(Phase::CleaningUp), t(1));
+    let c = cond::get(&d.status.conditions, cond::DATA_DIVERGED).unwrap();
+    assert_eq!(c.status, "True");
+    assert!(c.message.contains("acceptDataLoss"));
+    assert_eq!(
+        d.action, None,
+        "nothing moves while the rollback is refused"
+    );
+    s.traffic = Color::Green;
+    let d2 = decide(&s, Some(&d.status), &world_in(Phase::CleaningUp), t(2));
+    assert_eq!(
+        cond::get(&d2.status.conditions, cond::DATA_DIVERGED)
+            .unwrap()
+            .status,
+        "False"
+    );
+}
+
+#[test]
+fn decide_is_deterministic() {
+    let w = world();
+    assert_eq!(
+        decide(&spec(), None, &w, t(0)),
+        decide(&spec(), None, &w, t(0))
+    );
+}
+
+// ---- walks of whole plans against a simulated world ----------------------------------------
+
+/// A tiny world that carries out actions instantly, as a well-behaved cluster would.
+struct Sim {
+    w: Observed,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Sim { w: world() }
+    }
+
+    fn apply(&mut self, a: &Action, spec: &UpgradePlanSpec) {
+        let w = &mut self.w;
+        match a {
+            Action::SetReadOnly { color, enabled } => {
+                let d = match color {
+                    Color::Blue => w.blue.as_mut().unwrap(),
+                    Color::Green => w.green.as_mut().unwrap(),
+                };
+                d.read_only_env = *enabled;
+                if *color == Color::Blue && *enabled {
+                    d.tracked = true;
+                    d.pod_labels
+                        .insert(names::TRACK_LABEL.into(), d.name.clone());
+                }
+                d.generation += 1;
+                d.observed_generation = d.generation;
+            }
+            Action::PinService { color } => {
+                let name = match color {
+                    Color::Blue => "squidex",
+                    Color::Green => "squidex-up7",
+                };
+                w.service
+                    .as_mut()
+                    .unwrap()
+                    .selector
+                    .insert(names::TRACK_LABEL.into(), name.into());
+            }
+            Action::CreateBackupJob => {
+                w.backup_job = job(
+                    "up7-backup",
+                    JobState::Succeeded,
+                    r#"{"bytes":1234,"sha256":"cafe"}"#,
+                );
+                w.source_counts = Some(Ok(source_counts()));
+            }
+            Action::CreateCloneJob => {
+                w.clone_job = job("up7-clone", JobState::Succeeded, "");
+                w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+                if let DatabaseView::Reachable { databases } = &mut w.database {
+                    for c in ["Squidex-up7", "SquidexContent-up7"] {
+                        databases.insert(
+                            c.into(),
+                            DatabaseInfo {
+                                collections: 2,
+                                documents: 500,
+                            },
+                        );
+                    }
+                }
+            }
+            Action::ApplyGreen { replicas } => {
+                w.green = Some(green_view(*replicas));
+                if spec.migration.job.is_none() || w.migration_job.is_some() {
+                    w.migration_doc = Some(Ok(Some(MigrationDoc {
+                        version: Some(2),
+                        locked: false,
+                        raw: "{}".into(),
+                    })));
+                }
+            }
+            Action::CreateMigrationJob => {
+                w.migration_job = job("up7-migrate", JobState::Succeeded, "");
+            }
+            Action::Scale { color, replicas } => {
+                let d = match color {
+                    Color::Blue => w.blue.as_mut().unwrap(),
+                    Color::Green => w.green.as_mut().unwrap(),
+                };
+                d.replicas = *replicas;
+                d.current_replicas = *replicas;
+                d.updated_replicas = *replicas;
+                d.ready_replicas = *replicas;
+            }
+            Action::DeleteGreen => w.green = None,
+            Action::StopJobs => {
+                for j in [&mut w.backup_job, &mut w.clone_job, &mut w.migration_job] {
+                    if j.as_ref().is_some_and(|j| j.state == JobState::Active) {
+                        *j = None;
+                    }
+                }
+            }
+            Action::ReleaseGreen => w.green.as_mut().unwrap().owned_by_plan = false,
+            Action::DropDatabases { names } => {
+                if let DatabaseView::Reachable { databases } = &mut w.database {
+                    for n in names {
+                        databases.remove(n);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs decide/apply until the plan is terminal; returns the final status and the actions.
+fn walk(
+    spec: &UpgradePlanSpec,
+    sim: &mut Sim,
+    mut st: Option<UpgradePlanStatus>,
+    mut on_step: impl FnMut(usize, &UpgradePlanStatus, &mut UpgradePlanSpec, &mut Sim),
+) -> (UpgradePlanStatus, Vec<Action>) {
+    let mut spec = spec.clone();
+    let mut actions = Vec::new();
+    for step in 0..200 {
+        let d = decide(&spec, st.as_ref(), &sim.w, t(step as i64));
+        if let Some(a) = &d.action {
+            sim.apply(a, &spec);
+            actions.push(a.clone());
+        }
+        let done = d.status.phase.is_terminal();
+        on_step(step, &d.status, &mut spec, sim);
+        st = Some(d.status);
+        if done {
+            return (st.unwrap(), actions);
+        }
+    }
+    panic!(
+        "plan did not finish: {:?}",
+        st.map(|s| (s.phase, s.message))
+    );
+}
+
+fn phase_names(st: &UpgradePlanStatus) -> Vec<Phase> {
+    st.phases.iter().map(|r| r.name).collect()
+}
+
+#[test]
+fn walks_from_pending_to_succeeded() {
+    let mut sim = Sim::new();
+    let (st, actions) = walk(&spec(), &mut sim, None, |_, _, _, _| {});
+    assert_eq!(st.phase, Phase::Succeeded);
+    use Phase::*;
+    assert_eq!(
+        phase_names(&st),
+        vec![
+            Pending,
+            EnteringReadOnly,
+            BackingUp,
+            Cloning,
+            DeployingGreen,
+            Migrating,
+            SwitchingTraffic,
+            LiftingReadOnly,
+            CleaningUp,
+            Succeeded
+        ]
+    );
+    assert!(
+        st.phases
+            .iter()
+            .all(|r| r.finished_at.is_some() && r.outcome == Some(Outcome::Succeeded))
+    );
+    assert_eq!(st.active_color, Some(Color::Green));
+    assert!(st.read_only_since.is_some() && st.read_only_lifted_at.is_some());
+    assert_eq!(st.backup.as_ref().unwrap().bytes, Some(1234));
+    assert!(st.clone.as_ref().unwrap().verified);
+    assert!(cond::is_true(&st.conditions, cond::READY));
+    assert!(cond::is_true(&st.conditions, cond::BACKUP_VERIFIED));
+    assert!(cond::is_true(&st.conditions, cond::MIGRATED));
+    assert!(!cond::is_true(&st.conditions, cond::READ_ONLY));
+    // Every one-shot step happened exactly once.
+    for once in [
+        Action::CreateBackupJob,
+        Action::CreateCloneJob,
+        Action::ReleaseGreen,
+    ] {
+        assert_eq!(
+            actions.iter().filter(|a| **a == once).count(),
+            1,
+            "{once:?}"
+        );
+    }
+    assert_eq!(sim.w.blue.as_ref().unwrap().replicas, 0, "blue scaled down");
+    assert_eq!(
+        sim.w
+            .service
+            .as_ref()
+            .unwrap()
+            .selector
+            .get(names::TRACK_LABEL)
+            .map(String::as_str),
+        Some("squidex-up7")
+    );
+}
+
+#[test]
+fn walks_with_manual_promotion_and_job_gate() {
+    let mut s = spec();
+    s.promotion.mode = PromotionMode::Manual;
+    s.migration.job = Some(JobGate {
+        command: vec!["./upgrade_schema.sh".into()],
+        args: vec!["upgrade".into()],
+        credentials_secret: None,
+    });
+    let mut sim = Sim::new();
+    let mut waited = 0;
+    let (st, actions) = walk(&s, &mut sim, None, |_, st, spec, _| {
+        if st.phase == Phase::AwaitingPromotion {
+            waited += 1;
+            if waited == 3 {
+                spec.promotion.approved = true;
+            }
+        }
+    });
+    assert_eq!(st.phase, Phase::Succeeded);
+    assert!(waited >= 3, "waited for approval");
+    let job_at = actions
+        .iter()
+        .position(|a| *a == Action::CreateMigrationJob)
+        .unwrap();
+    let scaled_up = actions
+        .iter()
+        .position(|a| *a == Action::ApplyGreen { replicas: 2 })
+        .unwrap();
+    assert!(actions.contains(&Action::ApplyGreen { replicas: 0 }));
+    assert!(
+        job_at < scaled_up,
+        "the migration Job runs before the new version starts"
+    );
+}
+
+#[test]
+fn walks_to_rolled_back_when_traffic_is_patched_to_blue() {
+    let mut sim = Sim::new();
+    let (st, _) = walk(&spec(), &mut sim, None, |_, st, spec, _| {
+        if st.phase == Phase::SwitchingTraffic || st.phase == Phase::LiftingReadOnly {
+            spec.traffic = Color::Blue;
+        }
+    });
+    assert_eq!(st.phase, Phase::RolledBack);
+    assert!(st.failure.is_none());
+    let blue = sim.w.blue.as_ref().unwrap();
+    assert!(!blue.read_only_env, "blue serves read-write again");
+    assert_eq!(blue.replicas, 2);
+    assert_eq!(
+        sim.w.green.as_ref().unwrap().replicas,
+        0,
+        "green scaled down, kept"
+    );
+    assert_eq!(
+        sim.w
+            .service
+            .as_ref()
+            .unwrap()
+            .selector
+            .get(names::TRACK_LABEL)
+            .map(String::as_str),
+        Some("squidex")
+    );
+    assert_eq!(st.active_color, Some(Color::Blue));
+    assert!(phase_names(&st).contains(&Phase::RollingBack));
+}
+
+#[test]
+fn rollback_after_lift_with_accepted_loss_freezes_green_first() {
+    let mut s = spec();
+    s.cleanup.scale_down_blue_after = dur("1h");
+    let mut sim = Sim::new();
+    let mut requested = false;
+    let (st, actions) = walk(&s, &mut sim, None, |_, st, spec, _| {
+        if st.phase == Phase::CleaningUp && !requested {
+            requested = true;
+            spec.traffic = Color::Blue;
+            spec.rollback.accept_data_loss = true;
+        }
+    });
+    assert_eq!(st.phase, Phase::RolledBack);
+    let freeze = actions
+        .iter()
+        .rposition(|a| {
+            *a == Action::SetReadOnly {
+                color: Color::Green,
+                enabled: true,
+            }
+        })
+        .unwrap();
+    let back = actions
+        .iter()
+        .position(|a| *a == Action::PinService { color: Color::Blue })
+        .unwrap();
+    let pinned_blue_last = actions
+        .iter()
+        .rposition(|a| *a == Action::PinService { color: Color::Blue })
+        .unwrap();
+    assert!(freeze < pinned_blue_last && back <= pinned_blue_last);
+}
+
+#[test]
+fn a_failure_compensates_and_ends_failed_with_app_read_write() {
+    let mut sim = Sim::new();
+    // The clone Job fails when it is created.
+    let mut s = spec();
+    s.migration.timeout = dur("10m");
+    let mut st = None;
+    let mut actions = Vec::new();
+    for step in 0..100 {
+        let d = decide(&s, st.as_ref(), &sim.w, t(step));
+        if let Some(a) = &d.action {
+            if *a == Action::CreateCloneJob {
+                sim.w.clone_job = job(
+                    "up7-clone",
+                    JobState::Failed,
+                    "mongorestore: E11000 duplicate key",
+                );
+            } else {
+                sim.apply(a, &s);
+            }
+            actions.push(a.clone());
+        }
+        let done = d.status.phase.is_terminal();
+        st = Some(d.status);
+        if done {
+            break;
+        }
+    }
+    let st = st.unwrap();
+    assert_eq!(st.phase, Phase::Failed);
+    let f = st.failure.as_ref().unwrap();
+    assert_eq!(f.reason, "CloneJobFailed");
+    assert_eq!(f.phase, Phase::Cloning);
+    assert!(st.message.contains("E11000"));
+    assert!(
+        !sim.w.blue.as_ref().unwrap().read_only_env,
+        "never left read-only"
+    );
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::DropDatabases { .. })),
+        "nothing dropped"
+    );
+    assert!(cond::is_true(&st.conditions, cond::DEGRADED));
+    assert_eq!(
+        cond::get(&st.conditions, cond::READY).unwrap().reason,
+        "CloneJobFailed"
+    );
+    let cloning = st.phases.iter().find(|r| r.name == Phase::Cloning).unwrap();
+    assert_eq!(cloning.outcome, Some(Outcome::Failed));
+}
+
+#[test]
+fn rehearsal_never_touches_blue_and_predicts_the_window() {
+    let mut s = spec();
+    s.mode = Mode::Rehearsal;
+    let mut sim = Sim::new();
+    let blue_before = sim.w.blue.clone();
+    let svc_before = sim.w.service.clone();
+    let (st, actions) = walk(&s, &mut sim, None, |_, _, _, _| {});
+    assert_eq!(st.phase, Phase::Rehearsed);
+    assert_eq!(sim.w.blue, blue_before);
+    assert_eq!(sim.w.service, svc_before);
+    assert!(sim.w.green.is_none(), "green torn down");
+    assert!(actions.iter().all(|a| !matches!(
+        a,
+        Action::SetReadOnly {
+            color: Color::Blue,
+            ..
+        } | Action::PinService { .. }
+            | Action::Scale {
+                color: Color::Blue,
+                ..
+            }
+    )));
+    assert!(st.message.contains("predicted read-only window"));
+    assert!(actions.contains(&Action::DropDatabases {
+        names: vec!["Squidex-up7".into(), "SquidexContent-up7".into()]
+    }));
+}
+
+#[test]
+fn suspend_holds_at_the_next_boundary_and_resumes() {
+    let mut sim = Sim::new();
+    let mut suspended_steps = 0;
+    let (st, _) = walk(&spec(), &mut sim, None, |step, st, spec, _| {
+        if st.phase == Phase::Cloning && step < 30 && suspended_steps == 0 {
+            spec.suspend = true;
+        }
+        if spec.suspend {
+            suspended_steps += 1;
+            if suspended_steps > 5 {
+                spec.suspend = false;
+            }
+        }
+    });
+    assert_eq!(st.phase, Phase::Succeeded);
+    assert!(suspended_steps > 5);
+}
+
+#[test]
+fn deletion_mid_way_unwinds_then_terminates() {
+    let mut sim = Sim::new();
+    let (st, actions) = walk(&spec(), &mut sim, None, |_, st, _, sim| {
+        if st.phase == Phase::Migrating {
+            sim.w.plan.deleting = true;
+        }
+    });
+    assert_eq!(st.phase, Phase::Failed);
+    assert_eq!(st.failure.as_ref().unwrap().reason, "PlanDeleted");
+    assert!(actions.contains(&Action::DeleteGreen));
+    assert!(!sim.w.blue.as_ref().unwrap().read_only_env);
+}

@@ -48,17 +48,24 @@ pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
     for (i, e) in spec.target.env.iter().enumerate() {
         check(
             is_env_name(&e.name),
-            format!("spec.target.env[{i}].name: {:?} is not a valid environment variable name", e.name),
+            format!(
+                "spec.target.env[{i}].name: {:?} is not a valid environment variable name",
+                e.name
+            ),
         );
     }
     if let Some(name) = &spec.target.deployment_name {
         check(
             is_dns_label(name),
-            format!("spec.target.deploymentName: {name:?} is not a valid Deployment name (at most 63, lowercase letters, digits and '-')"),
+            format!(
+                "spec.target.deploymentName: {name:?} is not a valid Deployment name (at most 63, lowercase letters, digits and '-')"
+            ),
         );
         check(
             name != &spec.app.deployment,
-            format!("spec.target.deploymentName: {name:?} is the running Deployment itself; the new version needs its own"),
+            format!(
+                "spec.target.deploymentName: {name:?} is the running Deployment itself; the new version needs its own"
+            ),
         );
     }
 
@@ -72,22 +79,34 @@ pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
     if let Some(http) = spec.read_only.verify.as_ref().and_then(|v| v.http.as_ref()) {
         check(
             http.path.starts_with('/'),
-            format!("spec.readOnly.verify.http.path: {:?} must start with '/'", http.path),
+            format!(
+                "spec.readOnly.verify.http.path: {:?} must start with '/'",
+                http.path
+            ),
         );
         check(
             (1..=65535).contains(&http.port),
-            format!("spec.readOnly.verify.http.port: {} is not a port (1-65535)", http.port),
+            format!(
+                "spec.readOnly.verify.http.port: {} is not a port (1-65535)",
+                http.port
+            ),
         );
     }
 
     let secret = &spec.database.connection_secret;
     check(
         is_dns_subdomain(&secret.name),
-        format!("spec.database.connectionSecret.name: {:?} is not a valid Secret name", secret.name),
+        format!(
+            "spec.database.connectionSecret.name: {:?} is not a valid Secret name",
+            secret.name
+        ),
     );
     check(
         is_secret_key(&secret.key),
-        format!("spec.database.connectionSecret.key: {:?} is not a valid Secret key", secret.key),
+        format!(
+            "spec.database.connectionSecret.key: {:?} is not a valid Secret key",
+            secret.key
+        ),
     );
 
     let dbs = &spec.database.databases;
@@ -114,7 +133,9 @@ pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
         }
         check(
             clone != db.name,
-            format!("{field}.cloneName: {clone:?} is the source database itself; the clone needs another name"),
+            format!(
+                "{field}.cloneName: {clone:?} is the source database itself; the clone needs another name"
+            ),
         );
         check(
             !sources.contains(clone.as_str()) || clone == db.name,
@@ -140,7 +161,10 @@ pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
 
     check(
         is_image_reference(&spec.backup.image),
-        format!("spec.backup.image: {:?} is not an image reference", spec.backup.image),
+        format!(
+            "spec.backup.image: {:?} is not an image reference",
+            spec.backup.image
+        ),
     );
     check(
         is_dns_subdomain(&spec.backup.volume.claim_name),
@@ -169,9 +193,18 @@ pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
             ),
         );
         if let Err(why) = check_collection_name(&doc.collection) {
-            check(false, format!("spec.migration.mongoDocument.collection: {:?} {why}", doc.collection));
+            check(
+                false,
+                format!(
+                    "spec.migration.mongoDocument.collection: {:?} {why}",
+                    doc.collection
+                ),
+            );
         }
-        for (field, value) in [("versionField", &doc.version_field), ("lockField", &doc.lock_field)] {
+        for (field, value) in [
+            ("versionField", &doc.version_field),
+            ("lockField", &doc.lock_field),
+        ] {
             check(
                 !value.is_empty() && !value.starts_with('$') && !value.contains('\0'),
                 format!("spec.migration.mongoDocument.{field}: {value:?} is not a field name"),
@@ -187,29 +220,47 @@ pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
     {
         check(
             is_dns_subdomain(&cred.name),
-            format!("spec.migration.job.credentialsSecret.name: {:?} is not a valid Secret name", cred.name),
+            format!(
+                "spec.migration.job.credentialsSecret.name: {:?} is not a valid Secret name",
+                cred.name
+            ),
         );
         check(
             is_secret_key(&cred.key),
-            format!("spec.migration.job.credentialsSecret.key: {:?} is not a valid Secret key", cred.key),
+            format!(
+                "spec.migration.job.credentialsSecret.key: {:?} is not a valid Secret key",
+                cred.key
+            ),
         );
         check(
             is_env_name(&cred.env),
-            format!("spec.migration.job.credentialsSecret.env: {:?} is not a valid environment variable name", cred.env),
+            format!(
+                "spec.migration.job.credentialsSecret.env: {:?} is not a valid environment variable name",
+                cred.env
+            ),
         );
     }
     if let Some(h) = &m.http_get {
         check(
             h.path.starts_with('/'),
-            format!("spec.migration.httpGet.path: {:?} must start with '/'", h.path),
+            format!(
+                "spec.migration.httpGet.path: {:?} must start with '/'",
+                h.path
+            ),
         );
         check(
             (1..=65535).contains(&h.port),
-            format!("spec.migration.httpGet.port: {} is not a port (1-65535)", h.port),
+            format!(
+                "spec.migration.httpGet.port: {} is not a port (1-65535)",
+                h.port
+            ),
         );
         check(
             (100..=599).contains(&h.expect_status),
-            format!("spec.migration.httpGet.expectStatus: {} is not an HTTP status", h.expect_status),
+            format!(
+                "spec.migration.httpGet.expectStatus: {} is not an HTTP status",
+                h.expect_status
+            ),
         );
     }
 
@@ -224,7 +275,9 @@ pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
 }
 
 /// MongoDB refuses these characters in database names (on any platform it runs on).
-const DB_NAME_FORBIDDEN: &[char] = &['/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0'];
+const DB_NAME_FORBIDDEN: &[char] = &[
+    '/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0',
+];
 
 fn check_db_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -264,7 +317,8 @@ fn check_collection_name(name: &str) -> Result<(), String> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -276,7 +330,8 @@ fn is_dns_subdomain(s: &str) -> bool {
 fn is_secret_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
 }
 
 /// Kubernetes accepts any printable name except '='; cutover stays with what shells and apps
@@ -285,7 +340,8 @@ fn is_env_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && !s.as_bytes()[0].is_ascii_digit()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
 }
 
 /// `[host[:port]/]path[:tag][@digest]`, with the grammar of the distribution reference.
@@ -308,14 +364,19 @@ fn is_image_reference(s: &str) -> bool {
     // A tag is after the last ':' that follows the last '/'.
     let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
     let (name, tag) = match name_tag[last_slash..].rfind(':') {
-        Some(i) => (&name_tag[..last_slash + i], Some(&name_tag[last_slash + i + 1..])),
+        Some(i) => (
+            &name_tag[..last_slash + i],
+            Some(&name_tag[last_slash + i + 1..]),
+        ),
         None => (name_tag, None),
     };
     if let Some(t) = tag
         && (t.is_empty()
             || t.len() > 128
             || t.starts_with(['.', '-'])
-            || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)))
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)))
     {
         return false;
     }
@@ -329,7 +390,9 @@ fn is_image_reference(s: &str) -> bool {
         let ok = if is_host {
             let host = part.split(':').next().unwrap_or("");
             !host.is_empty()
-                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
                 && part
                     .split_once(':')
                     .is_none_or(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))

@@ -1,0 +1,154 @@
+//! The command-line entry points behind `cutover run` and `cutover status`.
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{Api, Client, ResourceExt};
+
+use crate::crd::{Phase, UpgradePlan};
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "CUTOVER_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Log format.
+    #[arg(long, env = "CUTOVER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// Log filter in RUST_LOG syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info,kube=warn")]
+    pub log_filter: String,
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "CUTOVER_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: std::net::SocketAddr,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    /// The UpgradePlan's name.
+    pub plan: String,
+    /// Its namespace (default: the kubeconfig's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+}
+
+pub fn init_tracing(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// Fails with a clear message when the CRD is missing, instead of a watch erroring forever.
+pub async fn ensure_crd(client: &Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    match crds.get_opt("upgradeplans.cutover.dev").await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => bail!(
+            "the UpgradePlan CRD is not installed in this cluster; install it with `cutover crd | kubectl apply -f -` (or the Helm chart) and start again"
+        ),
+        Err(e) => Err(e).context("checking for the UpgradePlan CRD"),
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_format, &args.log_filter);
+    let client = Client::try_default()
+        .await
+        .context("connecting to Kubernetes (kubeconfig or in-cluster config)")?;
+    ensure_crd(&client).await?;
+    crate::controller::run(client, args).await
+}
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("connecting to Kubernetes")?;
+    let ns = args
+        .namespace
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let api: Api<UpgradePlan> = Api::namespaced(client, &ns);
+    let plan = api
+        .get_opt(&args.plan)
+        .await?
+        .with_context(|| format!("UpgradePlan {ns}/{} not found", args.plan))?;
+    print!("{}", render_status(&plan));
+    Ok(())
+}
+
+/// The human view of a plan: where it is, the timeline with durations, and the conditions.
+pub fn render_status(plan: &UpgradePlan) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let st = plan.status.clone().unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "UpgradePlan {}/{}: {} -> {}",
+        plan.namespace().unwrap_or_default(),
+        plan.name_any(),
+        plan.spec.app.deployment,
+        plan.spec.target.image
+    );
+    let _ = writeln!(out, "Phase:   {}", st.phase);
+    let _ = writeln!(out, "Message: {}", st.message);
+    if let Some(c) = st.active_color {
+        let _ = writeln!(out, "Active:  {}", c.as_str());
+    }
+    if let Some(since) = st.read_only_since {
+        let until = st
+            .read_only_lifted_at
+            .map_or("still read-only".to_string(), |l| {
+                format!("lifted {l} ({:.1}s)", l.since(since).as_secs_f64())
+            });
+        let _ = writeln!(out, "Read-only: since {since}, {until}");
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<20} {:<26} {:>10}  {:<12} DETAIL",
+        "PHASE", "STARTED", "DURATION", "OUTCOME"
+    );
+    for r in &st.phases {
+        let duration = r.finished_at.map_or("running".to_string(), |f| {
+            format!("{:.1}s", f.since(r.started_at).as_secs_f64())
+        });
+        let outcome = r.outcome.map_or(String::new(), |o| format!("{o:?}"));
+        let _ = writeln!(
+            out,
+            "{:<20} {:<26} {:>10}  {:<12} {}",
+            r.name.as_str(),
+            r.started_at.to_string(),
+            duration,
+            outcome,
+            r.detail
+        );
+    }
+    if !st.conditions.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<20} {:<7} {:<24} MESSAGE",
+            "CONDITION", "STATUS", "REASON"
+        );
+        for c in &st.conditions {
+            let _ = writeln!(
+                out,
+                "{:<20} {:<7} {:<24} {}",
+                c.type_, c.status, c.reason, c.message
+            );
+        }
+    }
+    if st.phase == Phase::Failed
+        && let Some(f) = &st.failure
+    {
+        let _ = writeln!(out, "\nFailed in {} ({}): {}", f.phase, f.reason, f.message);
+    }
+    out
+}

@@ -1,0 +1,297 @@
+//! The operator loop: observe -> decide -> record -> act, driven by watch events on plans,
+//! their Jobs, and the Deployments and Services they name.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::cli::RunArgs;
+use crate::crd::{Timestamp, UpgradePlan};
+use crate::k8s::execute::{ExecError, MANAGER, execute};
+use crate::k8s::observe::observe;
+use crate::mongo::Clients;
+use crate::plan::{EventKind, decide, names::PLAN_LABEL};
+
+pub const FINALIZER: &str = "cutover.dev/finalizer";
+
+/// Why a reconcile failed; `label()` is stable for metrics and event reasons.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading the cluster: {0}")]
+    Observe(#[source] kube::Error),
+    #[error("writing the plan's status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("updating the plan's finalizer: {0}")]
+    Finalizer(#[source] Box<kube::Error>),
+    #[error("{action}: {source}")]
+    Execute {
+        action: &'static str,
+        #[source]
+        source: ExecError,
+    },
+}
+
+impl Error {
+    pub fn label(&self) -> String {
+        match self {
+            Error::Observe(_) => "observe".into(),
+            Error::Status(_) => "status".into(),
+            Error::Finalizer(_) => "finalizer".into(),
+            Error::Execute { action, source } => format!("{action}_{}", source.label()),
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub mongo: Clients,
+    pub recorder: Recorder,
+    pub store: Store<UpgradePlan>,
+}
+
+pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
+    let (plans, deployments, services, jobs) = match &args.namespace {
+        Some(ns) => (
+            Api::<UpgradePlan>::namespaced(client.clone(), ns),
+            Api::<Deployment>::namespaced(client.clone(), ns),
+            Api::<Service>::namespaced(client.clone(), ns),
+            Api::<Job>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    let controller = Controller::new(plans, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        mongo: Clients::default(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "cutover".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        store: store.clone(),
+    });
+    let by_deployment = store.clone();
+    let by_service = store.clone();
+    info!(
+        namespace = args.namespace.as_deref().unwrap_or("<all>"),
+        "cutover controller starting"
+    );
+    controller
+        .owns(jobs, watcher::Config::default().labels(PLAN_LABEL))
+        // Blue is not owned by the plan and green is owned only until the handover, so both
+        // are mapped by name: a rollout finishing wakes the plan that waits on it.
+        .watches(
+            deployments,
+            watcher::Config::default(),
+            move |d: Deployment| {
+                plans_naming(&by_deployment, &d.namespace(), |p| {
+                    p.spec.app.deployment == d.name_any()
+                        || p.status
+                            .as_ref()
+                            .and_then(|s| s.green_deployment.as_deref())
+                            == Some(d.name_any().as_str())
+                })
+            },
+        )
+        .watches(services, watcher::Config::default(), move |s: Service| {
+            plans_naming(&by_service, &s.namespace(), |p| {
+                p.spec.app.service == s.name_any()
+            })
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                warn!("reconcile dispatch: {e}");
+            }
+        })
+        .await;
+    info!("cutover controller stopped");
+    Ok(())
+}
+
+fn plans_naming(
+    store: &Store<UpgradePlan>,
+    ns: &Option<String>,
+    matches: impl Fn(&UpgradePlan) -> bool,
+) -> Vec<ObjectRef<UpgradePlan>> {
+    store
+        .state()
+        .iter()
+        .filter(|p| &p.namespace() == ns && matches(p))
+        .map(|p| ObjectRef::from(p.as_ref()))
+        .collect()
+}
+
+async fn reconcile(obj: Arc<UpgradePlan>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let span =
+        info_span!("reconcile", namespace = %ns, plan = %name, phase = tracing::field::Empty);
+    reconcile_inner(obj, ctx, ns, name).instrument(span).await
+}
+
+async fn reconcile_inner(
+    obj: Arc<UpgradePlan>,
+    ctx: Arc<Context>,
+    ns: String,
+    name: String,
+) -> Result<Requeue, Error> {
+    let api: Api<UpgradePlan> = Api::namespaced(ctx.client.clone(), &ns);
+    // The cached object may lag behind our own last status write; decide on the latest.
+    let Some(plan) = api.get_opt(&name).await.map_err(Error::Observe)? else {
+        return Ok(Requeue::await_change());
+    };
+    let _ = obj;
+    let deleting = plan.metadata.deletion_timestamp.is_some();
+    let has_finalizer = plan.finalizers().iter().any(|f| f == FINALIZER);
+    if deleting && !has_finalizer {
+        return Ok(Requeue::await_change());
+    }
+    if !deleting && !has_finalizer {
+        add_finalizer(&api, &plan).await?;
+    }
+
+    let others = ctx.store.state();
+    let world = observe(&ctx.client, &ctx.mongo, &plan, &others)
+        .await
+        .map_err(Error::Observe)?;
+    let now = Timestamp(jiff::Timestamp::now());
+    let decision = decide(&plan.spec, plan.status.as_ref(), &world.observed, now);
+    tracing::Span::current().record("phase", decision.status.phase.as_str());
+
+    // Intent first: the status (new phase, what is about to happen) is recorded before the
+    // side effect, so a restart anywhere resumes from a truthful record.
+    if plan.status.as_ref() != Some(&decision.status) {
+        let body = json!({
+            "apiVersion": "cutover.dev/v1alpha1",
+            "kind": "UpgradePlan",
+            "status": decision.status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .map_err(Error::Status)?;
+    }
+    let reference = plan.object_ref(&());
+    for e in &decision.events {
+        let event = Event {
+            type_: match e.kind {
+                EventKind::Normal => EventType::Normal,
+                EventKind::Warning => EventType::Warning,
+            },
+            reason: e.reason.clone(),
+            note: Some(truncate(&e.note, 1000)),
+            action: decision.status.phase.as_str().into(),
+            secondary: None,
+        };
+        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
+            warn!("publishing event {}: {err}", e.reason);
+        }
+    }
+    if let Some(action) = &decision.action {
+        info!(action = action.label(), "{}", decision.status.message);
+        execute(&ctx.client, &ctx.mongo, &plan, &world, action)
+            .await
+            .map_err(|source| Error::Execute {
+                action: action.label(),
+                source,
+            })?;
+    }
+    if deleting && decision.status.phase.is_terminal() {
+        remove_finalizer(&api, &plan).await?;
+        return Ok(Requeue::await_change());
+    }
+    Ok(match decision.requeue_after {
+        Some(d) => Requeue::requeue(d),
+        None => Requeue::requeue(Duration::from_secs(300)),
+    })
+}
+
+fn error_policy(plan: Arc<UpgradePlan>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    warn!(plan = %plan.name_any(), label = %error.label(), "reconcile failed: {error}");
+    // Errors become Warning events in one place.
+    let reference = plan.object_ref(&());
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "ReconcileError".into(),
+        note: Some(truncate(&error.to_string(), 1000)),
+        action: error.label(),
+        secondary: None,
+    };
+    tokio::spawn(async move {
+        let _ = ctx.recorder.publish(&event, &reference).await;
+    });
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+async fn add_finalizer(api: &Api<UpgradePlan>, plan: &UpgradePlan) -> Result<(), Error> {
+    let patch = if plan.metadata.finalizers.is_some() {
+        json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
+    } else {
+        json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+    };
+    let patch: json_patch::Patch = serde_json::from_value(patch).expect("valid json patch");
+    api.patch(
+        &plan.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    Ok(())
+}
+
+async fn remove_finalizer(api: &Api<UpgradePlan>, plan: &UpgradePlan) -> Result<(), Error> {
+    let Some(idx) = plan.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(());
+    };
+    // The test guards against removing someone else's finalizer if the list moved meanwhile.
+    let patch = json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{idx}"), "value": FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{idx}")}
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(patch).expect("valid json patch");
+    api.patch(
+        &plan.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max - 1;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
+}

@@ -1,0 +1,652 @@
+//! Client-free builders for every object cutover writes: the read-only patch of the old
+//! version, the new version's Deployment and its env Secret, the backup/clone/migration Jobs,
+//! the preview Service. Pure functions of the plan and what was read, so they are tested
+//! without a cluster.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+    Secret, SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::crd::{Color, EnvVarSpec, Mode, UpgradePlan};
+use crate::plan::names::{self, BACKUP_MOUNT, PLAN_LABEL, ROLE_LABEL, TRACK_LABEL};
+
+/// Why an object could not be built from what was read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    #[error("Deployment {0} has no pod template containers")]
+    NoContainers(String),
+    #[error("Deployment {deployment} has no container {container:?} (it has: {have})")]
+    NoSuchContainer {
+        deployment: String,
+        container: String,
+        have: String,
+    },
+    #[error(
+        "Deployment {deployment} has {count} containers ({have}); set spec.app.container to the application's"
+    )]
+    AmbiguousContainer {
+        deployment: String,
+        count: usize,
+        have: String,
+    },
+}
+
+/// The application container of a Deployment: the one named in the plan, or the only one.
+pub fn app_container(deployment: &Deployment, wanted: Option<&str>) -> Result<String, BuildError> {
+    let name = deployment.name_any();
+    let containers = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|p| p.containers.as_slice())
+        .unwrap_or_default();
+    let have = containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match (wanted, containers) {
+        (_, []) => Err(BuildError::NoContainers(name)),
+        (Some(w), cs) => cs
+            .iter()
+            .find(|c| c.name == w)
+            .map(|c| c.name.clone())
+            .ok_or(BuildError::NoSuchContainer {
+                deployment: name,
+                container: w.into(),
+                have,
+            }),
+        (None, [one]) => Ok(one.name.clone()),
+        (None, cs) => Err(BuildError::AmbiguousContainer {
+            deployment: name,
+            count: cs.len(),
+            have,
+        }),
+    }
+}
+
+/// The server-side-apply body cutover owns on the old version: the track label on its pod
+/// template and, while `read_only`, the read-only variable. Applying it without the variable
+/// removes just that variable; everything else stays with the Deployment's own managers.
+pub fn blue_patch(
+    blue_name: &str,
+    container: &str,
+    read_only: Option<&EnvVarSpec>,
+) -> serde_json::Value {
+    let env: Vec<serde_json::Value> = read_only
+        .map(|e| json!({"name": e.name, "value": e.value}))
+        .into_iter()
+        .collect();
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": blue_name},
+        "spec": {"template": {
+            "metadata": {"labels": {TRACK_LABEL: blue_name}},
+            "spec": {"containers": [{"name": container, "env": env}]}
+        }}
+    })
+}
+
+/// Sets (or removes) a plain env var on a container of an owned Deployment.
+pub fn with_env(mut d: Deployment, container: &str, var: &EnvVarSpec, enabled: bool) -> Deployment {
+    if let Some(c) = d
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .and_then(|p| p.containers.iter_mut().find(|c| c.name == container))
+    {
+        let env = c.env.get_or_insert_with(Vec::new);
+        env.retain(|e| e.name != var.name);
+        if enabled {
+            env.push(EnvVar {
+                name: var.name.clone(),
+                value: Some(var.value.clone()),
+                value_from: None,
+            });
+        }
+    }
+    d
+}
+
+/// An object read back from the API, cleaned so it can be server-side applied again.
+pub fn for_reapply(mut d: Deployment) -> Deployment {
+    d.metadata.managed_fields = None;
+    d.metadata.resource_version = None;
+    d.metadata.uid = None;
+    d.metadata.creation_timestamp = None;
+    d.metadata.generation = None;
+    d.status = None;
+    d
+}
+
+/// Replaces the database named in a connection string's path, keeping credentials and
+/// options. Without a path, the database becomes the path and the old default (admin) stays
+/// the authentication database.
+pub fn rewrite_uri_database(uri: &str, database: &str) -> String {
+    let (scheme, rest) = uri.split_once("://").unwrap_or(("mongodb", uri));
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    // Credentials may contain '/' only percent-encoded, so the first '/' after '@' ends the hosts.
+    let at = before_query.rfind('@').map_or(0, |i| i + 1);
+    let (hosts, old_db) = match before_query[at..].find('/') {
+        Some(i) => (&before_query[..at + i], &before_query[at + i + 1..]),
+        None => (before_query, ""),
+    };
+    let mut query: Vec<String> = query
+        .filter(|q| !q.is_empty())
+        .map(|q| q.split('&').map(String::from).collect())
+        .unwrap_or_default();
+    // The old path was also the authentication database; keep it so credentials still work.
+    if !old_db.is_empty() && !query.iter().any(|kv| kv.starts_with("authSource=")) {
+        query.push(format!("authSource={old_db}"));
+    }
+    let q = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", query.join("&"))
+    };
+    format!("{scheme}://{hosts}/{database}{q}")
+}
+
+/// What the executor read that the new version's Deployment is built from.
+pub struct GreenInputs<'a> {
+    pub plan: &'a UpgradePlan,
+    pub blue: &'a Deployment,
+    pub container: &'a str,
+    pub replicas: i32,
+    /// Current values of the `uriEnv` variables (resolved from Secrets when needed), or the
+    /// plan's connection string for a variable the container does not set.
+    pub uri_values: &'a BTreeMap<String, String>,
+    /// The Service's selector, so a rehearsal's pods never match it.
+    pub service_selector: &'a BTreeMap<String, String>,
+}
+
+/// The new version's Deployment (read-only on) and, when connection strings had to be
+/// rewritten, the Secret holding them.
+pub fn green(inputs: &GreenInputs) -> Result<(Deployment, Option<Secret>), BuildError> {
+    let plan = inputs.plan;
+    let spec = &plan.spec;
+    let plan_name = plan.name_any();
+    let name = names::green_deployment(spec, &plan_name);
+    let env_secret_name = names::shorten(&format!("{name}-env"), names::MAX_K8S_NAME);
+    let blue_spec = inputs.blue.spec.clone().unwrap_or_default();
+
+    let mut labels = blue_spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    if spec.mode == Mode::Rehearsal {
+        // A rehearsal must never receive live traffic: drop every label the Service selects on.
+        for k in inputs.service_selector.keys() {
+            labels.remove(k);
+        }
+    }
+    labels.insert(TRACK_LABEL.into(), name.clone());
+    let mut match_labels: BTreeMap<String, String> = blue_spec
+        .selector
+        .match_labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| labels.contains_key(k))
+        .collect();
+    match_labels.insert(TRACK_LABEL.into(), name.clone());
+
+    let mut pod_spec: PodSpec = blue_spec.template.spec.clone().unwrap_or_default();
+    let mut secret_data = BTreeMap::new();
+    {
+        let have = pod_spec
+            .containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let c = pod_spec
+            .containers
+            .iter_mut()
+            .find(|c| c.name == inputs.container)
+            .ok_or_else(|| BuildError::NoSuchContainer {
+                deployment: inputs.blue.name_any(),
+                container: inputs.container.into(),
+                have,
+            })?;
+        c.image = Some(spec.target.image.clone());
+        let env = c.env.get_or_insert_with(Vec::new);
+        let set_plain = |env: &mut Vec<EnvVar>, n: &str, v: &str| {
+            env.retain(|e| e.name != n);
+            env.push(EnvVar {
+                name: n.into(),
+                value: Some(v.into()),
+                value_from: None,
+            });
+        };
+        for db in &spec.database.databases {
+            let clone = names::clone_database(db, &plan_name);
+            for var in &db.env {
+                set_plain(env, var, &clone);
+            }
+            for var in &db.uri_env {
+                let current_plain = env
+                    .iter()
+                    .find(|e| &e.name == var && e.value_from.is_none())
+                    .and_then(|e| e.value.clone());
+                match current_plain {
+                    // A plain value is already visible in the Deployment; rewrite it in place.
+                    Some(v) => set_plain(env, var, &rewrite_uri_database(&v, &clone)),
+                    None => {
+                        let source = inputs.uri_values.get(var).cloned().unwrap_or_default();
+                        secret_data.insert(var.clone(), rewrite_uri_database(&source, &clone));
+                        env.retain(|e| &e.name != var);
+                        env.push(EnvVar {
+                            name: var.clone(),
+                            value: None,
+                            value_from: Some(EnvVarSource {
+                                secret_key_ref: Some(SecretKeySelector {
+                                    name: env_secret_name.clone(),
+                                    key: var.clone(),
+                                    optional: None,
+                                }),
+                                ..Default::default()
+                            }),
+                        });
+                    }
+                }
+            }
+        }
+        for e in &spec.target.env {
+            set_plain(env, &e.name, &e.value);
+        }
+        let ro = &spec.read_only.env;
+        set_plain(env, &ro.name, &ro.value);
+    }
+
+    let owner = plan.controller_owner_ref(&()).expect("plan has a uid");
+    let mut meta_labels = inputs.blue.labels().clone();
+    if spec.mode == Mode::Rehearsal {
+        for k in inputs.service_selector.keys() {
+            meta_labels.remove(k);
+        }
+    }
+    meta_labels.insert(PLAN_LABEL.into(), plan_name.clone());
+    meta_labels.insert(ROLE_LABEL.into(), "green".into());
+    meta_labels.insert(TRACK_LABEL.into(), name.clone());
+
+    let mut template_meta = blue_spec.template.metadata.clone().unwrap_or_default();
+    template_meta.labels = Some(labels);
+
+    let deployment = Deployment {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: plan.namespace(),
+            labels: Some(meta_labels),
+            annotations: Some(BTreeMap::from([(
+                "cutover.dev/source".to_string(),
+                inputs.blue.name_any(),
+            )])),
+            owner_references: Some(vec![owner.clone()]),
+            ..Default::default()
+        },
+        spec: Some(k8s_openapi::api::apps::v1::DeploymentSpec {
+            replicas: Some(inputs.replicas),
+            selector: LabelSelector {
+                match_labels: Some(match_labels),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(template_meta),
+                spec: Some(pod_spec),
+            },
+            strategy: blue_spec.strategy.clone(),
+            min_ready_seconds: blue_spec.min_ready_seconds,
+            revision_history_limit: blue_spec.revision_history_limit,
+            progress_deadline_seconds: blue_spec.progress_deadline_seconds,
+            paused: None,
+        }),
+        status: None,
+    };
+    let secret = (!secret_data.is_empty()).then(|| Secret {
+        metadata: ObjectMeta {
+            name: Some(env_secret_name),
+            namespace: plan.namespace(),
+            labels: Some(BTreeMap::from([
+                (PLAN_LABEL.to_string(), plan_name.clone()),
+                (ROLE_LABEL.to_string(), "green-env".to_string()),
+            ])),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        string_data: Some(secret_data),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    });
+    Ok((deployment, secret))
+}
+
+fn job_meta(plan: &UpgradePlan, name: String, role: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: plan.namespace(),
+        labels: Some(BTreeMap::from([
+            (PLAN_LABEL.to_string(), plan.name_any()),
+            (ROLE_LABEL.to_string(), role.to_string()),
+        ])),
+        owner_references: Some(vec![owner_ref(plan)]),
+        ..Default::default()
+    }
+}
+
+fn owner_ref(plan: &UpgradePlan) -> OwnerReference {
+    plan.controller_owner_ref(&()).expect("plan has a uid")
+}
+
+fn backup_volume(plan: &UpgradePlan, read_only: bool) -> (Volume, VolumeMount) {
+    (
+        Volume {
+            name: "backup".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: plan.spec.backup.volume.claim_name.clone(),
+                read_only: Some(read_only),
+            }),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "backup".into(),
+            mount_path: BACKUP_MOUNT.into(),
+            read_only: Some(read_only),
+            ..Default::default()
+        },
+    )
+}
+
+fn plain(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: None,
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Turns `$MONGODB_URI` into `$TOOLS_URI`: the tools refuse a database in the URI that differs
+/// from the one they work on, so the path moves into `authSource` where it served as such.
+const TOOLS_URI_SH: &str = r#"
+base="${MONGODB_URI%%\?*}"
+query=""
+case "$MONGODB_URI" in *\?*) query="${MONGODB_URI#*\?}" ;; esac
+scheme="${base%%://*}"
+rest="${base#*://}"
+hosts="${rest%%/*}"
+path=""
+case "$rest" in */*) path="${rest#*/}" ;; esac
+if [ -n "$path" ]; then
+  case "&$query" in *"&authSource="*) ;; *) query="${query:+$query&}authSource=$path" ;; esac
+fi
+TOOLS_URI="$scheme://$hosts/${query:+?$query}"
+"#;
+
+const BACKUP_SH: &str = r#"
+mkdir -p "$CUTOVER_ARCHIVE_DIR"
+cd "$CUTOVER_ARCHIVE_DIR"
+rm -f ./*.partial
+for db in $CUTOVER_DATABASES; do
+  echo "dumping $db"
+  mongodump --uri="$TOOLS_URI" --db="$db" --archive="$db.archive.gz.partial" --gzip
+  mv "$db.archive.gz.partial" "$db.archive.gz"
+done
+sha256sum ./*.archive.gz > SHA256SUMS
+bytes=$(cat ./*.archive.gz | wc -c | tr -d ' ')
+sum=$(sha256sum SHA256SUMS | cut -d' ' -f1)
+result=$(printf '{"path":"%s","bytes":%s,"sha256":"%s"}' "$CUTOVER_ARCHIVE_DIR" "$bytes" "$sum")
+echo "$result"
+echo "$result" > "${CUTOVER_RESULT_FILE:-/dev/termination-log}" 2>/dev/null || true
+"#;
+
+const CLONE_SH: &str = r#"
+cd "$CUTOVER_ARCHIVE_DIR"
+sha256sum -c SHA256SUMS
+for pair in $CUTOVER_CLONES; do
+  src="${pair%%=*}"
+  dst="${pair#*=}"
+  echo "restoring $src into $dst"
+  mongorestore --uri="$TOOLS_URI" --archive="$src.archive.gz" --gzip --nsInclude="$src.*" --nsFrom="$src.*" --nsTo="$dst.*"
+done
+"#;
+
+fn tools_job(
+    plan: &UpgradePlan,
+    name: String,
+    role: &str,
+    env: Vec<EnvVar>,
+    script: &str,
+    read_only: bool,
+) -> Job {
+    let (volume, mount) = backup_volume(plan, read_only);
+    let secret = &plan.spec.database.connection_secret;
+    let mut all_env = vec![
+        secret_env("MONGODB_URI", &secret.name, &secret.key),
+        plain("CUTOVER_ARCHIVE_DIR", archive_dir(plan)),
+    ];
+    all_env.extend(env);
+    Job {
+        metadata: job_meta(plan, name, role),
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(BTreeMap::from([
+                        (PLAN_LABEL.to_string(), plan.name_any()),
+                        (ROLE_LABEL.to_string(), role.to_string()),
+                    ])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    containers: vec![Container {
+                        name: role.into(),
+                        image: Some(plan.spec.backup.image.clone()),
+                        command: Some(vec![
+                            "/bin/sh".into(),
+                            "-c".into(),
+                            format!("set -euf\n{TOOLS_URI_SH}{script}"),
+                        ]),
+                        env: Some(all_env),
+                        volume_mounts: Some(vec![mount]),
+                        termination_message_policy: Some("FallbackToLogsOnError".into()),
+                        ..Default::default()
+                    }],
+                    volumes: Some(vec![volume]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Directory of this plan's archives on the backup volume (one archive per database).
+pub fn archive_dir(plan: &UpgradePlan) -> String {
+    names::backup_archive(&plan.spec, &plan.name_any())
+        .trim_end_matches(".archive.gz")
+        .to_string()
+}
+
+pub fn backup_job(plan: &UpgradePlan) -> Job {
+    let dbs: Vec<&str> = plan
+        .spec
+        .database
+        .databases
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    tools_job(
+        plan,
+        names::backup_job(&plan.name_any()),
+        "backup",
+        vec![plain("CUTOVER_DATABASES", dbs.join(" "))],
+        BACKUP_SH,
+        false,
+    )
+}
+
+pub fn clone_job(plan: &UpgradePlan) -> Job {
+    let plan_name = plan.name_any();
+    let pairs: Vec<String> = plan
+        .spec
+        .database
+        .databases
+        .iter()
+        .map(|d| format!("{}={}", d.name, names::clone_database(d, &plan_name)))
+        .collect();
+    tools_job(
+        plan,
+        names::clone_job(&plan_name),
+        "clone",
+        vec![plain("CUTOVER_CLONES", pairs.join(" "))],
+        CLONE_SH,
+        true,
+    )
+}
+
+/// The one-shot migration Job: the new image, the new version's (clone-rewired) environment
+/// without read-only, the migration user's credentials, and the backup mounted read-only.
+pub fn migration_job(plan: &UpgradePlan, green: &Deployment, container: &str) -> Option<Job> {
+    let gate = plan.spec.migration.job.as_ref()?;
+    let pod = green.spec.as_ref()?.template.spec.clone()?;
+    let app = pod.containers.iter().find(|c| c.name == container)?.clone();
+    let mut env: Vec<EnvVar> = app
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.name != plan.spec.read_only.env.name)
+        .collect();
+    if let Some(cred) = &gate.credentials_secret {
+        env.retain(|e| e.name != cred.env);
+        env.push(secret_env(&cred.env, &cred.name, &cred.key));
+    }
+    env.push(plain("CUTOVER_BACKUP_DIR", archive_dir(plan)));
+    let (volume, mount) = backup_volume(plan, true);
+    let mut mounts = app.volume_mounts.clone().unwrap_or_default();
+    mounts.retain(|m| m.mount_path != BACKUP_MOUNT);
+    mounts.push(mount);
+    let mut volumes = pod.volumes.clone().unwrap_or_default();
+    volumes.retain(|v| v.name != "backup");
+    volumes.push(volume);
+    let role = "migrate";
+    Some(Job {
+        metadata: job_meta(plan, names::migration_job(&plan.name_any()), role),
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(BTreeMap::from([
+                        (PLAN_LABEL.to_string(), plan.name_any()),
+                        (ROLE_LABEL.to_string(), role.to_string()),
+                    ])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    containers: vec![Container {
+                        name: role.into(),
+                        image: Some(plan.spec.target.image.clone()),
+                        command: (!gate.command.is_empty()).then(|| gate.command.clone()),
+                        args: (!gate.args.is_empty()).then(|| gate.args.clone()),
+                        env: Some(env),
+                        env_from: app.env_from.clone(),
+                        volume_mounts: Some(mounts),
+                        working_dir: app.working_dir.clone(),
+                        termination_message_policy: Some("FallbackToLogsOnError".into()),
+                        ..Default::default()
+                    }],
+                    volumes: Some(volumes),
+                    service_account_name: pod.service_account_name.clone(),
+                    image_pull_secrets: pod.image_pull_secrets.clone(),
+                    security_context: pod.security_context.clone(),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+/// A Service selecting only the new version, for looking at it before the switch.
+pub fn preview_service(plan: &UpgradePlan, app_service: &Service, green_name: &str) -> Service {
+    let ports: Vec<ServicePort> = app_service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| ServicePort {
+            node_port: None,
+            protocol: Some(p.protocol.unwrap_or_else(|| "TCP".into())),
+            ..p
+        })
+        .collect();
+    Service {
+        metadata: ObjectMeta {
+            name: Some(names::preview_service(&plan.spec, &plan.name_any())),
+            namespace: plan.namespace(),
+            labels: Some(BTreeMap::from([
+                (PLAN_LABEL.to_string(), plan.name_any()),
+                (ROLE_LABEL.to_string(), "preview".to_string()),
+            ])),
+            owner_references: Some(vec![owner_ref(plan)]),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            selector: Some(BTreeMap::from([(
+                TRACK_LABEL.to_string(),
+                green_name.to_string(),
+            )])),
+            ports: Some(ports),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The merge patch that points the Service at one version. A merge patch (not an apply)
+/// because a Service selector is an atomic map: applying it would take the user's keys over.
+pub fn service_track_patch(track: &str) -> serde_json::Value {
+    json!({"spec": {"selector": {TRACK_LABEL: track}}})
+}
+
+/// Which Deployment name a color refers to in this plan.
+pub fn deployment_for(plan: &UpgradePlan, color: Color) -> String {
+    match color {
+        Color::Blue => plan.spec.app.deployment.clone(),
+        Color::Green => names::green_deployment(&plan.spec, &plan.name_any()),
+    }
+}

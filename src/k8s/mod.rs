@@ -1,0 +1,5 @@
+//! Kubernetes side: reading the world, building objects (pure), carrying out actions.
+
+pub mod build;
+pub mod execute;
+pub mod observe;
