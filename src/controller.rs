@@ -121,8 +121,11 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
-            if let Err(e) = res {
-                warn!("reconcile dispatch: {e}");
+            // Reconcile errors were already reported by error_policy; only the rest is new here.
+            if let Err(e) = res
+                && !matches!(e, kube::runtime::controller::Error::ReconcilerFailed(..))
+            {
+                warn!("controller: {e}");
             }
         })
         .await;

@@ -147,8 +147,8 @@ pub fn rewrite_uri_database(uri: &str, database: &str) -> String {
         .filter(|q| !q.is_empty())
         .map(|q| q.split('&').map(String::from).collect())
         .unwrap_or_default();
-    // The old path was also the authentication database; keep it so credentials still work.
-    if !old_db.is_empty() && !query.iter().any(|kv| kv.starts_with("authSource=")) {
+    // With credentials the old path was also the authentication database; keep it so they still work.
+    if at > 0 && !old_db.is_empty() && !query.iter().any(|kv| kv.starts_with("authSource=")) {
         query.push(format!("authSource={old_db}"));
     }
     let q = if query.is_empty() {
@@ -405,9 +405,12 @@ rest="${base#*://}"
 hosts="${rest%%/*}"
 path=""
 case "$rest" in */*) path="${rest#*/}" ;; esac
-if [ -n "$path" ]; then
-  case "&$query" in *"&authSource="*) ;; *) query="${query:+$query&}authSource=$path" ;; esac
-fi
+# Only with credentials does the path name the authentication database.
+case "$hosts" in
+  *@*) if [ -n "$path" ]; then
+    case "&$query" in *"&authSource="*) ;; *) query="${query:+$query&}authSource=$path" ;; esac
+  fi ;;
+esac
 TOOLS_URI="$scheme://$hosts/${query:+?$query}"
 "#;
 
@@ -415,11 +418,14 @@ const BACKUP_SH: &str = r#"
 mkdir -p "$CUTOVER_ARCHIVE_DIR"
 cd "$CUTOVER_ARCHIVE_DIR"
 rm -f ./*.partial
+# Word-split the list without globbing.
+set -f
 for db in $CUTOVER_DATABASES; do
   echo "dumping $db"
   mongodump --uri="$TOOLS_URI" --db="$db" --archive="$db.archive.gz.partial" --gzip
   mv "$db.archive.gz.partial" "$db.archive.gz"
 done
+set +f
 sha256sum ./*.archive.gz > SHA256SUMS
 bytes=$(cat ./*.archive.gz | wc -c | tr -d ' ')
 sum=$(sha256sum SHA256SUMS | cut -d' ' -f1)
@@ -431,6 +437,7 @@ echo "$result" > "${CUTOVER_RESULT_FILE:-/dev/termination-log}" 2>/dev/null || t
 const CLONE_SH: &str = r#"
 cd "$CUTOVER_ARCHIVE_DIR"
 sha256sum -c SHA256SUMS
+set -f
 for pair in $CUTOVER_CLONES; do
   src="${pair%%=*}"
   dst="${pair#*=}"
@@ -474,7 +481,7 @@ fn tools_job(
                         command: Some(vec![
                             "/bin/sh".into(),
                             "-c".into(),
-                            format!("set -euf\n{TOOLS_URI_SH}{script}"),
+                            format!("set -eu\n{TOOLS_URI_SH}{script}"),
                         ]),
                         env: Some(all_env),
                         volume_mounts: Some(vec![mount]),

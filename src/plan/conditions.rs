@@ -25,6 +25,8 @@ pub fn set(
     now: Timestamp,
 ) -> bool {
     let status_str = if status { "True" } else { "False" };
+    // Kubernetes 1.20 reads an empty string as null and rejects the status; say the reason instead.
+    let message = if message.is_empty() { reason } else { message };
     let new = |last_transition_time| Condition {
         type_: type_.to_string(),
         status: status_str.to_string(),

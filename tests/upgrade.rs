@@ -1,0 +1,221 @@
+//! Full upgrade plans against the real control plane and MongoDB-wire server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use cutover::crd::{Color, Phase};
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::ListParams;
+use mongodb::bson::doc;
+
+const PLAN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Creates a MongoDB user and returns a connection string with its password, so the test can
+/// check that the password never leaks.
+async fn uri_with_password(env: &Env, id: &str) -> (String, String) {
+    let user = format!("cutover_{id}");
+    let password = format!("pw-{id}-S3cret");
+    env.mongo
+        .database("admin")
+        .run_command(doc! {"createUser": &user, "pwd": &password, "roles": [{"role": "root", "db": "admin"}]})
+        .await
+        .expect("createUser");
+    let hostport = env
+        .mongo_uri
+        .trim_start_matches("mongodb://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    (
+        format!("mongodb://{user}:{password}@{hostport}/?directConnection=true&authSource=admin"),
+        password,
+    )
+}
+
+#[tokio::test]
+async fn squidex_upgrade_on_two_databases_succeeds() {
+    let Some(env) = env().await else { return };
+    let app = env
+        .blue_app(
+            "up-squidex",
+            AppOptions {
+                replicas: 2,
+                ..Default::default()
+            },
+        )
+        .await;
+    let (uri, password) = uri_with_password(&env, &app.id).await;
+    env.apply(&app.ns, serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mongo"}, "stringData": {"uri": uri}
+    }))
+    .await;
+    let sources_before = (env.counts(&app.db).await, env.counts(&app.content_db).await);
+    let op = Operator::start(&app.ns);
+
+    env.apply(&app.ns, squidex_plan("up2", &app, 2)).await;
+    let plan = env
+        .wait_phase(&op, &app.ns, "up2", Phase::Succeeded, PLAN_TIMEOUT)
+        .await;
+    let st = plan.status.clone().unwrap();
+
+    // Traffic: the Service selects the new version.
+    let green = st.green_deployment.clone().unwrap();
+    assert_eq!(green, "squidex-up2");
+    let selector = env.service_selector(&app.ns, "squidex").await;
+    assert_eq!(selector.get("cutover.dev/track"), Some(&green));
+    assert_eq!(
+        selector.get("app").map(String::as_str),
+        Some("squidex"),
+        "the user's selector keys are kept"
+    );
+    assert_eq!(st.active_color, Some(Color::Green));
+
+    // The new version runs the target image on the clones, read-write, and is no longer owned by the plan.
+    let g = env.deployment(&app.ns, &green).await.unwrap();
+    let c = &g
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    assert_eq!(c.image.as_deref(), Some("cutover.dev/appsim:2"));
+    let envs: Vec<(String, Option<String>)> = c
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect();
+    let clone_db = app.clone_of(&app.db, "up2");
+    let clone_content = app.clone_of(&app.content_db, "up2");
+    assert!(
+        envs.contains(&("STORE__MONGODB__DATABASE".into(), Some(clone_db.clone()))),
+        "{envs:?}"
+    );
+    assert!(envs.contains(&(
+        "STORE__MONGODB__CONTENTDATABASE".into(),
+        Some(clone_content.clone())
+    )));
+    assert!(
+        !envs.iter().any(|(n, _)| n == "MODE__ISREADONLY"),
+        "read-only lifted on green"
+    );
+    assert!(
+        g.metadata
+            .owner_references
+            .as_ref()
+            .is_none_or(|o| o.is_empty()),
+        "handed over"
+    );
+
+    // Green migrated its clone; the sources are untouched.
+    let doc = env
+        .migration_doc(&clone_db)
+        .await
+        .expect("migration doc in the clone");
+    assert_eq!(
+        doc.get_i64("Version")
+            .or_else(|_| doc.get_i32("Version").map(i64::from))
+            .unwrap(),
+        2
+    );
+    assert_eq!(doc.get_bool("IsLocked").unwrap(), false);
+    let clone_contents = env.counts(&clone_content).await;
+    assert_eq!(
+        clone_contents.get("States_Contents_All2"),
+        Some(&app.documents),
+        "{clone_contents:?}"
+    );
+    assert_eq!(
+        (env.counts(&app.db).await, env.counts(&app.content_db).await),
+        sources_before
+    );
+    let src_doc = env.migration_doc(&app.db).await.unwrap();
+    assert_eq!(
+        src_doc
+            .get_i32("Version")
+            .map(i64::from)
+            .or_else(|_| src_doc.get_i64("Version"))
+            .unwrap(),
+        1
+    );
+
+    // Blue is scaled to zero and still read-only (it must never write to the old data again).
+    let blue = env.deployment(&app.ns, "squidex").await.unwrap();
+    assert_eq!(blue.spec.as_ref().unwrap().replicas, Some(0));
+
+    // The audit trail is complete, in order, with timestamps.
+    let names: Vec<Phase> = st.phases.iter().map(|r| r.name).collect();
+    use Phase::*;
+    assert_eq!(
+        names,
+        vec![
+            Pending,
+            EnteringReadOnly,
+            BackingUp,
+            Cloning,
+            DeployingGreen,
+            Migrating,
+            SwitchingTraffic,
+            LiftingReadOnly,
+            CleaningUp,
+            Succeeded
+        ]
+    );
+    for r in &st.phases {
+        let f = r.finished_at.expect("every phase finished");
+        assert!(f >= r.started_at);
+    }
+    let backup = st.backup.clone().unwrap();
+    assert!(backup.bytes.unwrap_or(0) > 0, "{backup:?}");
+    assert_eq!(backup.checksum.as_ref().map(String::len), Some(64));
+    assert!(st.clone.as_ref().unwrap().verified);
+    assert!(st.read_only_since.unwrap() < st.read_only_lifted_at.unwrap());
+
+    // Events for the transitions; the password is nowhere.
+    let events = Api::<Event>::namespaced(env.client.clone(), &app.ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let reasons: Vec<String> = events
+        .items
+        .iter()
+        .filter_map(|e| e.reason.clone())
+        .collect();
+    for r in [
+        "EnteringReadOnly",
+        "BackingUp",
+        "Cloning",
+        "SwitchingTraffic",
+        "Succeeded",
+    ] {
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "no {r} event in {reasons:?}"
+        );
+    }
+    let status_text = serde_json::to_string(&plan.status).unwrap();
+    let events_text = serde_json::to_string(&events.items).unwrap();
+    assert_no_secret(&status_text, &password, "status");
+    assert_no_secret(&events_text, &password, "events");
+    assert_no_secret(&op.log(), &password, "operator log");
+    eprintln!("{}", cutover::cli::render_status(&plan));
+
+    env.cleanup(
+        &app.ns,
+        &[
+            app.db.clone(),
+            app.content_db.clone(),
+            clone_db,
+            clone_content,
+        ],
+    )
+    .await;
+}
