@@ -126,7 +126,7 @@ async fn squidex_upgrade_on_two_databases_succeeds() {
             .unwrap(),
         2
     );
-    assert_eq!(doc.get_bool("IsLocked").unwrap(), false);
+    assert!(!doc.get_bool("IsLocked").unwrap());
     let clone_contents = env.counts(&clone_content).await;
     assert_eq!(
         clone_contents.get("States_Contents_All2"),
