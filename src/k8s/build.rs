@@ -500,9 +500,7 @@ fn tools_job(
 
 /// Directory of this plan's archives on the backup volume (one archive per database).
 pub fn archive_dir(plan: &UpgradePlan) -> String {
-    names::backup_archive(&plan.spec, &plan.name_any())
-        .trim_end_matches(".archive.gz")
-        .to_string()
+    names::backup_dir(&plan.spec, &plan.name_any())
 }
 
 pub fn backup_job(plan: &UpgradePlan) -> Job {
@@ -655,5 +653,389 @@ pub fn deployment_for(plan: &UpgradePlan, color: Color) -> String {
     match color {
         Color::Blue => plan.spec.app.deployment.clone(),
         Color::Green => names::green_deployment(&plan.spec, &plan.name_any()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::UpgradePlanSpec;
+    use serde_json::json;
+
+    fn plan(extra: serde_json::Value) -> UpgradePlan {
+        let mut spec = json!({
+            "app": {"deployment": "squidex", "service": "squidex"},
+            "target": {"image": "squidex/squidex:7", "env": [{"name": "FEATURE", "value": "on"}]},
+            "readOnly": {"env": {"name": "MODE__ISREADONLY", "value": "true"}},
+            "database": {
+                "connectionSecret": {"name": "mongo", "key": "uri"},
+                "databases": [
+                    {"name": "Squidex", "env": ["STORE__MONGODB__DATABASE"], "uriEnv": ["STORE__MONGODB__CONFIGURATION"]},
+                    {"name": "SquidexContent", "env": ["STORE__MONGODB__CONTENTDATABASE"]}
+                ]
+            },
+            "backup": {"volume": {"claimName": "backups"}},
+            "migration": {"job": {"command": ["./upgrade_schema.sh"], "args": ["upgrade"],
+                                  "credentialsSecret": {"name": "migrator", "key": "uri", "env": "STORE__MONGODB__CONFIGURATION"}}}
+        });
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        let spec: UpgradePlanSpec = serde_json::from_value(spec).unwrap();
+        let mut p = UpgradePlan::new("up7", spec);
+        p.metadata.namespace = Some("apps".into());
+        p.metadata.uid = Some("uid-1".into());
+        p
+    }
+
+    fn blue() -> Deployment {
+        serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "squidex", "namespace": "apps", "labels": {"app": "squidex"}},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "squidex"}},
+                "template": {
+                    "metadata": {"labels": {"app": "squidex", "tier": "web"}},
+                    "spec": {"containers": [
+                        {"name": "squidex", "image": "squidex/squidex:6", "env": [
+                            {"name": "STORE__MONGODB__CONFIGURATION", "valueFrom": {"secretKeyRef": {"name": "mongo", "key": "uri"}}},
+                            {"name": "STORE__MONGODB__DATABASE", "value": "Squidex"}
+                        ]},
+                        {"name": "sidecar", "image": "envoy:1"}
+                    ]}
+                }
+            }
+        }))
+        .unwrap()
+    }
+
+    fn env_of(d: &Deployment, container: &str) -> Vec<EnvVar> {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers
+            .iter()
+            .find(|c| c.name == container)
+            .unwrap()
+            .env
+            .clone()
+            .unwrap()
+    }
+
+    fn value<'a>(env: &'a [EnvVar], name: &str) -> Option<&'a str> {
+        env.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.as_deref())
+    }
+
+    #[test]
+    fn rewrites_the_database_of_connection_strings() {
+        let cases = [
+            (
+                "mongodb://h:27017/Squidex?replicaSet=rs0",
+                "mongodb://h:27017/Squidex-up7?replicaSet=rs0",
+            ),
+            (
+                "mongodb://u:p@h1,h2/Squidex",
+                "mongodb://u:p@h1,h2/Squidex-up7?authSource=Squidex",
+            ),
+            (
+                "mongodb://u:p@h/Squidex?authSource=admin",
+                "mongodb://u:p@h/Squidex-up7?authSource=admin",
+            ),
+            (
+                "mongodb://h/?directConnection=true",
+                "mongodb://h/Squidex-up7?directConnection=true",
+            ),
+            ("mongodb://h", "mongodb://h/Squidex-up7"),
+            (
+                "mongodb+srv://u:p%2Fq@cluster.example/Squidex",
+                "mongodb+srv://u:p%2Fq@cluster.example/Squidex-up7?authSource=Squidex",
+            ),
+        ];
+        for (from, want) in cases {
+            assert_eq!(rewrite_uri_database(from, "Squidex-up7"), want, "{from}");
+        }
+    }
+
+    #[test]
+    fn picks_the_app_container() {
+        let b = blue();
+        assert_eq!(app_container(&b, Some("squidex")), Ok("squidex".into()));
+        assert!(matches!(
+            app_container(&b, None),
+            Err(BuildError::AmbiguousContainer { count: 2, .. })
+        ));
+        assert!(matches!(
+            app_container(&b, Some("nope")),
+            Err(BuildError::NoSuchContainer { .. })
+        ));
+    }
+
+    #[test]
+    fn blue_patch_owns_only_the_label_and_the_variable() {
+        let ro = EnvVarSpec {
+            name: "MODE__ISREADONLY".into(),
+            value: "true".into(),
+        };
+        let on = blue_patch("squidex", "squidex", Some(&ro));
+        assert_eq!(
+            on["spec"]["template"]["metadata"]["labels"][TRACK_LABEL],
+            "squidex"
+        );
+        assert_eq!(
+            on["spec"]["template"]["spec"]["containers"][0]["env"][0]["name"],
+            "MODE__ISREADONLY"
+        );
+        assert!(on["spec"].get("replicas").is_none() && on["spec"].get("selector").is_none());
+        let off = blue_patch("squidex", "squidex", None);
+        assert_eq!(
+            off["spec"]["template"]["spec"]["containers"][0]["env"],
+            json!([])
+        );
+    }
+
+    #[test]
+    fn green_runs_the_target_on_the_clones_read_only() {
+        let p = plan(
+            json!({"app": {"deployment": "squidex", "service": "squidex", "container": "squidex"}}),
+        );
+        let b = blue();
+        let uris = BTreeMap::from([(
+            "STORE__MONGODB__CONFIGURATION".to_string(),
+            "mongodb://u:pw@db/Squidex".to_string(),
+        )]);
+        let selector = BTreeMap::from([("app".to_string(), "squidex".to_string())]);
+        let (g, secret) = green(&GreenInputs {
+            plan: &p,
+            blue: &b,
+            container: "squidex",
+            replicas: 2,
+            uri_values: &uris,
+            service_selector: &selector,
+        })
+        .unwrap();
+        assert_eq!(g.metadata.name.as_deref(), Some("squidex-up7"));
+        let spec = g.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(2));
+        let labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .clone()
+            .unwrap();
+        assert_eq!(
+            labels.get(TRACK_LABEL).map(String::as_str),
+            Some("squidex-up7")
+        );
+        assert_eq!(
+            labels.get("tier").map(String::as_str),
+            Some("web"),
+            "blue's labels are kept"
+        );
+        let sel = spec.selector.match_labels.clone().unwrap();
+        assert_eq!(
+            sel.get(TRACK_LABEL).map(String::as_str),
+            Some("squidex-up7"),
+            "green's selector never matches blue's pods"
+        );
+        let containers = &spec.template.spec.as_ref().unwrap().containers;
+        assert_eq!(containers[0].image.as_deref(), Some("squidex/squidex:7"));
+        assert_eq!(
+            containers[1].image.as_deref(),
+            Some("envoy:1"),
+            "other containers untouched"
+        );
+        let env = env_of(&g, "squidex");
+        assert_eq!(value(&env, "STORE__MONGODB__DATABASE"), Some("Squidex-up7"));
+        assert_eq!(
+            value(&env, "STORE__MONGODB__CONTENTDATABASE"),
+            Some("SquidexContent-up7")
+        );
+        assert_eq!(value(&env, "MODE__ISREADONLY"), Some("true"));
+        assert_eq!(value(&env, "FEATURE"), Some("on"));
+        let uri_var = env
+            .iter()
+            .find(|e| e.name == "STORE__MONGODB__CONFIGURATION")
+            .unwrap();
+        assert!(
+            uri_var.value.is_none(),
+            "a Secret-held URI stays in a Secret"
+        );
+        assert_eq!(
+            uri_var
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "squidex-up7-env"
+        );
+        let secret = secret.expect("env Secret");
+        assert_eq!(
+            secret
+                .string_data
+                .unwrap()
+                .get("STORE__MONGODB__CONFIGURATION")
+                .map(String::as_str),
+            Some("mongodb://u:pw@db/Squidex-up7?authSource=Squidex")
+        );
+        assert_eq!(
+            g.metadata.owner_references.as_ref().unwrap()[0].uid,
+            "uid-1"
+        );
+        assert!(
+            !serde_json::to_string(&g).unwrap().contains("pw@"),
+            "no connection string in the Deployment"
+        );
+    }
+
+    #[test]
+    fn rehearsal_green_never_matches_the_service() {
+        let p = plan(
+            json!({"mode": "rehearsal", "app": {"deployment": "squidex", "service": "squidex", "container": "squidex"}}),
+        );
+        let selector = BTreeMap::from([("app".to_string(), "squidex".to_string())]);
+        let (g, _) = green(&GreenInputs {
+            plan: &p,
+            blue: &blue(),
+            container: "squidex",
+            replicas: 1,
+            uri_values: &BTreeMap::new(),
+            service_selector: &selector,
+        })
+        .unwrap();
+        let labels = g
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .clone()
+            .unwrap();
+        assert!(!crate::plan::names::selects(&selector, &labels));
+    }
+
+    #[test]
+    fn jobs_take_the_uri_from_the_secret_and_never_retry() {
+        let p = plan(json!({}));
+        for job in [backup_job(&p), clone_job(&p)] {
+            let spec = job.spec.as_ref().unwrap();
+            assert_eq!(spec.backoff_limit, Some(0));
+            let pod = spec.template.spec.as_ref().unwrap();
+            assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+            let c = &pod.containers[0];
+            assert_eq!(c.image.as_deref(), Some("mongo:7.0"));
+            let uri = c
+                .env
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|e| e.name == "MONGODB_URI")
+                .unwrap();
+            let r = uri
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap();
+            assert_eq!((r.name.as_str(), r.key.as_str()), ("mongo", "uri"));
+            assert_eq!(
+                pod.volumes.as_ref().unwrap()[0]
+                    .persistent_volume_claim
+                    .as_ref()
+                    .unwrap()
+                    .claim_name,
+                "backups"
+            );
+            assert_eq!(
+                job.metadata.owner_references.as_ref().unwrap()[0].uid,
+                "uid-1"
+            );
+        }
+        let clone = clone_job(&p);
+        let env = clone.spec.unwrap().template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        assert_eq!(
+            value(&env, "CUTOVER_CLONES"),
+            Some("Squidex=Squidex-up7 SquidexContent=SquidexContent-up7")
+        );
+        assert_eq!(
+            value(&env, "CUTOVER_ARCHIVE_DIR"),
+            Some("/backup/squidex/up7")
+        );
+    }
+
+    #[test]
+    fn migration_job_uses_the_migration_user_and_not_read_only() {
+        let p = plan(
+            json!({"app": {"deployment": "squidex", "service": "squidex", "container": "squidex"}}),
+        );
+        let (g, _) = green(&GreenInputs {
+            plan: &p,
+            blue: &blue(),
+            container: "squidex",
+            replicas: 0,
+            uri_values: &BTreeMap::new(),
+            service_selector: &BTreeMap::new(),
+        })
+        .unwrap();
+        let job = migration_job(&p, &g, "squidex").unwrap();
+        let c = &job
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        assert_eq!(c.image.as_deref(), Some("squidex/squidex:7"));
+        assert_eq!(c.command.clone().unwrap(), vec!["./upgrade_schema.sh"]);
+        assert_eq!(c.args.clone().unwrap(), vec!["upgrade"]);
+        let env = c.env.clone().unwrap();
+        assert!(value(&env, "MODE__ISREADONLY").is_none());
+        assert_eq!(
+            value(&env, "STORE__MONGODB__DATABASE"),
+            Some("Squidex-up7"),
+            "the migration runs on the clone"
+        );
+        let cred: Vec<_> = env
+            .iter()
+            .filter(|e| e.name == "STORE__MONGODB__CONFIGURATION")
+            .collect();
+        assert_eq!(cred.len(), 1);
+        assert_eq!(
+            cred[0]
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "migrator"
+        );
+        assert_eq!(
+            value(&env, "CUTOVER_BACKUP_DIR"),
+            Some("/backup/squidex/up7")
+        );
     }
 }

@@ -460,7 +460,7 @@ impl Machine<'_> {
     fn backing_up(&mut self) {
         let plan = &self.obs.plan.name;
         let job = names::backup_job(plan);
-        let path = names::backup_archive(self.spec, plan);
+        let path = names::backup_dir(self.spec, plan);
         let Some(j) = self.obs.backup_job.clone() else {
             self.st.backup = Some(BackupStatus {
                 job: job.clone(),
@@ -478,7 +478,7 @@ impl Machine<'_> {
             JobState::Failed => self.fail(
                 "BackupJobFailed",
                 format!(
-                    "Backup Job {} failed: {}. The sources were not changed; the archive {path} may be partial",
+                    "Backup Job {} failed: {}. The sources were not changed; the backup in {path} may be partial",
                     j.name,
                     one_line(&j.message)
                 ),
@@ -498,7 +498,8 @@ impl Machine<'_> {
                 let result = parse_backup_result(&j.message);
                 let backup = self.st.backup.get_or_insert_with(Default::default);
                 backup.job = j.name.clone();
-                backup.path = if result.path.is_empty() { path } else { result.path };
+                // The path inside the volume, not where the Job's process saw it mounted.
+                backup.path = path;
                 backup.bytes = result.bytes;
                 backup.checksum = result.sha256;
                 backup.collections = counts;

@@ -74,9 +74,10 @@ pub fn preview_service(spec: &UpgradePlanSpec, plan: &str) -> String {
     )
 }
 
-/// Archives are grouped per application so retention can keep the last N of each.
-pub fn backup_archive(spec: &UpgradePlanSpec, plan: &str) -> String {
-    format!("{BACKUP_MOUNT}/{}/{plan}.archive.gz", spec.app.deployment)
+/// Directory of a plan's backup on the volume: one `<database>.archive.gz` per database and a
+/// `SHA256SUMS`. Grouped per application so retention can keep the last N of each.
+pub fn backup_dir(spec: &UpgradePlanSpec, plan: &str) -> String {
+    format!("{BACKUP_MOUNT}/{}/{plan}", spec.app.deployment)
 }
 
 /// True when every key/value of a non-empty `selector` is among `labels`.
