@@ -219,3 +219,277 @@ async fn squidex_upgrade_on_two_databases_succeeds() {
     )
     .await;
 }
+
+/// A vendor-style upgrade: the schema is migrated by a one-shot Job of the new image (like
+/// `./upgrade_schema.sh upgrade`) with its own credentials, then an HTTP health gate.
+#[tokio::test]
+async fn job_gate_with_migration_credentials_and_health_gate() {
+    let Some(env) = env().await else { return };
+    let app = env.blue_app("up-jobgate", AppOptions::default()).await;
+    let (migrator_uri, migrator_password) = uri_with_password(&env, &format!("m{}", app.id)).await;
+    env.apply(&app.ns, serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "migrator"}, "stringData": {"uri": migrator_uri}
+    }))
+    .await;
+    let op = Operator::start(&app.ns);
+    let mut plan = squidex_plan("schema3", &app, 3);
+    plan["spec"]["migration"] = serde_json::json!({
+        "job": {
+            "args": ["migrate"],
+            "credentialsSecret": {"name": "migrator", "key": "uri", "env": "STORE__MONGODB__CONFIGURATION"}
+        },
+        "httpGet": {"path": "/api/v1/health/check_up", "port": 8080, "expectStatus": 200},
+        "timeout": "3m"
+    });
+    env.apply(&app.ns, plan).await;
+    let done = env
+        .wait_phase(&op, &app.ns, "schema3", Phase::Succeeded, PLAN_TIMEOUT)
+        .await;
+
+    // The Job ran the new image with the migration user's Secret, not the app's.
+    let job = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(env.client.clone(), &app.ns)
+        .get("schema3-migrate")
+        .await
+        .expect("migration job");
+    assert!(job.status.as_ref().unwrap().succeeded.unwrap_or(0) >= 1);
+    let c = &job
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    assert_eq!(c.image.as_deref(), Some("cutover.dev/appsim:3"));
+    let cred = c
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == "STORE__MONGODB__CONFIGURATION")
+        .unwrap();
+    assert_eq!(
+        cred.value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .name,
+        "migrator"
+    );
+    // The app containers keep the app's own credentials.
+    let g = env.deployment(&app.ns, "squidex-schema3").await.unwrap();
+    let app_env = g.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let app_cred = app_env
+        .iter()
+        .find(|e| e.name == "STORE__MONGODB__CONFIGURATION")
+        .unwrap();
+    assert_eq!(
+        app_cred
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .name,
+        "mongo"
+    );
+
+    // The migration reached version 3 on the clone; the source stayed at 1.
+    let clone_db = app.clone_of(&app.db, "schema3");
+    let doc = env.migration_doc(&clone_db).await.unwrap();
+    assert_eq!(
+        doc.get_i32("Version")
+            .map(i64::from)
+            .or_else(|_| doc.get_i64("Version"))
+            .unwrap(),
+        3
+    );
+    let src = env.migration_doc(&app.db).await.unwrap();
+    assert_eq!(
+        src.get_i32("Version")
+            .map(i64::from)
+            .or_else(|_| src.get_i64("Version"))
+            .unwrap(),
+        1
+    );
+    assert!(
+        done.status
+            .as_ref()
+            .unwrap()
+            .migration
+            .as_ref()
+            .unwrap()
+            .job_succeeded
+    );
+    assert_no_secret(
+        &serde_json::to_string(&done.status).unwrap(),
+        &migrator_password,
+        "status",
+    );
+    assert_no_secret(&op.log(), &migrator_password, "operator log");
+
+    let clone_content = app.clone_of(&app.content_db, "schema3");
+    env.cleanup(
+        &app.ns,
+        &[
+            app.db.clone(),
+            app.content_db.clone(),
+            clone_db,
+            clone_content,
+        ],
+    )
+    .await;
+}
+
+/// Manual promotion: the plan waits with traffic and read-only on the old version until approved.
+#[tokio::test]
+async fn manual_promotion_waits_for_approval() {
+    let Some(env) = env().await else { return };
+    let app = env.blue_app("up-manual", AppOptions::default()).await;
+    let op = Operator::start(&app.ns);
+    let mut plan = squidex_plan("manual", &app, 2);
+    plan["spec"]["promotion"] = serde_json::json!({"mode": "manual"});
+    env.apply(&app.ns, plan.clone()).await;
+    let waiting = env
+        .wait_phase(
+            &op,
+            &app.ns,
+            "manual",
+            Phase::AwaitingPromotion,
+            PLAN_TIMEOUT,
+        )
+        .await;
+    assert!(
+        waiting
+            .status
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("approved")
+    );
+
+    // Held for a while: nothing moves, traffic stays on the old, still read-only version.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = env.plans(&app.ns).get("manual").await.unwrap();
+    assert_eq!(
+        still.status.as_ref().unwrap().phase,
+        Phase::AwaitingPromotion
+    );
+    let selector = env.service_selector(&app.ns, "squidex").await;
+    assert_eq!(
+        selector.get("cutover.dev/track").map(String::as_str),
+        Some("squidex")
+    );
+    let blue = env.deployment(&app.ns, "squidex").await.unwrap();
+    let blue_env = blue.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    assert!(
+        blue_env
+            .iter()
+            .any(|e| e.name == "MODE__ISREADONLY" && e.value.as_deref() == Some("true"))
+    );
+
+    plan["spec"]["promotion"] = serde_json::json!({"mode": "manual", "approved": true});
+    env.apply(&app.ns, plan).await;
+    env.wait_phase(&op, &app.ns, "manual", Phase::Succeeded, PLAN_TIMEOUT)
+        .await;
+    let selector = env.service_selector(&app.ns, "squidex").await;
+    assert_eq!(
+        selector.get("cutover.dev/track").map(String::as_str),
+        Some("squidex-manual")
+    );
+
+    let dbs = [
+        app.db.clone(),
+        app.content_db.clone(),
+        app.clone_of(&app.db, "manual"),
+        app.clone_of(&app.content_db, "manual"),
+    ];
+    env.cleanup(&app.ns, &dbs).await;
+}
+
+/// A backup Job that fails: the plan fails, the old version serves read-write again, nothing is deleted.
+#[tokio::test]
+async fn failed_backup_restores_the_old_version() {
+    let Some(env) = env().await else { return };
+    let app = env.blue_app("up-badbackup", AppOptions::default()).await;
+    let sources_before = (env.counts(&app.db).await, env.counts(&app.content_db).await);
+    // podsim maps the backup PVC to a local directory; a file where the archive directory
+    // must go makes the backup Job's `mkdir -p` fail, as a full or read-only volume would.
+    let env_dir = std::env::var("CUTOVER_ENV_DIR").expect("CUTOVER_ENV_DIR from hack/dev-env env");
+    let app_dir = std::path::Path::new(&env_dir)
+        .join(format!("podsim/volumes/{}/pvc-backups/squidex", app.ns));
+    std::fs::create_dir_all(&app_dir).unwrap();
+    std::fs::write(app_dir.join("broken"), "not a directory").unwrap();
+
+    let op = Operator::start(&app.ns);
+    env.apply(&app.ns, squidex_plan("broken", &app, 2)).await;
+    let failed = env
+        .wait_phase(&op, &app.ns, "broken", Phase::Failed, PLAN_TIMEOUT)
+        .await;
+    let st = failed.status.unwrap();
+    let f = st.failure.clone().unwrap();
+    assert_eq!(f.reason, "BackupJobFailed");
+    assert_eq!(f.phase, Phase::BackingUp);
+    assert!(st.message.contains("broken-backup"), "{}", st.message);
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "BackupJobFailed")
+    );
+
+    // The app serves read-write again, with traffic on it; nothing was deleted or created.
+    let blue = env.deployment(&app.ns, "squidex").await.unwrap();
+    let blue_env = blue
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .clone()
+        .unwrap();
+    assert!(
+        !blue_env.iter().any(|e| e.name == "MODE__ISREADONLY"),
+        "read-only lifted"
+    );
+    assert_eq!(blue.spec.as_ref().unwrap().replicas, Some(1));
+    env.wait_rollout(&app.ns, "squidex", Duration::from_secs(60))
+        .await;
+    assert!(env.deployment(&app.ns, "squidex-broken").await.is_none());
+    assert_eq!(
+        (env.counts(&app.db).await, env.counts(&app.content_db).await),
+        sources_before
+    );
+    let names = env.mongo.list_database_names().await.unwrap();
+    assert!(
+        !names.iter().any(|n| n.ends_with("-broken")),
+        "no clone was created: {names:?}"
+    );
+    let phases: Vec<Phase> = st.phases.iter().map(|r| r.name).collect();
+    assert_eq!(
+        phases,
+        vec![
+            Phase::Pending,
+            Phase::EnteringReadOnly,
+            Phase::BackingUp,
+            Phase::RollingBack,
+            Phase::Failed
+        ]
+    );
+
+    env.cleanup(&app.ns, &[app.db.clone(), app.content_db.clone()])
+        .await;
+}
