@@ -15,6 +15,7 @@ pub mod runner;
 pub mod scope;
 pub mod sources;
 pub mod status;
+pub mod termination;
 pub mod volumes;
 mod watch;
 

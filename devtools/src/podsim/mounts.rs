@@ -8,6 +8,8 @@
 //! privilege, leaves the host untouched, and covers how our Jobs pass paths: in `command`,
 //! `args`, env values and `workingDir` (including inside `sh -c '…'` strings). Its limit:
 //! a path assembled at run time from pieces (`"/back"+"up"`) or read from a file is not seen.
+//! The container's termination message file (`/dev/termination-log`) is mapped the same way,
+//! to a per-container file (see `termination`), so a Job never writes the host's `/dev`.
 
 use std::path::{Path, PathBuf};
 
@@ -56,11 +58,19 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// Container path → local directory, for one container.
+/// Container path → local path, for one container.
 #[derive(Debug, Clone, Default)]
 pub struct MountTable {
     /// Longest container path first, so nested mounts win over their parents.
-    entries: Vec<(String, PathBuf)>,
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    path: String,
+    local: PathBuf,
+    /// A single file (the termination message file), not a directory.
+    file: bool,
 }
 
 impl MountTable {
@@ -80,20 +90,50 @@ impl MountTable {
             if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 local = local.join(sub);
             }
-            entries.push((path.to_owned(), local));
+            entries.push(Entry {
+                path: path.to_owned(),
+                local,
+                file: false,
+            });
         }
-        entries.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-        Self { entries }
+        let mut table = Self { entries };
+        table.sort();
+        table
     }
 
-    /// The local directories (to create before the process starts).
+    /// Adds a file the runtime mounts into the container by itself (the kubelet does so for
+    /// `terminationMessagePath`): its path is rewritten like a mount. A relative path or `/`
+    /// cannot be rewritten and is ignored.
+    pub fn with_file(mut self, container_path: &str, local: PathBuf) -> Self {
+        if container_path.starts_with('/') && container_path.len() > 1 {
+            self.entries.push(Entry {
+                path: container_path.to_owned(),
+                local,
+                file: true,
+            });
+            self.sort();
+        }
+        self
+    }
+
+    fn sort(&mut self) {
+        self.entries
+            .sort_by_key(|e| std::cmp::Reverse(e.path.len()));
+    }
+
+    /// The local directories (to create before the process starts); files are not listed.
     pub fn local_dirs(&self) -> impl Iterator<Item = &Path> {
-        self.entries.iter().map(|(_, l)| l.as_path())
+        self.entries
+            .iter()
+            .filter(|e| !e.file)
+            .map(|e| e.local.as_path())
     }
 
-    /// Maps one absolute container path; `None` when it is under no mount.
+    /// Maps one absolute container directory (a `workingDir`); `None` when it is under no
+    /// mounted directory.
     pub fn map_path(&self, path: &str) -> Option<PathBuf> {
-        self.entries.iter().find_map(|(mount, local)| {
+        self.entries.iter().filter(|e| !e.file).find_map(|e| {
+            let (mount, local) = (&e.path, &e.local);
             let rest = path.strip_prefix(mount.as_str())?;
             if rest.is_empty() {
                 Some(local.clone())
@@ -104,8 +144,10 @@ impl MountTable {
     }
 
     /// Rewrites every occurrence of a mount path in `s` that stands on path boundaries:
-    /// not preceded by a path character (so `mongodb://h/backup` or `$(D)/backup` stay) and
-    /// followed by `/`, the end, or a non-path character (so `/backups` stays).
+    /// not preceded by a path character (so `mongodb://h/backup` or `$(D)/backup` stay),
+    /// except for a shell default (`${F:-/dev/termination-log}`, also `-`, `=`, `+`, `?`
+    /// with or without `:`), and followed by `/`, the end, or a non-path character (so
+    /// `/backups` stays).
     pub fn rewrite(&self, s: &str) -> String {
         if self.entries.is_empty() {
             return s.to_owned();
@@ -114,17 +156,18 @@ impl MountTable {
         let mut i = 0;
         'scan: while i < s.len() {
             let starts_path = s.as_bytes()[i] == b'/'
-                && s[..i]
+                && (s[..i]
                     .chars()
                     .next_back()
-                    .is_none_or(|c| !(is_path_char(c) || c == '/' || c == ')' || c == '}'));
+                    .is_none_or(|c| !(is_path_char(c) || c == '/' || c == ')' || c == '}'))
+                    || ends_with_shell_default(&s[..i]));
             if starts_path {
-                for (mount, local) in &self.entries {
-                    if let Some(after) = s[i..].strip_prefix(mount.as_str())
+                for e in &self.entries {
+                    if let Some(after) = s[i..].strip_prefix(e.path.as_str())
                         && after.chars().next().is_none_or(|c| !is_path_char(c))
                     {
-                        out.push_str(&local.to_string_lossy());
-                        i += mount.len();
+                        out.push_str(&e.local.to_string_lossy());
+                        i += e.path.len();
                         continue 'scan;
                     }
                 }
@@ -140,6 +183,18 @@ impl MountTable {
 /// Characters that continue a path component.
 fn is_path_char(c: char) -> bool {
     c.is_alphanumeric() || "._-~+@%".contains(c)
+}
+
+/// True when `before` ends with the operator of a shell parameter expansion whose word
+/// follows: `${NAME:-`, `${NAME-`, `${NAME:=`, `${NAME+`, `${NAME:?` … (the `-` or `+` would
+/// otherwise read as part of a path).
+fn ends_with_shell_default(before: &str) -> bool {
+    let Some(rest) = before.strip_suffix(['-', '=', '+', '?']) else {
+        return false;
+    };
+    let rest = rest.strip_suffix(':').unwrap_or(rest);
+    let head = rest.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_');
+    head.len() < rest.len() && head.ends_with("${")
 }
 
 #[cfg(test)]
@@ -229,6 +284,71 @@ mod tests {
             t.rewrite("ünï /backup"),
             "ünï /s/volumes/ns/pvc-cutover-backups"
         );
+    }
+
+    #[test]
+    fn rewrites_the_termination_message_file() {
+        let t = table().with_file(
+            "/dev/termination-log",
+            PathBuf::from("/s/pods/ns/p.c.termination-log"),
+        );
+        assert_eq!(
+            t.rewrite(r#"echo "{\"ok\":1}" > /dev/termination-log"#),
+            r#"echo "{\"ok\":1}" > /s/pods/ns/p.c.termination-log"#
+        );
+        assert_eq!(
+            t.rewrite(
+                "echo x >/dev/termination-log; cat /dev/termination-log.bak /dev/termination-logs"
+            ),
+            "echo x >/s/pods/ns/p.c.termination-log; cat /dev/termination-log.bak /dev/termination-logs"
+        );
+        // A file is not a directory to create, nor a working directory.
+        assert_eq!(t.local_dirs().count(), 3);
+        assert_eq!(t.map_path("/dev/termination-log"), None);
+        // Relative paths and `/` cannot be rewritten.
+        assert_eq!(
+            MountTable::default()
+                .with_file("termination-log", PathBuf::from("/x"))
+                .rewrite("termination-log"),
+            "termination-log"
+        );
+        assert_eq!(
+            MountTable::default()
+                .with_file("/", PathBuf::from("/x"))
+                .rewrite("/"),
+            "/"
+        );
+    }
+
+    #[test]
+    fn rewrites_shell_defaults() {
+        let t = table().with_file(
+            "/dev/termination-log",
+            PathBuf::from("/s/pods/ns/p.c.termination-log"),
+        );
+        for op in [":-", "-", ":=", "=", ":+", "+", ":?", "?"] {
+            assert_eq!(
+                t.rewrite(&format!(
+                    r#"echo r > "${{RESULT_FILE{op}/dev/termination-log}}""#
+                )),
+                format!(r#"echo r > "${{RESULT_FILE{op}/s/pods/ns/p.c.termination-log}}""#),
+                "{op}"
+            );
+        }
+        assert_eq!(
+            t.rewrite("${D:-/backup}/x"),
+            "${D:-/s/volumes/ns/pvc-cutover-backups}/x"
+        );
+        // Not a parameter expansion: stays.
+        for s in [
+            "a-/backup",
+            "x=-/backup",
+            "${D}-/backup",
+            "$D:-/backup",
+            "${:-/backup}",
+        ] {
+            assert_eq!(t.rewrite(s), s);
+        }
     }
 
     #[test]

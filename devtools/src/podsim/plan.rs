@@ -182,6 +182,39 @@ mod tests {
     }
 
     #[test]
+    fn termination_message_path_is_rewritten_in_command_and_env() {
+        let p = pod(
+            "Job",
+            json!({"name": "c", "image": "mongo:7.0",
+            "command": ["sh", "-c", "echo '{\"ok\":1}' > /dev/termination-log"],
+            "env": [{"name": "RESULT", "value": "/dev/termination-log"}]}),
+        );
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let mounts = MountTable::new("p1", &[], c, Path::new("/s/volumes/ns")).with_file(
+            "/dev/termination-log",
+            "/s/pods/ns/p1.c.termination-log".into(),
+        );
+        let ctx = Context {
+            pod: &p,
+            pod_ip: "127.0.16.5",
+            restart_count: 0,
+            appsim: Path::new("/bin/appsim"),
+            rootfs: Path::new("/s/rootfs/ns/p1/c"),
+            mounts: &mounts,
+        };
+        let mut env = base_env();
+        env.set("RESULT", "/dev/termination-log".into());
+        let Workload::Process { argv, env, .. } = workload(&ctx, c, &env) else {
+            panic!()
+        };
+        assert_eq!(
+            argv[2],
+            "echo '{\"ok\":1}' > /s/pods/ns/p1.c.termination-log"
+        );
+        assert!(env.contains(&("RESULT".into(), "/s/pods/ns/p1.c.termination-log".into())));
+    }
+
+    #[test]
     fn appsim_images_run_the_local_binary() {
         let p = pod(
             "ReplicaSet",

@@ -26,6 +26,7 @@ use super::{
     publish::Publisher,
     sources,
     status::{PodSim, State},
+    termination::{self, TerminationLog},
     volumes,
 };
 
@@ -45,6 +46,15 @@ impl Node {
             format!("{name}.{container}.log")
         };
         self.state_dir.join("pods").join(ns).join(file)
+    }
+
+    /// The local file standing in for the container's `terminationMessagePath`.
+    pub fn termination_log_path(&self, pod: &Pod, container: &str) -> PathBuf {
+        let (ns, name) = ns_name(pod);
+        self.state_dir
+            .join("pods")
+            .join(ns)
+            .join(format!("{name}.{container}.termination-log"))
     }
 
     pub fn volumes_root(&self, pod: &Pod) -> PathBuf {
@@ -101,7 +111,7 @@ async fn run_container(
     let name = container.name.clone();
     let policy = publisher.read(|s| s.restart_policy).await;
     loop {
-        let Some(workload) = prepare(&node, &pod, &container, &publisher).await else {
+        let Some((workload, term)) = prepare(&node, &pod, &container, &publisher).await else {
             // Config error already reported; retry like the kubelet does.
             if sleep_or_cancel(Duration::from_secs(2), &cancel).await {
                 return;
@@ -134,7 +144,7 @@ async fn run_container(
                     cwd,
                     log: node.log_path(&pod, &name, first),
                 };
-                match run_process(&pod, &container, &spec, &publisher, &cancel).await {
+                match run_process(&pod, &container, &spec, &term, &publisher, &cancel).await {
                     Some(code) => code,
                     None => return,
                 }
@@ -146,13 +156,14 @@ async fn run_container(
     }
 }
 
-/// Resolves env and volumes and decides the workload; `None` after reporting a config error.
+/// Resolves env and volumes and decides the workload, with the container's termination
+/// message file (emptied for a process about to start); `None` after reporting an error.
 async fn prepare(
     node: &Node,
     pod: &Pod,
     container: &Container,
     publisher: &Publisher,
-) -> Option<Workload> {
+) -> Option<(Workload, TerminationLog)> {
     let name = &container.name;
     let (pod_ip, restart_count) = publisher
         .read(|s| {
@@ -192,7 +203,9 @@ async fn prepare(
         .and_then(|s| s.volumes.as_deref())
         .unwrap_or_default();
     let root = node.volumes_root(pod);
-    let mounts = MountTable::new(pod_name, volumes, container, &root);
+    let term = TerminationLog::new(container, node.termination_log_path(pod, name));
+    let mounts = MountTable::new(pod_name, volumes, container, &root)
+        .with_file(&term.container_path, term.local.clone());
     if let Err(e) = volumes::prepare(&root, pod, &sources, &mounts) {
         return fail("CreateContainerError", format!("volumes: {e}")).await;
     }
@@ -205,7 +218,14 @@ async fn prepare(
         rootfs: &rootfs,
         mounts: &mounts,
     };
-    Some(plan::workload(&ctx, container, &env))
+    let workload = plan::workload(&ctx, container, &env);
+    if matches!(workload, Workload::Process { .. })
+        && let Err(e) = term.reset()
+    {
+        let msg = format!("termination message file {}: {e}", term.local.display());
+        return fail("CreateContainerError", msg).await;
+    }
+    Some((workload, term))
 }
 
 /// Runs one process to its end; `None` when cancelled (process stopped, nothing reported).
@@ -213,6 +233,7 @@ async fn run_process(
     pod: &Pod,
     container: &Container,
     spec: &Spec,
+    term: &TerminationLog,
     publisher: &Publisher,
     cancel: &CancellationToken,
 ) -> Option<i32> {
@@ -253,7 +274,7 @@ async fn run_process(
             return None;
         }
     };
-    let message = Some(running.tail()).filter(|m| !m.is_empty());
+    let message = term.message(code, termination::container_count(pod), || running.tail());
     let reason = if code == 0 { "Completed" } else { "Error" };
     tracing::info!(pod = ?ns_name(pod), container = %name, code, "exited");
     publisher
