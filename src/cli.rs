@@ -21,6 +21,22 @@ pub struct RunArgs {
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, env = "CUTOVER_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: std::net::SocketAddr,
+    /// Expect standby replicas: wait quietly for the lease instead of warning about a second instance.
+    /// Every instance takes the lease before acting, so two never act at once either way.
+    #[arg(long, env = "CUTOVER_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Name of the coordination.k8s.io Lease.
+    #[arg(long, env = "CUTOVER_LEASE_NAME", default_value = "cutover")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: POD_NAMESPACE, else the watched namespace, else `default`).
+    #[arg(long, env = "CUTOVER_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long a lease holder may go without renewing before another instance takes over.
+    #[arg(long, env = "CUTOVER_LEASE_DURATION", default_value = "15s")]
+    pub lease_duration: crate::crd::GoDuration,
+    /// This instance's identity in the Lease and in events (default: POD_NAME, else host-pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,11 +2,13 @@
 //! their Jobs, and the Deployments and Services they name.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
@@ -21,8 +23,10 @@ use crate::cli::RunArgs;
 use crate::crd::{Timestamp, UpgradePlan};
 use crate::k8s::execute::{ExecError, MANAGER, execute};
 use crate::k8s::observe::observe;
+use crate::metrics::Metrics;
 use crate::mongo::Clients;
 use crate::plan::{EventKind, decide, names::PLAN_LABEL};
+use crate::{http, lease};
 
 pub const FINALIZER: &str = "cutover.dev/finalizer";
 
@@ -59,9 +63,42 @@ pub struct Context {
     pub mongo: Clients,
     pub recorder: Recorder,
     pub store: Store<UpgradePlan>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let lease_ns = args
+        .lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .or_else(|| args.namespace.clone())
+        .unwrap_or_else(|| "default".into());
+    let lease_cfg = lease::Config {
+        namespace: lease_ns.clone(),
+        name: args.lease_name.clone(),
+        identity: identity.clone(),
+        duration: args.lease_duration.as_std(),
+        election: args.leader_election,
+    };
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_ns);
+    lease::acquire(&leases, &lease_cfg).await?;
+    {
+        let leases = leases.clone();
+        let cfg = lease_cfg.clone();
+        tokio::spawn(async move {
+            lease::hold(leases, cfg).await;
+            // Another instance may act now; continuing would race it.
+            tracing::error!("leadership lost; exiting so that only one instance acts");
+            std::process::exit(1);
+        });
+    }
+
     let (plans, deployments, services, jobs) = match &args.namespace {
         Some(ns) => (
             Api::<UpgradePlan>::namespaced(client.clone(), ns),
@@ -78,6 +115,34 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
     };
     let controller = Controller::new(plans, watcher::Config::default().any_semantic());
     let store = controller.store();
+    {
+        let store = store.clone();
+        let metrics = metrics.clone();
+        let addr = http::serve(
+            args.http_addr,
+            http::Endpoint {
+                ready: ready.clone(),
+                metrics: Box::new(move || {
+                    metrics.render(
+                        store
+                            .state()
+                            .iter()
+                            .map(|p| p.status.as_ref().map(|s| s.phase).unwrap_or_default()),
+                    )
+                }),
+            },
+        )
+        .await?;
+        info!(%addr, "serving /healthz, /readyz and /metrics");
+    }
+    {
+        let (store, ready) = (store.clone(), ready.clone());
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                ready.store(true, Ordering::Relaxed);
+            }
+        });
+    }
     let ctx = Arc::new(Context {
         client: client.clone(),
         mongo: Clients::default(),
@@ -85,10 +150,11 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
             client.clone(),
             Reporter {
                 controller: "cutover".into(),
-                instance: std::env::var("POD_NAME").ok(),
+                instance: Some(identity.clone()),
             },
         ),
         store: store.clone(),
+        metrics: metrics.clone(),
     });
     let by_deployment = store.clone();
     let by_service = store.clone();
@@ -129,6 +195,7 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
             }
         })
         .await;
+    lease::release(&leases, &lease_cfg).await;
     info!("cutover controller stopped");
     Ok(())
 }
@@ -151,7 +218,14 @@ async fn reconcile(obj: Arc<UpgradePlan>, ctx: Arc<Context>) -> Result<Requeue, 
     let name = obj.name_any();
     let span =
         info_span!("reconcile", namespace = %ns, plan = %name, phase = tracing::field::Empty);
-    reconcile_inner(obj, ctx, ns, name).instrument(span).await
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(obj, ctx.clone(), ns, name)
+        .instrument(span)
+        .await;
+    let label = result.as_ref().err().map(Error::label);
+    ctx.metrics
+        .reconciled(started.elapsed().as_secs_f64(), label.as_deref());
+    result
 }
 
 async fn reconcile_inner(
@@ -198,6 +272,8 @@ async fn reconcile_inner(
         )
         .await
         .map_err(Error::Status)?;
+        ctx.metrics
+            .transition(plan.status.as_ref(), &decision.status);
     }
     let reference = plan.object_ref(&());
     for e in &decision.events {

@@ -6,7 +6,10 @@
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod http;
 pub mod k8s;
+pub mod lease;
+pub mod metrics;
 pub mod mongo;
 pub mod plan;
 pub mod probe;

@@ -1,0 +1,201 @@
+//! Prometheus metrics of the operator. Counted where things happen (a reconcile, a status
+//! transition); the per-phase plan gauge is computed from the plan cache at scrape time.
+
+use std::collections::HashMap;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::crd::{Phase, UpgradePlanStatus};
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<Labels, Counter>,
+    errors: Family<Labels, Counter>,
+    reconcile_duration: Histogram,
+    plans: Family<Labels, Gauge>,
+    phase_duration: Family<Labels, Histogram>,
+    read_only_window: Histogram,
+    backup_bytes: Histogram,
+    clone_verification_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("cutover");
+        let reconciles = Family::<Labels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by result (ok, error)",
+            reconciles.clone(),
+        );
+        let errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by error label",
+            errors.clone(),
+        );
+        let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile (observe, decide, record, act)",
+            reconcile_duration.clone(),
+        );
+        let plans = Family::<Labels, Gauge>::default();
+        registry.register("plans", "UpgradePlans by phase", plans.clone());
+        let phase_duration = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.1, 2.0, 16))
+        });
+        registry.register(
+            "phase_duration_seconds",
+            "Time a plan spent in a phase",
+            phase_duration.clone(),
+        );
+        let read_only_window = Histogram::new(exponential_buckets(1.0, 2.0, 16));
+        registry.register(
+            "read_only_window_seconds",
+            "From read-only on the old version to read-write on the new one",
+            read_only_window.clone(),
+        );
+        let backup_bytes = Histogram::new(exponential_buckets(1024.0, 4.0, 16));
+        registry.register(
+            "backup_bytes",
+            "Size of completed backups",
+            backup_bytes.clone(),
+        );
+        let clone_verification_failures = Counter::default();
+        registry.register(
+            "clone_verification_failures",
+            "Clones whose document counts differed from the frozen sources",
+            clone_verification_failures.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            reconcile_duration,
+            plans,
+            phase_duration,
+            read_only_window,
+            backup_bytes,
+            clone_verification_failures,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn reconciled(&self, seconds: f64, error_label: Option<&str>) {
+        self.reconcile_duration.observe(seconds);
+        let result = if error_label.is_some() { "error" } else { "ok" };
+        self.reconciles
+            .get_or_create(&vec![("result", result.into())])
+            .inc();
+        if let Some(l) = error_label {
+            self.errors.get_or_create(&vec![("label", l.into())]).inc();
+        }
+    }
+
+    /// Records what a status write establishes: phases finished, the read-only window, a
+    /// backup's size, a failed verification. Each only on the write that first shows it.
+    pub fn transition(&self, before: Option<&UpgradePlanStatus>, after: &UpgradePlanStatus) {
+        let was_finished = |i: usize| {
+            before
+                .and_then(|b| b.phases.get(i))
+                .is_some_and(|r| r.finished_at.is_some())
+        };
+        for (i, r) in after.phases.iter().enumerate() {
+            if let Some(f) = r.finished_at
+                && !was_finished(i)
+            {
+                self.phase_duration
+                    .get_or_create(&vec![("phase", r.name.as_str().into())])
+                    .observe(f.since(r.started_at).as_secs_f64());
+            }
+        }
+        if let (Some(since), Some(lifted)) = (after.read_only_since, after.read_only_lifted_at)
+            && before.and_then(|b| b.read_only_lifted_at).is_none()
+        {
+            self.read_only_window
+                .observe(lifted.since(since).as_secs_f64());
+        }
+        let bytes =
+            |s: Option<&UpgradePlanStatus>| s.and_then(|s| s.backup.as_ref()).and_then(|b| b.bytes);
+        if let Some(b) = bytes(Some(after))
+            && bytes(before).is_none()
+        {
+            self.backup_bytes.observe(b as f64);
+        }
+        let failed_verification = |s: Option<&UpgradePlanStatus>| {
+            s.and_then(|s| s.failure.as_ref())
+                .is_some_and(|f| f.reason == "CloneVerificationFailed")
+        };
+        if failed_verification(Some(after)) && !failed_verification(before) {
+            self.clone_verification_failures.inc();
+        }
+    }
+
+    /// The text exposition, with the plans-by-phase gauge set from `phases`.
+    pub fn render(&self, phases: impl IntoIterator<Item = Phase>) -> String {
+        let mut by_phase: HashMap<Phase, i64> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
+        for p in phases {
+            *by_phase.entry(p).or_default() += 1;
+        }
+        for (p, n) in by_phase {
+            self.plans
+                .get_or_create(&vec![("phase", p.as_str().into())])
+                .set(n);
+        }
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("metrics encode");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{BackupStatus, PhaseRecord, Timestamp};
+
+    #[test]
+    fn counts_transitions_once() {
+        let m = Metrics::default();
+        let t = Timestamp::from_millis;
+        let before = UpgradePlanStatus {
+            phases: vec![PhaseRecord {
+                name: Phase::BackingUp,
+                started_at: t(0),
+                finished_at: None,
+                outcome: None,
+                detail: String::new(),
+            }],
+            ..Default::default()
+        };
+        let mut after = before.clone();
+        after.phases[0].finished_at = Some(t(2500));
+        after.backup = Some(BackupStatus {
+            bytes: Some(4096),
+            ..Default::default()
+        });
+        m.transition(Some(&before), &after);
+        m.transition(Some(&after), &after);
+        m.reconciled(0.01, None);
+        m.reconciled(0.02, Some("observe"));
+        let text = m.render([Phase::Succeeded, Phase::Succeeded, Phase::Migrating]);
+        assert!(
+            text.contains("cutover_phase_duration_seconds_count{phase=\"BackingUp\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("cutover_phase_duration_seconds_sum{phase=\"BackingUp\"} 2.5"));
+        assert!(text.contains("cutover_backup_bytes_count 1"));
+        assert!(text.contains("cutover_plans{phase=\"Succeeded\"} 2"));
+        assert!(text.contains("cutover_plans{phase=\"Failed\"} 0"));
+        assert!(text.contains("cutover_reconciles_total{result=\"error\"} 1"));
+        assert!(text.contains("cutover_reconcile_errors_total{label=\"observe\"} 1"));
+    }
+}
