@@ -135,13 +135,17 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
         .await?;
         info!(%addr, "serving /healthz, /readyz and /metrics");
     }
+    // Ready once this instance holds the lease and can list plans (API reachable, RBAC right).
+    let probe_api = match &args.namespace {
+        Some(ns) => Api::<UpgradePlan>::namespaced(client.clone(), ns),
+        None => Api::<UpgradePlan>::all(client.clone()),
+    };
+    match probe_api
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
     {
-        let (store, ready) = (store.clone(), ready.clone());
-        tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
-                ready.store(true, Ordering::Relaxed);
-            }
-        });
+        Ok(_) => ready.store(true, Ordering::Relaxed),
+        Err(e) => warn!("listing UpgradePlans failed, not ready: {e}"),
     }
     let ctx = Arc::new(Context {
         client: client.clone(),

@@ -1,0 +1,215 @@
+//! Operating cutover: metrics scraped during a plan, one acting instance by Lease, standby
+//! take-over when the leader dies.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use cutover::crd::Phase;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PLAN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// An operator process with explicit arguments (identity, election, lease duration).
+fn start_operator(ns: &str, extra: &[&str]) -> Operator {
+    let log = std::env::temp_dir().join(format!("cutover-{ns}-{}.log", unique("op")));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut args = vec!["run", "--namespace", ns, "--http-addr", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(&args)
+        .env("RUST_LOG", "info,kube=warn")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start cutover run");
+    Operator { child, log }
+}
+
+async fn wait_log(op: &Operator, needle: &str, timeout: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let log = op.log();
+        if let Some(line) = log.lines().find(|l| l.contains(needle)) {
+            return line.to_string();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "operator never logged {needle:?}:\n{}",
+            op.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the operator");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_are_served_during_a_plan() {
+    let Some(env) = env().await else { return };
+    let app = env.blue_app("ops-metrics", AppOptions::default()).await;
+    let op = start_operator(&app.ns, &[]);
+    let line = wait_log(&op, "serving /healthz", Duration::from_secs(30)).await;
+    let addr = line.rsplit("addr=").next().unwrap().trim().to_string();
+    assert_eq!(http_get(&addr, "/healthz").await.0, 200);
+
+    let mut plan = squidex_plan("metrics", &app, 2);
+    plan["spec"]["promotion"] = serde_json::json!({"mode": "manual"});
+    env.apply(&app.ns, plan.clone()).await;
+    env.wait_phase(
+        &op,
+        &app.ns,
+        "metrics",
+        Phase::AwaitingPromotion,
+        PLAN_TIMEOUT,
+    )
+    .await;
+    let (code, during) = http_get(&addr, "/metrics").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        metric(&during, "cutover_plans{phase=\"AwaitingPromotion\"}"),
+        Some(1.0),
+        "{during}"
+    );
+    assert!(metric(&during, "cutover_reconciles_total{result=\"ok\"}").unwrap() >= 5.0);
+    assert_eq!(metric(&during, "cutover_backup_bytes_count"), Some(1.0));
+    assert_eq!(
+        metric(
+            &during,
+            "cutover_phase_duration_seconds_count{phase=\"Cloning\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(http_get(&addr, "/readyz").await.0, 200);
+
+    plan["spec"]["promotion"]["approved"] = serde_json::json!(true);
+    env.apply(&app.ns, plan).await;
+    env.wait_phase(&op, &app.ns, "metrics", Phase::Succeeded, PLAN_TIMEOUT)
+        .await;
+    let (_, after) = http_get(&addr, "/metrics").await;
+    assert_eq!(
+        metric(&after, "cutover_plans{phase=\"Succeeded\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&after, "cutover_read_only_window_seconds_count"),
+        Some(1.0)
+    );
+    assert!(metric(&after, "cutover_read_only_window_seconds_sum").unwrap() > 0.0);
+    assert!(metric(&after, "cutover_reconcile_duration_seconds_count").unwrap() >= 10.0);
+
+    let dbs = [
+        app.db.clone(),
+        app.content_db.clone(),
+        app.clone_of(&app.db, "metrics"),
+        app.clone_of(&app.content_db, "metrics"),
+    ];
+    env.cleanup(&app.ns, &dbs).await;
+}
+
+async fn lease_holder(env: &Env, ns: &str) -> Option<String> {
+    Api::<Lease>::namespaced(env.client.clone(), ns)
+        .get_opt("cutover")
+        .await
+        .unwrap()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_when_the_leader_dies() {
+    let Some(env) = env().await else { return };
+    let app = env.blue_app("ops-lease", AppOptions::default()).await;
+    let election = ["--leader-election", "--lease-duration", "4s"];
+    let mut a = start_operator(&app.ns, &[&election[..], &["--identity", "op-a"]].concat());
+    wait_log(&a, "acquired lease", Duration::from_secs(30)).await;
+    let b = start_operator(&app.ns, &[&election[..], &["--identity", "op-b"]].concat());
+    wait_log(&b, "standing by", Duration::from_secs(30)).await;
+    assert_eq!(lease_holder(&env, &app.ns).await.as_deref(), Some("op-a"));
+
+    let mut plan = squidex_plan("lease", &app, 2);
+    plan["spec"]["promotion"] = serde_json::json!({"mode": "manual"});
+    env.apply(&app.ns, plan.clone()).await;
+    env.wait_phase(&a, &app.ns, "lease", Phase::AwaitingPromotion, PLAN_TIMEOUT)
+        .await;
+    assert!(
+        !b.log().contains("reconcile"),
+        "the standby acted:\n{}",
+        b.log()
+    );
+
+    // The leader dies without releasing the lease; the standby must take over and finish.
+    a.kill().await;
+    let killed = Instant::now();
+    plan["spec"]["promotion"]["approved"] = serde_json::json!(true);
+    env.apply(&app.ns, plan).await;
+    wait_log(&b, "acquired lease", Duration::from_secs(20)).await;
+    let took_over = killed.elapsed();
+    assert!(
+        took_over < Duration::from_secs(10),
+        "take-over took {took_over:?} with a 4s lease"
+    );
+    env.wait_phase(&b, &app.ns, "lease", Phase::Succeeded, PLAN_TIMEOUT)
+        .await;
+    assert_eq!(lease_holder(&env, &app.ns).await.as_deref(), Some("op-b"));
+    eprintln!("standby took over {took_over:?} after the leader was killed");
+
+    let dbs = [
+        app.db.clone(),
+        app.content_db.clone(),
+        app.clone_of(&app.db, "lease"),
+        app.clone_of(&app.content_db, "lease"),
+    ];
+    env.cleanup(&app.ns, &dbs).await;
+}
+
+#[tokio::test]
+async fn a_second_instance_without_election_refuses_to_act() {
+    let Some(env) = env().await else { return };
+    let ns = env.namespace("ops-second").await;
+    let first = start_operator(&ns, &["--identity", "first"]);
+    wait_log(&first, "acquired lease", Duration::from_secs(30)).await;
+    let second = start_operator(&ns, &["--identity", "second"]);
+    let warning = wait_log(
+        &second,
+        "another cutover instance holds lease",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(warning.contains("--leader-election"), "{warning}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !second.log().contains("serving /healthz"),
+        "the second instance started acting"
+    );
+    assert_eq!(lease_holder(&env, &ns).await.as_deref(), Some("first"));
+    env.cleanup(&ns, &[]).await;
+}
