@@ -88,6 +88,9 @@ pub async fn seed(s: &Seed) -> anyhow::Result<()> {
         s.version,
         s.database
     );
+    // Dropping a live client at process exit races its connection pool's tasks (the driver
+    // panics with SendError); shut it down first.
+    client.shutdown().await;
     Ok(())
 }
 
