@@ -114,17 +114,19 @@ impl Clients {
     }
 }
 
-/// Databases on the server with their collection and (estimated) document counts.
+/// Those of `wanted` that exist on the server, with their collection and (estimated)
+/// document counts. Only these are inspected: a shared server may hold thousands of databases.
 pub async fn list_databases(
     client: &mongodb::Client,
     uri: &Uri,
+    wanted: &[String],
 ) -> Result<BTreeMap<String, DatabaseInfo>, String> {
     let names = client
         .list_database_names()
         .await
         .map_err(|e| scrub(&e.to_string(), uri))?;
     let mut out = BTreeMap::new();
-    for name in names {
+    for name in names.into_iter().filter(|n| wanted.contains(n)) {
         let db = client.database(&name);
         let colls = user_collections(&db).await.map_err(|e| scrub(&e, uri))?;
         let mut documents = 0;

@@ -129,7 +129,13 @@ pub async fn observe(
         if needs_listing {
             obs.database = match mc {
                 Err(e) => DatabaseView::Unreachable(e.clone()),
-                Ok(c) => match mongo::list_databases(c, u).await {
+                Ok(c) => match mongo::list_databases(
+                    c,
+                    u,
+                    &[src_dbs.clone(), clone_dbs.clone()].concat(),
+                )
+                .await
+                {
                     Ok(dbs) => DatabaseView::Reachable { databases: dbs },
                     Err(e) => DatabaseView::Unreachable(e),
                 },

@@ -88,7 +88,7 @@ pub enum DatabaseView {
     Unknown,
     /// The server could not be reached or refused the credentials (message carries no secret).
     Unreachable(String),
-    /// Databases present on the server with their collection count.
+    /// The plan's databases (sources and clones) present on the server, with their counts.
     Reachable {
         databases: BTreeMap<String, DatabaseInfo>,
     },
