@@ -192,8 +192,13 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             // Reconcile errors were already reported by error_policy; only the rest is new here.
+            // A plan deleted between a watch event and its reconcile is not news either.
             if let Err(e) = res
-                && !matches!(e, kube::runtime::controller::Error::ReconcilerFailed(..))
+                && !matches!(
+                    e,
+                    kube::runtime::controller::Error::ReconcilerFailed(..)
+                        | kube::runtime::controller::Error::ObjectNotFound(..)
+                )
             {
                 warn!("controller: {e}");
             }

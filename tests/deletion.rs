@@ -1,0 +1,137 @@
+//! Deleting a plan mid-way compensates like a failure before the finalizer lets go; a
+//! successful plan with `dropSourceDatabases` drops the sources only after the switch.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use cutover::crd::Phase;
+
+#[tokio::test]
+async fn deleting_a_plan_mid_way_restores_the_old_version_then_lets_go() {
+    let Some(env) = env().await else { return };
+    let app = env.blue_app("del-midway", AppOptions::default()).await;
+    let op = Operator::start(&app.ns);
+    let mut plan = squidex_plan("gone", &app, 3);
+    // A slow migration keeps the plan in Migrating long enough to delete it there.
+    plan["spec"]["target"]["env"] =
+        serde_json::json!([{"name": "APPSIM_STEP_DELAY_MS", "value": "4000"}]);
+    env.apply(&app.ns, plan).await;
+    env.wait_phase(
+        &op,
+        &app.ns,
+        "gone",
+        Phase::Migrating,
+        Duration::from_secs(120),
+    )
+    .await;
+
+    env.plans(&app.ns)
+        .delete("gone", &Default::default())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while env.plans(&app.ns).get_opt("gone").await.unwrap().is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the finalizer never let go:\n{}",
+            op.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Blue serves read-write with traffic on it; green is gone; the clones are kept.
+    let blue = env.deployment(&app.ns, "squidex").await.unwrap();
+    let blue_env = blue
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .clone()
+        .unwrap();
+    assert!(!blue_env.iter().any(|e| e.name == "MODE__ISREADONLY"));
+    assert_eq!(
+        env.service_selector(&app.ns, "squidex")
+            .await
+            .get("cutover.dev/track")
+            .map(String::as_str),
+        Some("squidex")
+    );
+    assert!(env.deployment(&app.ns, "squidex-gone").await.is_none());
+    let dbs = env.mongo.list_database_names().await.unwrap();
+    let clone = app.clone_of(&app.db, "gone");
+    assert!(
+        dbs.contains(&clone),
+        "the clone is kept for inspection: {dbs:?}"
+    );
+    let events =
+        kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(env.client.clone(), &app.ns)
+            .list(&Default::default())
+            .await
+            .unwrap();
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("PlanDeleted")),
+        "no PlanDeleted warning event"
+    );
+
+    env.cleanup(
+        &app.ns,
+        &[
+            app.db.clone(),
+            app.content_db.clone(),
+            clone,
+            app.clone_of(&app.content_db, "gone"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn drop_source_databases_after_a_verified_switch() {
+    let Some(env) = env().await else { return };
+    let app = env.blue_app("del-drop", AppOptions::default()).await;
+    let op = Operator::start(&app.ns);
+    let mut plan = squidex_plan("dropper", &app, 2);
+    plan["spec"]["cleanup"]["dropSourceDatabases"] = serde_json::json!(true);
+    env.apply(&app.ns, plan).await;
+    let done = env
+        .wait_phase(
+            &op,
+            &app.ns,
+            "dropper",
+            Phase::Succeeded,
+            Duration::from_secs(180),
+        )
+        .await;
+    let dbs = env.mongo.list_database_names().await.unwrap();
+    assert!(
+        !dbs.contains(&app.db) && !dbs.contains(&app.content_db),
+        "sources still there: {dbs:?}"
+    );
+    let clone = app.clone_of(&app.db, "dropper");
+    assert!(dbs.contains(&clone), "the clone (now the live data) stays");
+    let cleaning = done
+        .status
+        .unwrap()
+        .phases
+        .into_iter()
+        .find(|r| r.name == Phase::CleaningUp)
+        .unwrap();
+    assert!(
+        cleaning.detail.contains("Dropping source databases"),
+        "{}",
+        cleaning.detail
+    );
+
+    env.cleanup(&app.ns, &[clone, app.clone_of(&app.content_db, "dropper")])
+        .await;
+}
