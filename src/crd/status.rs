@@ -139,6 +139,10 @@ pub struct CloneStatus {
     /// Documents per collection (`clone.collection`) right after the restore.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub collections: BTreeMap<String, i64>,
+    /// Documents per collection (`clone.collection`) just before read-only was lifted on the new
+    /// version (after its migration): what the clones hold beyond this was written since.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub collections_at_lift: BTreeMap<String, i64>,
 }
 
 /// The migration as last observed.

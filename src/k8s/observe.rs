@@ -149,7 +149,10 @@ pub async fn observe(
             }
             let diverged_check =
                 spec.traffic == Color::Blue && status.read_only_lifted_at.is_some();
-            if (phase == Phase::Cloning && done(&obs.clone_job)) || diverged_check {
+            // Counted once more just before read-only is lifted: the baseline of DataDiverged.
+            let before_lift =
+                phase == Phase::LiftingReadOnly && status.read_only_lifted_at.is_none();
+            if (phase == Phase::Cloning && done(&obs.clone_job)) || diverged_check || before_lift {
                 obs.clone_counts = Some(mongo::count_documents(c, u, &clone_dbs).await);
             }
             if phase == Phase::Migrating

@@ -156,7 +156,7 @@ impl Machine<'_> {
         if let Some(lifted) = self.st.read_only_lifted_at
             && !self.spec.rollback.accept_data_loss
         {
-            let writes = self.writes_since_clone();
+            let writes = self.writes_since_lift();
             let msg = format!(
                 "Rollback refused: read-only was lifted on the new version at {lifted}; writes since then exist only in the clones{writes} and would be lost. \
                  Set spec.rollback.acceptDataLoss: true to roll back anyway, or set spec.traffic back to green."
@@ -183,17 +183,21 @@ impl Machine<'_> {
         true
     }
 
-    /// " (N documents added since the clone was verified)", when the clones were counted.
-    fn writes_since_clone(&self) -> String {
+    /// " (N documents added since read-only was lifted)", when the clones were counted then
+    /// and now. Compared with the counts at the lift, not after the restore: the new version's
+    /// own migration writes to the clones too, and those writes are not lost by a rollback.
+    fn writes_since_lift(&self) -> String {
         let (Some(Ok(now)), Some(clone)) = (&self.obs.clone_counts, &self.st.clone) else {
             return String::new();
         };
-        let before: i64 = clone.collections.values().sum();
-        let after: i64 = now.values().sum();
-        format!(
-            " ({} documents added since the clone was verified)",
-            (after - before).max(0)
-        )
+        if clone.collections_at_lift.is_empty() {
+            return String::new();
+        }
+        let added: i64 = now
+            .iter()
+            .map(|(c, n)| (n - clone.collections_at_lift.get(c).copied().unwrap_or(0)).max(0))
+            .sum();
+        format!(" ({added} documents added since read-only was lifted)")
     }
 
     // ---- the forward sequence -------------------------------------------------------------
@@ -941,6 +945,15 @@ impl Machine<'_> {
             return;
         };
         if green.read_only_env {
+            if self.st.read_only_lifted_at.is_none()
+                && let Some(Ok(counts)) = &self.obs.clone_counts
+            {
+                // Still read-only: nothing but the migration has written to the clones yet.
+                self.st
+                    .clone
+                    .get_or_insert_with(Default::default)
+                    .collections_at_lift = counts.clone();
+            }
             let lifted = *self.st.read_only_lifted_at.get_or_insert(self.now);
             self.set_cond(
                 cond::READ_ONLY,

@@ -181,8 +181,17 @@ fn status_in(phase: Phase) -> UpgradePlanStatus {
     if matches!(phase, Phase::CleaningUp | Phase::Succeeded) {
         st.read_only_lifted_at = Some(t(-10));
         st.active_color = Some(Color::Green);
+        st.clone.as_mut().unwrap().collections_at_lift = migrated_clone_counts();
     }
     st
+}
+
+/// The clones after the new version migrated them (read-only still on): the migration copied
+/// the contents into a new collection.
+fn migrated_clone_counts() -> BTreeMap<String, i64> {
+    let mut c = clone_counts_of(&source_counts());
+    c.insert("SquidexContent-up7.States_Contents_All2".into(), 1000);
+    c
 }
 
 /// The world as it typically is when a plan is in `phase`.
@@ -1064,17 +1073,19 @@ fn cases() -> Vec<Case> {
             name: "rollback refused after lift",
             phase: CleaningUp,
             spec: |s| s.traffic = Color::Blue,
+            // Counted from the lift, not from the restore: the 1000 documents the migration
+            // copied are not writes a rollback would lose.
             world: |w| {
                 w.clone_counts = Some(Ok({
-                    let mut c = clone_counts_of(&source_counts());
-                    c.insert("SquidexContent-up7.States_Contents_All1".into(), 1007);
+                    let mut c = migrated_clone_counts();
+                    c.insert("SquidexContent-up7.States_Contents_All2".into(), 1007);
                     c
                 }))
             },
             now: 1,
             want_phase: CleaningUp,
             want_action: None,
-            want_message: "7 documents added",
+            want_message: "(7 documents added since read-only was lifted)",
         },
         Case {
             name: "rollback after lift with acceptDataLoss",
@@ -1301,6 +1312,59 @@ fn a_live_migrating_pod_is_not_stale() {
         &d.status.conditions,
         cond::MIGRATION_LOCK_STALE
     ));
+}
+
+#[test]
+fn lifting_read_only_records_the_clone_counts_the_data_diverged_check_starts_from() {
+    let st = status_in(Phase::LiftingReadOnly);
+    let mut w = world_in(Phase::LiftingReadOnly);
+    w.clone_counts = Some(Ok(migrated_clone_counts()));
+    let d = decide(&spec(), Some(&st), &w, t(1));
+    assert_eq!(
+        d.action,
+        Some(Action::SetReadOnly {
+            color: Color::Green,
+            enabled: false
+        })
+    );
+    assert_eq!(d.status.read_only_lifted_at, Some(t(1)));
+    let clone = d.status.clone.clone().unwrap();
+    assert_eq!(clone.collections_at_lift, migrated_clone_counts());
+
+    // Recorded once, in the same status write as the lift: later counts do not move it.
+    w.clone_counts = Some(Ok(BTreeMap::new()));
+    let d2 = decide(&spec(), Some(&d.status), &w, t(2));
+    assert_eq!(
+        d2.status.clone.unwrap().collections_at_lift,
+        migrated_clone_counts()
+    );
+
+    // Without counts (MongoDB unreachable at that moment) the lift is not held up; a refused
+    // rollback then says when read-only was lifted but not how many documents were added.
+    let mut w3 = world_in(Phase::LiftingReadOnly);
+    w3.clone_counts = Some(Err("connection refused".into()));
+    let d3 = decide(&spec(), Some(&st), &w3, t(1));
+    assert!(
+        d3.status
+            .clone
+            .as_ref()
+            .unwrap()
+            .collections_at_lift
+            .is_empty()
+    );
+    assert!(d3.action.is_some());
+    let mut s = spec();
+    s.traffic = Color::Blue;
+    let mut cleaning = d3.status.clone();
+    cleaning.phase = Phase::CleaningUp;
+    let mut w4 = world_in(Phase::CleaningUp);
+    w4.clone_counts = Some(Ok(migrated_clone_counts()));
+    let d4 = decide(&s, Some(&cleaning), &w4, t(5));
+    assert!(
+        d4.status
+            .message
+            .contains("exist only in the clones and would be lost")
+    );
 }
 
 #[test]
