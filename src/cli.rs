@@ -119,13 +119,27 @@ pub fn render_status(plan: &UpgradePlan) -> String {
     if let Some(c) = st.active_color {
         let _ = writeln!(out, "Active:  {}", c.as_str());
     }
+    let predicted = st.prediction.as_ref().map(|p| {
+        format!(
+            "{:.1}s predicted by rehearsal {}",
+            p.read_only_seconds, p.rehearsal
+        )
+    });
     if let Some(since) = st.read_only_since {
         let until = st
             .read_only_lifted_at
             .map_or("still read-only".to_string(), |l| {
-                format!("lifted {l} ({:.1}s)", l.since(since).as_secs_f64())
+                let p = predicted
+                    .as_ref()
+                    .map_or(String::new(), |p| format!("; {p}"));
+                format!(
+                    "lifted {l} ({:.1}s measured{p})",
+                    l.since(since).as_secs_f64()
+                )
             });
         let _ = writeln!(out, "Read-only: since {since}, {until}");
+    } else if let Some(p) = &predicted {
+        let _ = writeln!(out, "Read-only window: {p}");
     }
     let _ = writeln!(
         out,

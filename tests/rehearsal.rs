@@ -117,6 +117,34 @@ async fn rehearsal_leaves_blue_untouched_and_tears_down() {
         "a rehearsal never makes the app read-only"
     );
 
-    env.cleanup(&app.ns, &[app.db.clone(), app.content_db.clone()])
+    let prediction = st.prediction.clone().expect("the rehearsal's prediction");
+    assert_eq!(prediction.rehearsal, "practice");
+
+    // The real upgrade of the same app shows the prediction beside its measured window.
+    env.apply(&app.ns, squidex_plan("real", &app, 2)).await;
+    let real = env
+        .wait_phase(
+            &op,
+            &app.ns,
+            "real",
+            Phase::Succeeded,
+            Duration::from_secs(180),
+        )
         .await;
+    let real_status = real.status.clone().unwrap();
+    assert_eq!(real_status.prediction, Some(prediction));
+    let shown = cutover::cli::render_status(&real);
+    assert!(
+        shown.contains("measured; ") && shown.contains("predicted by rehearsal practice"),
+        "{shown}"
+    );
+    eprintln!("{shown}");
+
+    let dbs = [
+        app.db.clone(),
+        app.content_db.clone(),
+        app.clone_of(&app.db, "real"),
+        app.clone_of(&app.content_db, "real"),
+    ];
+    env.cleanup(&app.ns, &dbs).await;
 }

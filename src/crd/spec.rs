@@ -94,6 +94,18 @@ pub struct UpgradePlanSpec {
     /// `upgrade` performs the upgrade; `rehearsal` practises it on a clone without touching the running app.
     #[serde(default)]
     pub mode: Mode,
+    /// Options of a rehearsal (`mode: rehearsal`).
+    #[serde(default)]
+    pub rehearsal: RehearsalSpec,
+}
+
+/// Options of a rehearsal.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RehearsalSpec {
+    /// Keep the clone databases after the rehearsal for inspection; by default they are dropped.
+    #[serde(default)]
+    pub keep_clone: bool,
 }
 
 /// The running application.

@@ -58,6 +58,22 @@ pub struct UpgradePlanStatus {
     /// When read-only was lifted on the new version; writes after this exist only in the clones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only_lifted_at: Option<Timestamp>,
+    /// The read-only window a rehearsal predicts: a rehearsal's own prediction, or on an
+    /// upgrade the latest rehearsal's for the same Deployment, to compare with the measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<Prediction>,
+}
+
+/// A rehearsal's prediction of the read-only window.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Prediction {
+    /// Predicted seconds from read-only on to read-write on the new version (backup, clone, deploy, migration as rehearsed).
+    pub read_only_seconds: f64,
+    /// The rehearsal plan that measured it.
+    pub rehearsal: String,
+    /// When the rehearsal finished.
+    pub at: Timestamp,
 }
 
 /// One entry of the audit trail.

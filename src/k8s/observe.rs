@@ -102,6 +102,7 @@ pub async fn observe(
 
     if phase == Phase::Pending {
         obs.conflicts = conflicts(plan, others);
+        obs.rehearsal = latest_rehearsal(plan, others);
     }
 
     // MongoDB, only where the phase needs it.
@@ -412,6 +413,24 @@ fn conflicts(plan: &UpgradePlan, others: &[std::sync::Arc<UpgradePlan>]) -> Vec<
         }
     }
     out
+}
+
+/// The latest finished rehearsal of the same Deployment in the same namespace.
+fn latest_rehearsal(
+    plan: &UpgradePlan,
+    others: &[std::sync::Arc<UpgradePlan>],
+) -> Option<crate::crd::Prediction> {
+    others
+        .iter()
+        .filter(|o| {
+            o.namespace() == plan.namespace()
+                && o.spec.mode == crate::crd::Mode::Rehearsal
+                && o.spec.app.deployment == plan.spec.app.deployment
+        })
+        .filter_map(|o| o.status.as_ref())
+        .filter(|s| s.phase == Phase::Rehearsed)
+        .filter_map(|s| s.prediction.clone())
+        .max_by_key(|p| p.at)
 }
 
 async fn pods_of(client: &Client, ns: &str, deployment: &str) -> Result<Vec<Pod>> {

@@ -248,6 +248,9 @@ impl Machine<'_> {
             ..Default::default()
         });
         self.st.active_color = Some(Color::Blue);
+        if self.spec.mode == Mode::Upgrade {
+            self.st.prediction = self.obs.rehearsal.clone();
+        }
         match self.spec.mode {
             Mode::Upgrade => {
                 let env = &self.spec.read_only.env;
@@ -1105,9 +1108,11 @@ impl Machine<'_> {
             .st
             .clone
             .as_ref()
+            .filter(|_| !self.spec.rehearsal.keep_clone)
             .map(|c| c.databases.values().cloned().collect())
             .unwrap_or_default();
         match &self.obs.database {
+            _ if clones.is_empty() => {}
             DatabaseView::Unknown => {
                 return self.wait(
                     "Listing databases before dropping the rehearsal clones".into(),
@@ -1148,10 +1153,26 @@ impl Machine<'_> {
             })
             .filter_map(|r| r.finished_at.map(|f| f.since(r.started_at)))
             .sum();
+        let kept = if self.spec.rehearsal.keep_clone {
+            let names: Vec<String> = self
+                .st
+                .clone
+                .iter()
+                .flat_map(|c| c.databases.values().cloned())
+                .collect();
+            format!("; clones kept: {}", names.join(", "))
+        } else {
+            String::new()
+        };
         let detail = format!(
-            "Rehearsal complete; predicted read-only window for the real upgrade: {:.1}s (backup + clone + deploy + migration)",
+            "Rehearsal complete; predicted read-only window for the real upgrade: {:.1}s (backup + clone + deploy + migration){kept}",
             predicted.as_secs_f64()
         );
+        self.st.prediction = Some(crate::crd::Prediction {
+            read_only_seconds: (predicted.as_millis() as f64 / 100.0).round() / 10.0,
+            rehearsal: self.obs.plan.name.clone(),
+            at: self.now,
+        });
         self.advance(Phase::Rehearsed, &detail);
     }
 

@@ -156,6 +156,8 @@ pub struct Observed {
     pub health: Option<ProbeView>,
     /// The read-only write probe over the old version's ready pods.
     pub read_only_probe: Option<ProbeView>,
+    /// The latest finished rehearsal's prediction for the same Deployment (looked up while Pending).
+    pub rehearsal: Option<crate::crd::Prediction>,
 }
 
 /// What the backup Job reports as its termination message.

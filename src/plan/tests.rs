@@ -1775,6 +1775,9 @@ fn rehearsal_never_touches_blue_and_predicts_the_window() {
             }
     )));
     assert!(st.message.contains("predicted read-only window"));
+    let p = st.prediction.expect("a rehearsal records its prediction");
+    assert_eq!(p.rehearsal, PLAN);
+    assert!(p.read_only_seconds > 0.0);
     assert!(actions.contains(&Action::DropDatabases {
         names: vec!["Squidex-up7".into(), "SquidexContent-up7".into()]
     }));
@@ -1811,4 +1814,41 @@ fn deletion_mid_way_unwinds_then_terminates() {
     assert_eq!(st.failure.as_ref().unwrap().reason, "PlanDeleted");
     assert!(actions.contains(&Action::DeleteGreen));
     assert!(!sim.w.blue.as_ref().unwrap().read_only_env);
+}
+
+#[test]
+fn an_upgrade_carries_the_latest_rehearsals_prediction() {
+    let mut w = world();
+    w.rehearsal = Some(Prediction {
+        read_only_seconds: 6.2,
+        rehearsal: "practice".into(),
+        at: t(-3600),
+    });
+    let d = decide(&spec(), None, &w, t(0));
+    assert_eq!(d.status.phase, Phase::EnteringReadOnly);
+    assert_eq!(
+        d.status.prediction.as_ref().map(|p| p.rehearsal.as_str()),
+        Some("practice")
+    );
+}
+
+#[test]
+fn a_rehearsal_can_keep_its_clones() {
+    let mut s = spec();
+    s.mode = Mode::Rehearsal;
+    s.rehearsal.keep_clone = true;
+    let mut sim = Sim::new();
+    let (st, actions) = walk(&s, &mut sim, None, |_, _, _, _| {});
+    assert_eq!(st.phase, Phase::Rehearsed);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::DropDatabases { .. }))
+    );
+    assert!(
+        st.message
+            .contains("clones kept: Squidex-up7, SquidexContent-up7"),
+        "{}",
+        st.message
+    );
 }
