@@ -408,3 +408,411 @@ pub fn assert_no_secret(text: &str, secret: &str, what: &str) {
         "{what} contains the connection string"
     );
 }
+
+// ---- helpers for the reliability tests (tests/reliability.rs) ------------------------------
+
+/// One version of an object as a watch delivered it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub kind: &'static str,
+    pub name: String,
+    pub uid: String,
+    /// The object's resourceVersion. With a single etcd it is the etcd revision of the write,
+    /// so it orders writes across objects and kinds.
+    pub rv: u64,
+    pub deleted: bool,
+    pub object: serde_json::Value,
+}
+
+/// Every version of the Deployments, ReplicaSets, Jobs, Pods and Services of a namespace seen
+/// by watches while it lives: proves what was ever created (by uid), and in which order
+/// things were written.
+pub struct History {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+const HISTORY_KINDS: usize = 5;
+
+fn spawn_watch<K>(
+    api: Api<K>,
+    kind: &'static str,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use futures::StreamExt;
+    use kube::ResourceExt;
+    use kube::runtime::watcher;
+    tokio::spawn(async move {
+        let mut counted = false;
+        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        while let Some(ev) = stream.next().await {
+            let (obj, deleted) = match ev {
+                Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => (o, false),
+                Ok(watcher::Event::Delete(o)) => (o, true),
+                Ok(watcher::Event::InitDone) => {
+                    if !counted {
+                        counted = true;
+                        ready.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    continue;
+                }
+                Ok(watcher::Event::Init) | Err(_) => continue,
+            };
+            let s = Seen {
+                kind,
+                name: obj.name_any(),
+                uid: obj.uid().unwrap_or_default(),
+                rv: obj
+                    .resource_version()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                deleted,
+                object: serde_json::to_value(&obj).unwrap_or_default(),
+            };
+            seen.lock().unwrap().push(s);
+        }
+    })
+}
+
+impl Env {
+    /// Starts watching the namespace and returns once every watch has listed.
+    pub async fn history(&self, ns: &str) -> History {
+        use k8s_openapi::api::apps::v1::ReplicaSet;
+        use k8s_openapi::api::batch::v1::Job;
+        use k8s_openapi::api::core::v1::Pod;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let ready = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = &self.client;
+        let tasks = vec![
+            spawn_watch(
+                Api::<Deployment>::namespaced(c.clone(), ns),
+                "Deployment",
+                seen.clone(),
+                ready.clone(),
+            ),
+            spawn_watch(
+                Api::<ReplicaSet>::namespaced(c.clone(), ns),
+                "ReplicaSet",
+                seen.clone(),
+                ready.clone(),
+            ),
+            spawn_watch(
+                Api::<Job>::namespaced(c.clone(), ns),
+                "Job",
+                seen.clone(),
+                ready.clone(),
+            ),
+            spawn_watch(
+                Api::<Pod>::namespaced(c.clone(), ns),
+                "Pod",
+                seen.clone(),
+                ready.clone(),
+            ),
+            spawn_watch(
+                Api::<Service>::namespaced(c.clone(), ns),
+                "Service",
+                seen.clone(),
+                ready.clone(),
+            ),
+        ];
+        let start = Instant::now();
+        while ready.load(std::sync::atomic::Ordering::SeqCst) < HISTORY_KINDS {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "watches did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        History { seen, ready, tasks }
+    }
+}
+
+impl History {
+    pub fn all(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Every version of one object (any uid), in the order the watch delivered them.
+    pub fn versions(&self, kind: &str, name: &str) -> Vec<Seen> {
+        self.all()
+            .into_iter()
+            .filter(|s| s.kind == kind && s.name == name)
+            .collect()
+    }
+
+    /// The distinct uids ever seen under `kind`/`name`.
+    pub fn uids(&self, kind: &str, name: &str) -> std::collections::BTreeSet<String> {
+        self.versions(kind, name)
+            .into_iter()
+            .map(|s| s.uid)
+            .collect()
+    }
+
+    /// The distinct uids of objects of `kind` whose labels contain `key=value`.
+    pub fn uids_labelled(
+        &self,
+        kind: &str,
+        key: &str,
+        value: &str,
+    ) -> std::collections::BTreeSet<String> {
+        self.all()
+            .into_iter()
+            .filter(|s| {
+                s.kind == kind && s.object["metadata"]["labels"][key].as_str() == Some(value)
+            })
+            .map(|s| s.uid)
+            .collect()
+    }
+
+    /// Names of every object of `kind` ever seen.
+    pub fn names(&self, kind: &str) -> std::collections::BTreeSet<String> {
+        self.all()
+            .into_iter()
+            .filter(|s| s.kind == kind)
+            .map(|s| s.name)
+            .collect()
+    }
+
+    /// The lowest resourceVersion at which `kind`/`name` satisfied `pred`.
+    pub fn first_rv(
+        &self,
+        kind: &str,
+        name: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<u64> {
+        self.versions(kind, name)
+            .into_iter()
+            .filter(|s| !s.deleted && pred(&s.object))
+            .map(|s| s.rv)
+            .min()
+    }
+
+    pub fn watching(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::SeqCst) >= HISTORY_KINDS
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The value of `var` on a Deployment's first container (None when unset).
+pub fn container_env(d: &Deployment, var: &str) -> Option<String> {
+    d.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == var)
+        .map(|e| e.value.clone().unwrap_or_default())
+}
+
+impl Env {
+    /// Ready, not-terminating pods matching a label selector, with their IPs.
+    pub async fn ready_pods(&self, ns: &str, selector: &str) -> Vec<(String, std::net::IpAddr)> {
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::ResourceExt;
+        let pods = Api::<Pod>::namespaced(self.client.clone(), ns)
+            .list(&kube::api::ListParams::default().labels(selector))
+            .await
+            .unwrap();
+        pods.items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .filter_map(|p| {
+                let ip = p.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
+                Some((p.name_any(), ip))
+            })
+            .collect()
+    }
+
+    /// Writes `n` content items through the app's HTTP API (`POST /api/contents`) of the first
+    /// ready pod matching `selector`; returns the status codes.
+    pub async fn post_contents(&self, ns: &str, selector: &str, tag: &str, n: usize) -> Vec<u16> {
+        let start = Instant::now();
+        let pods = loop {
+            let pods = self.ready_pods(ns, selector).await;
+            if !pods.is_empty() {
+                break pods;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no ready pod matches {selector} in {ns}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let addr = std::net::SocketAddr::new(pods[0].1, 8080);
+        let mut codes = Vec::new();
+        for i in 0..n {
+            let body = json!({"title": format!("{tag}-{i}"), "tag": tag}).to_string();
+            let code = cutover::probe::request(addr, "POST", "/api/contents", Some(&body))
+                .await
+                .unwrap_or_else(|e| panic!("POST /api/contents to {addr}: {e}"));
+            codes.push(code);
+        }
+        codes
+    }
+
+    /// Documents tagged `tag` (by `post_contents`) in any collection of `db`.
+    pub async fn tagged(&self, db: &str, tag: &str) -> u64 {
+        let d = self.mongo.database(db);
+        let mut n = 0;
+        for c in d.list_collection_names().await.unwrap() {
+            n += d
+                .collection::<Document>(&c)
+                .count_documents(doc! {"tag": tag})
+                .await
+                .unwrap();
+        }
+        n
+    }
+
+    /// A JSON merge patch of a plan (what `kubectl patch --type merge` sends).
+    pub async fn patch_plan(&self, ns: &str, name: &str, patch: serde_json::Value) {
+        self.plans(ns)
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("patch plan {ns}/{name}: {e}"));
+    }
+
+    /// Server-side apply of a plan, returning the API server's refusal instead of panicking.
+    pub async fn try_apply_plan(&self, ns: &str, obj: &serde_json::Value) -> Result<(), String> {
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        self.plans(ns)
+            .patch(
+                &name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(obj),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Polls the plan until `pred` holds; panics with the status and the operator's log on
+    /// timeout or when the plan ends in a terminal phase that does not satisfy `pred`.
+    pub async fn wait_plan(
+        &self,
+        op: &Operator,
+        ns: &str,
+        plan: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&UpgradePlan) -> bool,
+    ) -> UpgradePlan {
+        let start = Instant::now();
+        loop {
+            let p = self.plans(ns).get(plan).await.expect("get plan");
+            if pred(&p) {
+                return p;
+            }
+            let phase = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
+            if phase.is_terminal() || start.elapsed() > timeout {
+                panic!(
+                    "plan {ns}/{plan}: waited {:?} for {what}, it is {phase}.\nstatus: {}\noperator log tail:\n{}",
+                    start.elapsed(),
+                    serde_json::to_string_pretty(&p.status).unwrap(),
+                    op.log_tail(60)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Deletes the namespace's plans and waits until their finalizers ran (the operator must
+    /// still be alive), then deletes the namespace and the databases. Without this the
+    /// namespace stays Terminating once the operator is gone.
+    pub async fn finish(&self, op: &Operator, ns: &str, dbs: &[String]) {
+        let plans = self.plans(ns);
+        let _ = plans
+            .delete_collection(&DeleteParams::default(), &Default::default())
+            .await;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            match plans.list(&Default::default()).await {
+                Ok(l) if l.items.is_empty() => break,
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        let _ = op;
+        self.cleanup(ns, dbs).await;
+    }
+}
+
+/// The phase and a plan's current condition of `type_`, for assertions.
+pub fn condition<'a>(
+    plan: &'a UpgradePlan,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    plan.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+impl Operator {
+    /// SIGKILL (no graceful shutdown, no last status write) and wait for the process to be gone.
+    pub async fn kill_hard(&mut self) {
+        use std::os::unix::process::ExitStatusExt;
+        self.child.start_kill().expect("send SIGKILL");
+        let status = self.child.wait().await.expect("wait for cutover run");
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "cutover run ended by SIGKILL: {status:?}"
+        );
+    }
+}
+
+impl Operator {
+    /// Like `start`, with extra `cutover run` arguments and environment (e.g. `POD_NAME`, the
+    /// identity in the Lease: a container restarted in the same pod keeps it).
+    pub fn start_with(ns: &str, args: &[&str], envs: &[(&str, &str)]) -> Operator {
+        let log = std::env::temp_dir().join(format!("cutover-{ns}-{}.log", unique("op")));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+        cmd.args(["run", "--namespace", ns, "--http-addr", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info,kube=warn,cutover=debug")
+            .env("CUTOVER_LOG_FORMAT", "pretty")
+            .env("NO_COLOR", "1");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start cutover run");
+        Operator { child, log }
+    }
+}
