@@ -461,6 +461,34 @@ fn tools_job(
         plain("CUTOVER_ARCHIVE_DIR", archive_dir(plan)),
     ];
     all_env.extend(env);
+    let container = Container {
+        name: role.into(),
+        image: Some(plan.spec.backup.image.clone()),
+        command: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("set -eu\n{TOOLS_URI_SH}{script}"),
+        ]),
+        env: Some(all_env),
+        volume_mounts: Some(vec![mount]),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    };
+    one_shot_job(
+        plan,
+        name,
+        role,
+        PodSpec {
+            containers: vec![container],
+            volumes: Some(vec![volume]),
+            ..Default::default()
+        },
+    )
+}
+
+/// A Job that runs its pod once: no retries (a failed backup or migration must be looked at,
+/// not repeated), owned by the plan, labelled with the plan and the Job's role.
+fn one_shot_job(plan: &UpgradePlan, name: String, role: &str, pod: PodSpec) -> Job {
     Job {
         metadata: job_meta(plan, name, role),
         spec: Some(JobSpec {
@@ -475,21 +503,7 @@ fn tools_job(
                 }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
-                    containers: vec![Container {
-                        name: role.into(),
-                        image: Some(plan.spec.backup.image.clone()),
-                        command: Some(vec![
-                            "/bin/sh".into(),
-                            "-c".into(),
-                            format!("set -eu\n{TOOLS_URI_SH}{script}"),
-                        ]),
-                        env: Some(all_env),
-                        volume_mounts: Some(vec![mount]),
-                        termination_message_policy: Some("FallbackToLogsOnError".into()),
-                        ..Default::default()
-                    }],
-                    volumes: Some(vec![volume]),
-                    ..Default::default()
+                    ..pod
                 }),
             },
             ..Default::default()
@@ -566,43 +580,31 @@ pub fn migration_job(plan: &UpgradePlan, green: &Deployment, container: &str) ->
     volumes.retain(|v| v.name != "backup");
     volumes.push(volume);
     let role = "migrate";
-    Some(Job {
-        metadata: job_meta(plan, names::migration_job(&plan.name_any()), role),
-        spec: Some(JobSpec {
-            backoff_limit: Some(0),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(BTreeMap::from([
-                        (PLAN_LABEL.to_string(), plan.name_any()),
-                        (ROLE_LABEL.to_string(), role.to_string()),
-                    ])),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    containers: vec![Container {
-                        name: role.into(),
-                        image: Some(plan.spec.target.image.clone()),
-                        command: (!gate.command.is_empty()).then(|| gate.command.clone()),
-                        args: (!gate.args.is_empty()).then(|| gate.args.clone()),
-                        env: Some(env),
-                        env_from: app.env_from.clone(),
-                        volume_mounts: Some(mounts),
-                        working_dir: app.working_dir.clone(),
-                        termination_message_policy: Some("FallbackToLogsOnError".into()),
-                        ..Default::default()
-                    }],
-                    volumes: Some(volumes),
-                    service_account_name: pod.service_account_name.clone(),
-                    image_pull_secrets: pod.image_pull_secrets.clone(),
-                    security_context: pod.security_context.clone(),
-                    ..Default::default()
-                }),
-            },
+    let container = Container {
+        name: role.into(),
+        image: Some(plan.spec.target.image.clone()),
+        command: (!gate.command.is_empty()).then(|| gate.command.clone()),
+        args: (!gate.args.is_empty()).then(|| gate.args.clone()),
+        env: Some(env),
+        env_from: app.env_from.clone(),
+        volume_mounts: Some(mounts),
+        working_dir: app.working_dir.clone(),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    };
+    Some(one_shot_job(
+        plan,
+        names::migration_job(&plan.name_any()),
+        role,
+        PodSpec {
+            containers: vec![container],
+            volumes: Some(volumes),
+            service_account_name: pod.service_account_name.clone(),
+            image_pull_secrets: pod.image_pull_secrets.clone(),
+            security_context: pod.security_context.clone(),
             ..Default::default()
-        }),
-        status: None,
-    })
+        },
+    ))
 }
 
 /// A Service selecting only the new version, for looking at it before the switch.
