@@ -33,7 +33,10 @@ def main(argv: list[str]) -> int:
         release, chart, namespace, values = argv[1], argv[2], argv[3], json.loads(argv[4])
         result = asyncio.run(
             helm.Install(config(namespace)).run(
-                release, chart, values=values or None, wait=False, timeout=120
+                # take_ownership: a cluster-scoped object left by a test run that died is
+                # adopted instead of failing the install.
+                release, chart, values=values or None, wait=False, timeout=120,
+                take_ownership=True,
             )
         )
         info = result.get("info", {})
