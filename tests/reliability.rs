@@ -550,7 +550,7 @@ async fn green_never_ready_fails_and_restores_the_old_version() {
 
     let mut plan = squidex_plan("unready", &app, 2);
     plan["spec"]["target"]["env"] = json!([{"name": "APPSIM_FAIL_MIGRATION", "value": "1"}]);
-    plan["spec"]["migration"]["timeout"] = json!("10s");
+    plan["spec"]["migration"]["timeout"] = json!("6s");
     env.apply(&app.ns, plan).await;
     let failed = env
         .wait_phase(&op, &app.ns, "unready", Phase::Failed, PLAN_TIMEOUT)
@@ -562,7 +562,7 @@ async fn green_never_ready_fails_and_restores_the_old_version() {
         "MigrationTimedOut",
         Phase::Migrating,
         &[
-            "did not pass within 10s",
+            "did not pass within 6s",
             "Deployment squidex-unready: 1/1 updated, 0/1 ready",
         ],
         true,
@@ -585,7 +585,7 @@ async fn migration_timeout_fails_and_restores_the_old_version() {
 
     let mut plan = squidex_plan("slowmig", &app, 2);
     plan["spec"]["target"]["env"] = json!([{"name": "APPSIM_STEP_DELAY_MS", "value": "600000"}]);
-    plan["spec"]["migration"]["timeout"] = json!("8s");
+    plan["spec"]["migration"]["timeout"] = json!("6s");
     env.apply(&app.ns, plan).await;
     // The compensation survives a crash of the operator too.
     kill_in(&env, &mut op, &app.ns, "slowmig", Phase::RollingBack).await;
@@ -599,7 +599,7 @@ async fn migration_timeout_fails_and_restores_the_old_version() {
         "MigrationTimedOut",
         Phase::Migrating,
         &[
-            "did not pass within 8s",
+            "did not pass within 6s",
             "migration document: version 1 of 2, locked",
         ],
         true,
@@ -657,7 +657,7 @@ async fn health_gate_failure_fails_and_restores_the_old_version() {
 
     let mut plan = squidex_plan("health", &app, 2);
     plan["spec"]["migration"]["httpGet"] = json!({"path": "/nope", "port": 8080});
-    plan["spec"]["migration"]["timeout"] = json!("8s");
+    plan["spec"]["migration"]["timeout"] = json!("6s");
     env.apply(&app.ns, plan).await;
     let failed = env
         .wait_phase(&op, &app.ns, "health", Phase::Failed, PLAN_TIMEOUT)
@@ -669,7 +669,7 @@ async fn health_gate_failure_fails_and_restores_the_old_version() {
         "MigrationTimedOut",
         Phase::Migrating,
         &[
-            "did not pass within 8s",
+            "did not pass within 6s",
             "health gate:",
             "answered 404 to GET /nope",
         ],
