@@ -1201,9 +1201,12 @@ enum Expect {
 /// Services have the same resourceVersion, no Job and no Deployment was created, no clone
 /// database appeared, and the sources have the same documents.
 ///
-/// Unknown fields: Kubernetes 1.20 prunes them silently (structural schema, no server-side
-/// field validation before 1.25); kubectl's client-side validation rejects them, but a plan sent
-/// through the API is accepted with the fields dropped. The last row shows exactly that.
+/// Unknown fields (what Kubernetes 1.20 actually does; there is no server-side field validation
+/// before 1.25): a server-side apply is refused with "field not declared in schema" (rows
+/// `secret-ns` and `unknown-field`: e.g. a `namespace` under `connectionSecret`, a field that
+/// does not exist); a create or update (client-side `kubectl apply`, whose own validation
+/// rejects them unless `--validate=false`) is accepted with the unknown fields pruned, so a
+/// misspelt field (`timout`) silently falls back to its default. The last check shows that.
 #[tokio::test]
 async fn bad_input_is_refused_before_any_side_effect() {
     let Some(env) = env().await else { return };
