@@ -323,6 +323,32 @@ impl Env {
 
     /// Deletes the namespace (plans first, so finalizers run while the operator lives) and the databases.
     pub async fn cleanup(&self, ns: &str, dbs: &[String]) {
+        // Plans go first, while the test's operator may still run their finalizers; whatever
+        // is left after that has no operator any more, so its finalizer is cleared by hand or
+        // the namespace would stay Terminating.
+        let plans = self.plans(ns);
+        let _ = plans
+            .delete_collection(&DeleteParams::default(), &Default::default())
+            .await;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            match plans.list(&Default::default()).await {
+                Ok(l) if l.items.is_empty() => break,
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        if let Ok(left) = plans.list(&Default::default()).await {
+            for p in left.items {
+                let clear = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+                let _ = plans
+                    .patch(
+                        &p.metadata.name.unwrap_or_default(),
+                        &PatchParams::default(),
+                        &clear,
+                    )
+                    .await;
+            }
+        }
         let _ = Api::<Namespace>::all(self.client.clone())
             .delete(ns, &DeleteParams::default())
             .await;
