@@ -1448,34 +1448,25 @@ async fn bad_input_is_refused_before_any_side_effect() {
             "db-slash",
             "database name with '/'",
             edit("db-slash", &|p| set_db0(p, "Sq/evil")),
-            Expect::Refused(
-                invalid,
-                vec![s(
-                    "spec.database.databases[0].name: \"Sq/evil\" contains '/'",
-                )],
-            ),
+            // The CRD schema refuses the characters MongoDB refuses (validate() says the same
+            // for API servers that skip the schema).
+            Expect::Schema(&["spec.database.databases.name", "Sq/evil", "should match"]),
         ),
         (
             "db-dot",
             "database name with '.'",
             edit("db-dot", &|p| set_db0(p, "Sq.evil")),
-            Expect::Refused(
-                invalid,
-                vec![s(
-                    "spec.database.databases[0].name: \"Sq.evil\" contains '.'",
-                )],
-            ),
+            // The CRD schema refuses the characters MongoDB refuses (validate() says the same
+            // for API servers that skip the schema).
+            Expect::Schema(&["spec.database.databases.name", "Sq.evil", "should match"]),
         ),
         (
             "db-dollar",
             "database name with '$'",
             edit("db-dollar", &|p| set_db0(p, "Sq$evil")),
-            Expect::Refused(
-                invalid,
-                vec![s(
-                    "spec.database.databases[0].name: \"Sq$evil\" contains '$'",
-                )],
-            ),
+            // The CRD schema refuses the characters MongoDB refuses (validate() says the same
+            // for API servers that skip the schema).
+            Expect::Schema(&["spec.database.databases.name", "Sq$evil", "should match"]),
         ),
         (
             "db-admin",
@@ -1715,12 +1706,7 @@ async fn bad_input_is_refused_before_any_side_effect() {
             edit("ro-env", &|p| {
                 p["spec"]["readOnly"]["env"]["name"] = json!("1BAD=x")
             }),
-            Expect::Refused(
-                invalid,
-                vec![s(
-                    "spec.readOnly.env.name: \"1BAD=x\" is not a valid environment variable name",
-                )],
-            ),
+            Expect::Schema(&["spec.readOnly.env.name", "should match"]),
         ),
         (
             "green-is-blue",

@@ -113,10 +113,13 @@ pub struct RehearsalSpec {
 #[serde(rename_all = "camelCase")]
 pub struct AppRef {
     /// Name of the Deployment running the current version, in the plan's namespace.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub deployment: String,
     /// Name of the Service whose selector is switched from the old version to the new one.
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub service: String,
     /// The application container. May be left out when the pod has a single container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,7 +145,7 @@ pub struct Target {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct EnvVarSpec {
     /// Variable name.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), pattern(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"))]
     pub name: String,
     /// Variable value.
     #[serde(default)]
@@ -218,10 +221,13 @@ pub struct DatabaseSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SecretKeyRef {
     /// Secret name, in the plan's namespace.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
     /// Key within the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), pattern(r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
 }
 
@@ -230,10 +236,12 @@ pub struct SecretKeyRef {
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseMapping {
     /// Name of the source database (left untouched until cleanup, and then only if asked).
-    #[schemars(length(min = 1, max = 63))]
+    /// MongoDB database names cannot contain / \ . space " $ * < > : | ?
+    #[schemars(length(min = 1, max = 63), pattern(r#"^[^/\\. "$*<>:|?]+$"#))]
     pub name: String,
     /// Name of the clone the new version runs on. Defaults to `<name>-<plan name>`, shortened to MongoDB's 63-byte limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), pattern(r#"^[^/\\. "$*<>:|?]+$"#))]
     pub clone_name: Option<String>,
     /// Environment variables of the application whose value is this database's name; on the new version they name the clone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -267,7 +275,10 @@ fn default_backup_image() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct BackupVolume {
     /// An existing PersistentVolumeClaim in the plan's namespace.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub claim_name: String,
 }
 
@@ -354,10 +365,13 @@ pub struct JobGate {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct CredentialsRef {
     /// Secret name, in the plan's namespace.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
     /// Key within the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), pattern(r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
     /// The environment variable that receives it (e.g. the app's connection-string variable).
     #[schemars(length(min = 1, max = 253))]
