@@ -86,19 +86,6 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
         duration: args.lease_duration.as_std(),
         election: args.leader_election,
     };
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_ns);
-    lease::acquire(&leases, &lease_cfg).await?;
-    {
-        let leases = leases.clone();
-        let cfg = lease_cfg.clone();
-        tokio::spawn(async move {
-            lease::hold(leases, cfg).await;
-            // Another instance may act now; continuing would race it.
-            tracing::error!("leadership lost; exiting so that only one instance acts");
-            std::process::exit(1);
-        });
-    }
-
     let (plans, deployments, services, jobs) = match &args.namespace {
         Some(ns) => (
             Api::<UpgradePlan>::namespaced(client.clone(), ns),
@@ -135,6 +122,20 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
         .await?;
         info!(%addr, "serving /healthz, /readyz and /metrics");
     }
+    // Served before the lease is taken: a standby is alive (liveness) but not ready.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_ns);
+    lease::acquire(&leases, &lease_cfg).await?;
+    {
+        let leases = leases.clone();
+        let cfg = lease_cfg.clone();
+        tokio::spawn(async move {
+            lease::hold(leases, cfg).await;
+            // Another instance may act now; continuing would race it.
+            tracing::error!("leadership lost; exiting so that only one instance acts");
+            std::process::exit(1);
+        });
+    }
+
     // Ready once this instance holds the lease and can list plans (API reachable, RBAC right).
     let probe_api = match &args.namespace {
         Some(ns) => Api::<UpgradePlan>::namespaced(client.clone(), ns),

@@ -207,9 +207,14 @@ async fn a_second_instance_without_election_refuses_to_act() {
     assert!(warning.contains("--leader-election"), "{warning}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
-        !second.log().contains("serving /healthz"),
+        !second.log().contains("controller starting"),
         "the second instance started acting"
     );
+    // Alive for its liveness probe, not ready.
+    let line = wait_log(&second, "serving /healthz", Duration::from_secs(5)).await;
+    let addr = line.rsplit("addr=").next().unwrap().trim().to_string();
+    assert_eq!(http_get(&addr, "/healthz").await.0, 200);
+    assert_eq!(http_get(&addr, "/readyz").await.0, 503);
     assert_eq!(lease_holder(&env, &ns).await.as_deref(), Some("first"));
     env.cleanup(&ns, &[]).await;
 }
