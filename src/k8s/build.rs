@@ -569,7 +569,14 @@ pub fn migration_job(plan: &UpgradePlan, green: &Deployment, container: &str) ->
         .collect();
     if let Some(cred) = &gate.credentials_secret {
         env.retain(|e| e.name != cred.env);
-        env.push(secret_env(&cred.env, &cred.name, &cred.key));
+        // A migration user's connection string that names a database is rewritten to the
+        // clone (like the app's `uriEnv`), or the migration would run on the source.
+        if migration_credentials_clone(plan).is_some() {
+            let secret = migration_env_secret_name(plan);
+            env.push(secret_env(&cred.env, &secret, &cred.env));
+        } else {
+            env.push(secret_env(&cred.env, &cred.name, &cred.key));
+        }
     }
     env.push(plain("CUTOVER_BACKUP_DIR", archive_dir(plan)));
     let (volume, mount) = backup_volume(plan, true);
@@ -605,6 +612,61 @@ pub fn migration_job(plan: &UpgradePlan, green: &Deployment, container: &str) ->
             ..Default::default()
         },
     ))
+}
+
+/// The clone the migration credentials must point at, when the credentials variable is one of
+/// the plan's `uriEnv` variables (a connection string whose path names a database).
+pub fn migration_credentials_clone(plan: &UpgradePlan) -> Option<String> {
+    let cred = plan
+        .spec
+        .migration
+        .job
+        .as_ref()?
+        .credentials_secret
+        .as_ref()?;
+    plan.spec
+        .database
+        .databases
+        .iter()
+        .find(|d| d.uri_env.contains(&cred.env))
+        .map(|d| names::clone_database(d, &plan.name_any()))
+}
+
+pub fn migration_env_secret_name(plan: &UpgradePlan) -> String {
+    names::shorten(
+        &format!("{}-migrate-env", plan.name_any()),
+        names::MAX_K8S_NAME,
+    )
+}
+
+/// The plan-owned Secret holding the migration user's connection string rewritten to the clone.
+pub fn migration_env_secret(plan: &UpgradePlan, credentials_uri: &str) -> Option<Secret> {
+    let clone = migration_credentials_clone(plan)?;
+    let cred = plan
+        .spec
+        .migration
+        .job
+        .as_ref()?
+        .credentials_secret
+        .as_ref()?;
+    Some(Secret {
+        metadata: ObjectMeta {
+            name: Some(migration_env_secret_name(plan)),
+            namespace: plan.namespace(),
+            labels: Some(BTreeMap::from([
+                (PLAN_LABEL.to_string(), plan.name_any()),
+                (ROLE_LABEL.to_string(), "migrate-env".to_string()),
+            ])),
+            owner_references: Some(vec![owner_ref(plan)]),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([(
+            cred.env.clone(),
+            rewrite_uri_database(credentials_uri, &clone),
+        )])),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    })
 }
 
 /// A Service selecting only the new version, for looking at it before the switch.
@@ -986,10 +1048,69 @@ mod tests {
     }
 
     #[test]
-    fn migration_job_uses_the_migration_user_and_not_read_only() {
+    fn migration_credentials_naming_a_database_are_rewritten_to_the_clone() {
+        // The credentials variable is also the app's uriEnv: its database is the source's.
         let p = plan(
             json!({"app": {"deployment": "squidex", "service": "squidex", "container": "squidex"}}),
         );
+        assert_eq!(
+            migration_credentials_clone(&p).as_deref(),
+            Some("Squidex-up7")
+        );
+        let (g, _) = green(&GreenInputs {
+            plan: &p,
+            blue: &blue(),
+            container: "squidex",
+            replicas: 0,
+            uri_values: &BTreeMap::new(),
+            service_selector: &BTreeMap::new(),
+        })
+        .unwrap();
+        let job = migration_job(&p, &g, "squidex").unwrap();
+        let env = job.spec.unwrap().template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let cred = env
+            .iter()
+            .find(|e| e.name == "STORE__MONGODB__CONFIGURATION")
+            .unwrap();
+        let r = cred
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.key.as_str()),
+            ("up7-migrate-env", "STORE__MONGODB__CONFIGURATION")
+        );
+        let s =
+            migration_env_secret(&p, "mongodb://migrator:pw@db/Squidex?authSource=admin").unwrap();
+        assert_eq!(
+            s.string_data
+                .unwrap()
+                .get("STORE__MONGODB__CONFIGURATION")
+                .map(String::as_str),
+            Some("mongodb://migrator:pw@db/Squidex-up7?authSource=admin")
+        );
+    }
+
+    #[test]
+    fn migration_job_uses_the_migration_user_and_not_read_only() {
+        // Here the credentials variable is not a uriEnv: the Secret is passed through as is.
+        let p = plan(json!({
+            "app": {"deployment": "squidex", "service": "squidex", "container": "squidex"},
+            "database": {
+                "connectionSecret": {"name": "mongo", "key": "uri"},
+                "databases": [
+                    {"name": "Squidex", "env": ["STORE__MONGODB__DATABASE"]},
+                    {"name": "SquidexContent", "env": ["STORE__MONGODB__CONTENTDATABASE"]}
+                ]
+            }
+        }));
+        assert!(migration_credentials_clone(&p).is_none());
         let (g, _) = green(&GreenInputs {
             plan: &p,
             blue: &blue(),

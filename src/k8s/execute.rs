@@ -164,6 +164,34 @@ pub async fn execute(
                     "no migration job gate, or no app container on the new version".into(),
                 )
             })?;
+            if let Some(cred) = plan
+                .spec
+                .migration
+                .job
+                .as_ref()
+                .and_then(|j| j.credentials_secret.as_ref())
+                .filter(|_| build::migration_credentials_clone(plan).is_some())
+            {
+                let value = secrets
+                    .get_opt(&cred.name)
+                    .await?
+                    .and_then(|s| s.data)
+                    .and_then(|d| {
+                        d.get(&cred.key)
+                            .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
+                    })
+                    .ok_or_else(|| {
+                        ExecError::Missing(format!(
+                            "Secret {:?} key {:?} (migration.job.credentialsSecret) not found",
+                            cred.name, cred.key
+                        ))
+                    })?;
+                if let Some(s) = build::migration_env_secret(plan, &value) {
+                    secrets
+                        .patch(&s.name_any(), &apply(), &Patch::Apply(s))
+                        .await?;
+                }
+            }
             create_job(&jobs, job).await?;
         }
         Action::Scale { color, replicas } => {
