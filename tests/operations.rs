@@ -92,7 +92,17 @@ async fn metrics_are_served_during_a_plan() {
         PLAN_TIMEOUT,
     )
     .await;
-    let (code, during) = http_get(&addr, "/metrics").await;
+    // The plans gauge comes from the operator's watch cache, which may trail the API by a moment.
+    let start = Instant::now();
+    let (code, during) = loop {
+        let (code, text) = http_get(&addr, "/metrics").await;
+        if metric(&text, "cutover_plans{phase=\"AwaitingPromotion\"}") == Some(1.0)
+            || start.elapsed() > Duration::from_secs(10)
+        {
+            break (code, text);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(code, 200);
     assert_eq!(
         metric(&during, "cutover_plans{phase=\"AwaitingPromotion\"}"),
@@ -114,7 +124,16 @@ async fn metrics_are_served_during_a_plan() {
     env.apply(&app.ns, plan).await;
     env.wait_phase(&op, &app.ns, "metrics", Phase::Succeeded, PLAN_TIMEOUT)
         .await;
-    let (_, after) = http_get(&addr, "/metrics").await;
+    let start = Instant::now();
+    let after = loop {
+        let (_, text) = http_get(&addr, "/metrics").await;
+        if metric(&text, "cutover_plans{phase=\"Succeeded\"}") == Some(1.0)
+            || start.elapsed() > Duration::from_secs(10)
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(
         metric(&after, "cutover_plans{phase=\"Succeeded\"}"),
         Some(1.0)
