@@ -229,7 +229,7 @@ async fn reconcile(obj: Arc<UpgradePlan>, ctx: Arc<Context>) -> Result<Requeue, 
     let span =
         info_span!("reconcile", namespace = %ns, plan = %name, phase = tracing::field::Empty);
     let started = std::time::Instant::now();
-    let result = reconcile_inner(obj, ctx.clone(), ns, name)
+    let result = reconcile_inner(ctx.clone(), ns, name)
         .instrument(span)
         .await;
     let label = result.as_ref().err().map(Error::label);
@@ -238,18 +238,13 @@ async fn reconcile(obj: Arc<UpgradePlan>, ctx: Arc<Context>) -> Result<Requeue, 
     result
 }
 
-async fn reconcile_inner(
-    obj: Arc<UpgradePlan>,
-    ctx: Arc<Context>,
-    ns: String,
-    name: String,
-) -> Result<Requeue, Error> {
+/// Works from a fresh read of the plan, not the triggering (cached) object.
+async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<Requeue, Error> {
     let api: Api<UpgradePlan> = Api::namespaced(ctx.client.clone(), &ns);
     // The cached object may lag behind our own last status write; decide on the latest.
     let Some(plan) = api.get_opt(&name).await.map_err(Error::Observe)? else {
         return Ok(Requeue::await_change());
     };
-    let _ = obj;
     let deleting = plan.metadata.deletion_timestamp.is_some();
     let has_finalizer = plan.finalizers().iter().any(|f| f == FINALIZER);
     if deleting && !has_finalizer {

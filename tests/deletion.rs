@@ -42,19 +42,7 @@ async fn deleting_a_plan_mid_way_restores_the_old_version_then_lets_go() {
     }
 
     // Blue serves read-write with traffic on it; green is gone; the clones are kept.
-    let blue = env.deployment(&app.ns, "squidex").await.unwrap();
-    let blue_env = blue
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .env
-        .clone()
-        .unwrap();
+    let blue_env = env.app_env(&app.ns, "squidex").await;
     assert!(!blue_env.iter().any(|e| e.name == "MODE__ISREADONLY"));
     assert_eq!(
         env.service_selector(&app.ns, "squidex")

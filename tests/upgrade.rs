@@ -76,15 +76,7 @@ async fn squidex_upgrade_on_two_databases_succeeds() {
 
     // The new version runs the target image on the clones, read-write, and is no longer owned by the plan.
     let g = env.deployment(&app.ns, &green).await.unwrap();
-    let c = &g
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0];
+    let c = &env.app_container(&app.ns, &green).await;
     assert_eq!(c.image.as_deref(), Some("cutover.dev/appsim:2"));
     let envs: Vec<(String, Option<String>)> = c
         .env
@@ -280,11 +272,7 @@ async fn job_gate_with_migration_credentials_and_health_gate() {
         "migrator"
     );
     // The app containers keep the app's own credentials.
-    let g = env.deployment(&app.ns, "squidex-schema3").await.unwrap();
-    let app_env = g.spec.unwrap().template.spec.unwrap().containers[0]
-        .env
-        .clone()
-        .unwrap();
+    let app_env = env.app_env(&app.ns, "squidex-schema3").await;
     let app_cred = app_env
         .iter()
         .find(|e| e.name == "STORE__MONGODB__CONFIGURATION")
@@ -387,11 +375,7 @@ async fn manual_promotion_waits_for_approval() {
         selector.get("cutover.dev/track").map(String::as_str),
         Some("squidex")
     );
-    let blue = env.deployment(&app.ns, "squidex").await.unwrap();
-    let blue_env = blue.spec.unwrap().template.spec.unwrap().containers[0]
-        .env
-        .clone()
-        .unwrap();
+    let blue_env = env.app_env(&app.ns, "squidex").await;
     assert!(
         blue_env
             .iter()
@@ -449,18 +433,7 @@ async fn failed_backup_restores_the_old_version() {
 
     // The app serves read-write again, with traffic on it; nothing was deleted or created.
     let blue = env.deployment(&app.ns, "squidex").await.unwrap();
-    let blue_env = blue
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .env
-        .clone()
-        .unwrap();
+    let blue_env = env.app_env(&app.ns, "squidex").await;
     assert!(
         !blue_env.iter().any(|e| e.name == "MODE__ISREADONLY"),
         "read-only lifted"

@@ -164,8 +164,6 @@ pub struct Observed {
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 pub struct BackupResult {
     #[serde(default)]
-    pub path: String,
-    #[serde(default)]
     pub bytes: Option<i64>,
     #[serde(default)]
     pub sha256: Option<String>,

@@ -228,6 +228,31 @@ impl Env {
             .unwrap()
     }
 
+    /// The first (app) container of a Deployment's pod template.
+    pub async fn app_container(
+        &self,
+        ns: &str,
+        deployment: &str,
+    ) -> k8s_openapi::api::core::v1::Container {
+        let d = self
+            .deployment(ns, deployment)
+            .await
+            .unwrap_or_else(|| panic!("Deployment {ns}/{deployment} not found"));
+        d.spec.unwrap().template.spec.unwrap().containers.remove(0)
+    }
+
+    /// The app container's environment (empty when it has none).
+    pub async fn app_env(
+        &self,
+        ns: &str,
+        deployment: &str,
+    ) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
+        self.app_container(ns, deployment)
+            .await
+            .env
+            .unwrap_or_default()
+    }
+
     pub async fn service_selector(
         &self,
         ns: &str,
