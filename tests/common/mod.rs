@@ -313,10 +313,11 @@ impl Env {
             }
             if (current.is_terminal() && current != phase) || start.elapsed() > timeout {
                 panic!(
-                    "plan {ns}/{plan} is {current}, waited for {phase} ({:?}).\nstatus: {}\noperator log tail:\n{}",
+                    "plan {ns}/{plan} is {current}, waited for {phase} ({:?}).\nstatus: {}\noperator log tail:\n{}\n{}",
                     start.elapsed(),
                     serde_json::to_string_pretty(&p.status).unwrap(),
-                    op.log_tail(60)
+                    op.log_tail(60),
+                    pod_log_tails(ns, 12)
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -866,4 +867,33 @@ impl Operator {
             .expect("start cutover run");
         Operator { child, log }
     }
+}
+
+/// The last `lines` of every container log podsim kept for the namespace, so a failed wait says
+/// what the app's pods were doing (a migration waiting on a lock, a crash) without a rerun.
+pub fn pod_log_tails(ns: &str, lines: usize) -> String {
+    let Ok(dir) = std::env::var("CUTOVER_ENV_DIR") else {
+        return String::new();
+    };
+    let Ok(entries) = std::fs::read_dir(std::path::Path::new(&dir).join("podsim/pods").join(ns))
+    else {
+        return String::new();
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    files.sort();
+    let mut out = String::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = &all[all.len().saturating_sub(lines)..];
+        out.push_str(&format!(
+            "pod log {}:\n{}\n",
+            f.file_name().unwrap().to_string_lossy(),
+            tail.join("\n")
+        ));
+    }
+    out
 }

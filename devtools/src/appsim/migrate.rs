@@ -115,12 +115,12 @@ async fn migrate_locked(
         }
         tokio::time::sleep(cfg.step_delay).await;
         let copied = steps::rebuild_contents(&dbs.content, step).await?;
-        dbs.migration()
-            .update_one(
-                doc! {"_id": ID},
-                doc! {"$set": {"Version": i32::try_from(step).unwrap_or(i32::MAX)}},
-            )
-            .await?;
+        let version = i32::try_from(step).unwrap_or(i32::MAX);
+        let migration = dbs.migration();
+        retry_write_conflicts(|| {
+            migration.update_one(doc! {"_id": ID}, doc! {"$set": {"Version": version}})
+        })
+        .await?;
         done += 1;
         tracing::info!(step, documents = copied, collection = %steps::contents_collection(step), "migration step done");
         if cfg.crash_now(done) {
@@ -147,6 +147,8 @@ async fn try_lock(dbs: &Databases) -> anyhow::Result<Option<u32>> {
         Ok(None) => Ok(None),
         // The document exists and is locked: the upsert's insert collides on `_id`.
         Err(e) if is_duplicate_key(&e) => Ok(None),
+        // Another instance wrote the document at the same moment; try again next round.
+        Err(e) if is_write_conflict(&e) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -156,10 +158,11 @@ pub async fn release(dbs: &Databases, holding: &AtomicBool) {
     if !holding.swap(false, Ordering::SeqCst) {
         return;
     }
-    let res = dbs
-        .migration()
-        .update_one(doc! {"_id": ID}, doc! {"$set": {"IsLocked": false}})
-        .await;
+    let migration = dbs.migration();
+    let res = retry_write_conflicts(|| {
+        migration.update_one(doc! {"_id": ID}, doc! {"$set": {"IsLocked": false}})
+    })
+    .await;
     match res {
         Ok(_) => tracing::info!("released the migration lock"),
         Err(e) => tracing::error!(error = %e, "could not release the migration lock"),
@@ -186,13 +189,42 @@ pub fn version_of(d: &Document) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
 
-fn is_duplicate_key(e: &Error) -> bool {
-    let code = match &*e.kind {
+/// Retries a write that lost a race with another instance's write to the same document.
+/// mongod retries such conflicts internally outside transactions; a MongoDB-wire server may
+/// return them (WriteConflict, 112), and a lost release would leave the lock stuck.
+async fn retry_write_conflicts<F, Fut, T>(mut write: F) -> mongodb::error::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::IntoFuture<Output = mongodb::error::Result<T>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match write().await {
+            Err(e) if is_write_conflict(&e) && attempt < WRITE_CONFLICT_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt.min(10)))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+const WRITE_CONFLICT_RETRIES: u32 = 100;
+
+fn error_code(e: &Error) -> Option<i32> {
+    match &*e.kind {
         ErrorKind::Command(c) => Some(c.code),
         ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
         _ => None,
-    };
-    code == Some(11000)
+    }
+}
+
+fn is_write_conflict(e: &Error) -> bool {
+    error_code(e) == Some(112) || e.to_string().contains("WriteConflict")
+}
+
+fn is_duplicate_key(e: &Error) -> bool {
+    error_code(e) == Some(11000)
         || e.to_string().contains("E11000")
         || e.to_string().contains("duplicate key")
 }
