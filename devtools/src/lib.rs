@@ -3,5 +3,6 @@
 //! MongoDB schema under a lock).
 
 pub mod appsim;
+pub mod bench;
 pub mod image;
 pub mod podsim;

@@ -1,0 +1,153 @@
+//! The benchmark's results: one JSON document and the tables printed at the end.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::footprint::Footprint;
+use super::procfs::Machine;
+use super::upgrade::SizeRun;
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub machine: Machine,
+    /// RFC 3339, when the run started.
+    pub started_at: String,
+    pub command: String,
+    /// The `cutover` binary measured, and what it was built from (`--label`).
+    pub operator_binary: String,
+    pub label: Option<String>,
+    pub sizes: Vec<SizeRun>,
+    /// Sizes that failed, with the error.
+    pub failures: Vec<(String, String)>,
+    pub footprint: Vec<Footprint>,
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
+fn secs(ms: Option<i64>) -> String {
+    opt(ms.map(|m| m as f64 / 1000.0), 1)
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    opt(bytes.map(|b| b as f64 / 1024.0 / 1024.0), 2)
+}
+
+/// The summary table (one row a size), then each size's phases and transitions.
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let m = &r.machine;
+    let _ = writeln!(
+        out,
+        "machine: {} processors ({}), {} GiB, Linux {}",
+        m.processors, m.cpu_model, m.memory_gib, m.kernel
+    );
+    let _ = writeln!(
+        out,
+        "operator: {}{}",
+        r.operator_binary,
+        r.label
+            .as_ref()
+            .map_or(String::new(), |l| format!(" ({l})"))
+    );
+    if !r.sizes.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n| size | clone method | documents | data MiB | backup MiB | backup s | clone s | backup+clone s | baseline s | ratio | read-only s | ratio | whole plan s | overhead p95 ms | overhead total ms | API requests | reconciles |"
+        );
+        let _ = writeln!(
+            out,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for s in &r.sizes {
+            let phase = |n: &str| {
+                s.timeline
+                    .phases
+                    .iter()
+                    .find(|p| p.name == n)
+                    .and_then(|p| p.seconds)
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                s.size,
+                s.clone_method.map_or("restore (default)", |c| c.as_str()),
+                s.documents_total,
+                mib(s.source_bytes),
+                mib(s.backup_bytes.map(|b| b as u64)),
+                opt(phase("BackingUp"), 1),
+                opt(phase("Cloning"), 1),
+                opt(s.copy_seconds, 1),
+                opt(s.baseline.as_ref().map(|b| b.seconds), 1),
+                opt(s.copy_vs_baseline, 2),
+                secs(s.timeline.read_only_ms),
+                opt(s.read_only_vs_baseline, 2),
+                secs(s.timeline.total_ms),
+                s.timeline
+                    .overhead_p95_ms
+                    .map_or("-".into(), |v| v.to_string()),
+                s.timeline.overhead_total_ms,
+                s.api_requests_total,
+                s.reconciles,
+            );
+        }
+        for s in &r.sizes {
+            let _ = writeln!(out, "\n{}: phases (wall seconds)", s.size);
+            let _ = writeln!(out, "| phase | seconds |\n|---|---:|");
+            for p in &s.timeline.phases {
+                let _ = writeln!(out, "| {} | {} |", p.name, opt(p.seconds, 2));
+            }
+            let _ = writeln!(out, "\n{}: operator overhead per transition", s.size);
+            let _ = writeln!(
+                out,
+                "| phase | completing event | operator's next side effect | ms |\n|---|---|---|---:|"
+            );
+            for t in &s.timeline.transitions {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} |",
+                    t.phase,
+                    t.trigger,
+                    t.effect,
+                    t.overhead_ms.map_or("-".into(), |v| v.to_string())
+                );
+            }
+        }
+    }
+    for (size, err) in &r.failures {
+        let _ = writeln!(out, "\n{size}: FAILED: {err}");
+    }
+    if !r.footprint.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n| plans | finished as | settle s | start-up CPU s | start-up requests/plan | RSS settled MiB | RSS idle max MiB | RSS peak MiB | idle s | idle CPU s | idle CPU % | idle requests | idle reconciles |"
+        );
+        let _ = writeln!(
+            out,
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for f in &r.footprint {
+            let _ = writeln!(
+                out,
+                "| {} | {:?} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                f.plans,
+                f.finished_as,
+                f.settle_seconds,
+                f.startup_cpu_seconds,
+                f.startup_requests_per_plan,
+                f.rss_settled_mib,
+                f.rss_idle_max_mib,
+                f.rss_peak_mib,
+                f.idle_seconds,
+                f.idle_cpu_seconds,
+                f.idle_cpu_percent,
+                f.idle_requests_total,
+                f.idle_reconciles,
+            );
+        }
+    }
+    out
+}
