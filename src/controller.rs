@@ -181,12 +181,13 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
                             .as_ref()
                             .and_then(|s| s.green_deployment.as_deref())
                             == Some(d.name_any().as_str())
+                        || cleanup_refused(p)
                 })
             },
         )
         .watches(services, watcher::Config::default(), move |s: Service| {
             plans_naming(&by_service, &s.namespace(), |p| {
-                p.spec.app.service == s.name_any()
+                p.spec.app.service == s.name_any() || cleanup_refused(p)
             })
         })
         .shutdown_on_signal()
@@ -208,6 +209,19 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
     lease::release(&leases, &lease_cfg).await;
     info!("cutover controller stopped");
     Ok(())
+}
+
+/// A refused cleanup step may hinge on any Service or Deployment of the namespace (who
+/// selects the old version, who names the sources): their changes wake the plan.
+fn cleanup_refused(p: &UpgradePlan) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.cleanup.as_ref())
+        .is_some_and(|c| {
+            c.steps
+                .iter()
+                .any(|s| s.state == crate::crd::CleanupState::Refused)
+        })
 }
 
 fn plans_naming(

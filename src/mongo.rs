@@ -241,6 +241,71 @@ pub async fn drop_databases(
     Ok(())
 }
 
+/// The collections of `databases` (as `database.collection`) with the reads the server counted
+/// on each (`top`: readLock count since it started). `top` needs the clusterMonitor role; without
+/// it nothing can be said about reads, and the error says so.
+pub async fn collections_with_reads(
+    client: &mongodb::Client,
+    uri: &Uri,
+    databases: &[String],
+) -> Result<Vec<crate::plan::CollectionReads>, String> {
+    let top = client
+        .database("admin")
+        .run_command(doc! {"top": 1})
+        .await
+        .map_err(|e| {
+            format!(
+                "the server's top command (read counters, needs the clusterMonitor role) failed: {}",
+                scrub(&e.to_string(), uri)
+            )
+        })?;
+    let totals = top.get_document("totals").ok();
+    let mut out = Vec::new();
+    for db in databases {
+        let names = client
+            .database(db)
+            .list_collection_names()
+            .await
+            .map_err(|e| scrub(&e.to_string(), uri))?;
+        for c in names {
+            let name = format!("{db}.{c}");
+            let reads = totals
+                .and_then(|t| t.get_document(&name).ok())
+                .and_then(|n| n.get_document("readLock").ok())
+                .and_then(|r| match r.get("count") {
+                    Some(Bson::Int32(v)) => Some(i64::from(*v)),
+                    Some(Bson::Int64(v)) => Some(*v),
+                    #[allow(clippy::cast_possible_truncation)]
+                    Some(Bson::Double(v)) => Some(*v as i64),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            out.push(crate::plan::CollectionReads { name, reads });
+        }
+    }
+    Ok(out)
+}
+
+/// Drops collections given as `database.collection` (the first dot separates them).
+pub async fn drop_collections(
+    client: &mongodb::Client,
+    uri: &Uri,
+    names: &[String],
+) -> Result<(), String> {
+    for n in names {
+        let Some((db, coll)) = n.split_once('.') else {
+            return Err(format!("{n:?} is not database.collection"));
+        };
+        client
+            .database(db)
+            .collection::<mongodb::bson::Document>(coll)
+            .drop()
+            .await
+            .map_err(|e| scrub(&e.to_string(), uri))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

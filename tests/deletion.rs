@@ -1,5 +1,5 @@
-//! Deleting a plan mid-way compensates like a failure before the finalizer lets go; a
-//! successful plan with `dropSourceDatabases` drops the sources only after the switch.
+//! Deleting a plan mid-way compensates like a failure before the finalizer lets go (dropping
+//! the sources after a successful switch is in `tests/cleanup.rs`).
 
 mod common;
 
@@ -81,45 +81,4 @@ async fn deleting_a_plan_mid_way_restores_the_old_version_then_lets_go() {
         ],
     )
     .await;
-}
-
-#[tokio::test]
-async fn drop_source_databases_after_a_verified_switch() {
-    let Some(env) = env().await else { return };
-    let app = env.blue_app("del-drop", AppOptions::default()).await;
-    let op = Operator::start(&app.ns);
-    let mut plan = squidex_plan("dropper", &app, 2);
-    plan["spec"]["cleanup"]["dropSourceDatabases"] = serde_json::json!(true);
-    env.apply(&app.ns, plan).await;
-    let done = env
-        .wait_phase(
-            &op,
-            &app.ns,
-            "dropper",
-            Phase::Succeeded,
-            Duration::from_secs(180),
-        )
-        .await;
-    let dbs = env.mongo.list_database_names().await.unwrap();
-    assert!(
-        !dbs.contains(&app.db) && !dbs.contains(&app.content_db),
-        "sources still there: {dbs:?}"
-    );
-    let clone = app.clone_of(&app.db, "dropper");
-    assert!(dbs.contains(&clone), "the clone (now the live data) stays");
-    let cleaning = done
-        .status
-        .unwrap()
-        .phases
-        .into_iter()
-        .find(|r| r.name == Phase::CleaningUp)
-        .unwrap();
-    assert!(
-        cleaning.detail.contains("Dropping source databases"),
-        "{}",
-        cleaning.detail
-    );
-
-    env.cleanup(&app.ns, &[clone, app.clone_of(&app.content_db, "dropper")])
-        .await;
 }

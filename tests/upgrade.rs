@@ -139,11 +139,29 @@ async fn squidex_upgrade_on_two_databases_succeeds() {
         1
     );
 
-    // Blue is scaled to zero and still read-only (it must never write to the old data again).
+    // After success, cleanup scales blue to zero (scaleDownBlueAfter: 1s); it stays read-only
+    // (it must never write to the old data again).
+    let plan = env
+        .wait_cleanup(
+            &op,
+            &app.ns,
+            "up2",
+            CleanupStepName::ScaleDownBlue,
+            CleanupState::Done,
+            PLAN_TIMEOUT,
+        )
+        .await;
+    let st = plan.status.clone().unwrap();
     let blue = env.deployment(&app.ns, "squidex").await.unwrap();
     assert_eq!(blue.spec.as_ref().unwrap().replicas, Some(0));
+    assert!(
+        env.app_env(&app.ns, "squidex")
+            .await
+            .iter()
+            .any(|e| e.name == "MODE__ISREADONLY")
+    );
 
-    // The audit trail is complete, in order, with timestamps.
+    // The audit trail is complete, in order, with timestamps; the scale-down follows success.
     let names: Vec<Phase> = st.phases.iter().map(|r| r.name).collect();
     use Phase::*;
     assert_eq!(
@@ -158,8 +176,16 @@ async fn squidex_upgrade_on_two_databases_succeeds() {
             SwitchingTraffic,
             LiftingReadOnly,
             CleaningUp,
-            Succeeded
+            Succeeded,
+            CleaningUp
         ]
+    );
+    assert!(
+        st.phases
+            .last()
+            .unwrap()
+            .detail
+            .starts_with("ScaleDownBlue")
     );
     for r in &st.phases {
         let f = r.finished_at.expect("every phase finished");

@@ -32,7 +32,7 @@ if generation ~= nil and (status.observedGeneration == nil or status.observedGen
 end
 
 -- These two need a person even while the plan is otherwise "running".
-for _, ctype in ipairs({ "MigrationLockStale", "DataDiverged" }) do
+for _, ctype in ipairs({ "MigrationLockStale", "DataDiverged", "RollbackBlocked" }) do
   local c = condition(status, ctype)
   if c ~= nil and c.status == "True" then
     hs.status = "Degraded"

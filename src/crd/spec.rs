@@ -449,16 +449,24 @@ pub struct RollbackSpec {
     pub accept_data_loss: bool,
 }
 
-/// What happens after a successful switch.
+/// What happens after a successful upgrade. The plan reaches `Succeeded` as soon as the new
+/// version serves read-write; these steps follow, each opt-in (the scale-down has a default),
+/// each checked against its guard and recorded in `status.cleanup` and the phase history.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CleanupSpec {
     /// How long the old version keeps running (ready for a quick rollback) after read-only was lifted, before it is scaled to zero.
     #[serde(default = "default_scale_down_blue_after")]
     pub scale_down_blue_after: GoDuration,
-    /// Drop the source databases at cleanup. Only done with a verified backup and when no Service selects the old version.
-    #[serde(default)]
-    pub drop_source_databases: bool,
+    /// Delete the old version's Deployment this long after read-only was lifted. Unset keeps it (scaled to zero). Refused while a Service selects its pods. A rollback is impossible afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_blue_after: Option<GoDuration>,
+    /// Drop the source databases this long after read-only was lifted. Unset keeps them. Refused without a verified backup, or while a Service selects a Deployment whose environment names them. A rollback is impossible afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_source_databases_after: Option<GoDuration>,
+    /// Collections the new version no longer uses, dropped from the clones it now runs on: first listed in `status.cleanup.obsoleteCollections` (a dry run), dropped when `approved` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obsolete_collections: Option<ObsoleteCollectionsSpec>,
 }
 
 fn default_scale_down_blue_after() -> GoDuration {
@@ -469,9 +477,42 @@ impl Default for CleanupSpec {
     fn default() -> Self {
         CleanupSpec {
             scale_down_blue_after: default_scale_down_blue_after(),
-            drop_source_databases: false,
+            delete_blue_after: None,
+            drop_source_databases_after: None,
+            obsolete_collections: None,
         }
     }
+}
+
+/// Obsolete collections to drop from the clones once the migration gate passed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObsoleteCollectionsSpec {
+    /// Which collections are obsolete.
+    #[schemars(length(min = 1, max = 32))]
+    pub patterns: Vec<CollectionPattern>,
+    /// Drop what `status.cleanup.obsoleteCollections` lists. A listed collection the application read after it was listed is kept, and the refusal says so.
+    #[serde(default)]
+    pub approved: bool,
+}
+
+/// A set of collections in one database.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionPattern {
+    /// The source database's name as in `spec.database.databases`; the drop happens in its clone.
+    #[schemars(length(min = 1, max = 64))]
+    pub database: String,
+    /// Collection name; `*` matches any run of characters (e.g. `States_Contents_All*`).
+    #[schemars(length(min = 1, max = 120), regex(pattern = r"^[A-Za-z0-9_.*-]+$"))]
+    pub pattern: String,
+    /// Keep the match with the highest trailing number (Squidex's current `States_Contents_All<N>`; an unnumbered name counts as 1).
+    #[serde(default = "yes")]
+    pub keep_highest: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Deadlines for steps that wait on the cluster; exceeding one fails the plan and restores the old version.

@@ -62,6 +62,86 @@ pub struct UpgradePlanStatus {
     /// upgrade the latest rehearsal's for the same Deployment, to compare with the measurement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prediction: Option<Prediction>,
+    /// The cleanup steps after `Succeeded` (spec.cleanup, backup retention): scheduled, waiting for approval, refused (and why) or done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<CleanupStatus>,
+}
+
+/// Cleanup after a successful upgrade.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanupStatus {
+    /// One entry per configured step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub steps: Vec<CleanupStep>,
+    /// The dry run: collections (`clone.collection`) the obsolete-collection patterns match, with the read count the server reported when they were listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub obsolete_collections: Vec<ObsoleteCollection>,
+    /// When the obsolete collections were listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_at: Option<Timestamp>,
+}
+
+/// A collection listed for dropping.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObsoleteCollection {
+    /// `database.collection` in the clone.
+    pub name: String,
+    /// Reads the server had counted on it (`top`, readLock) when it was listed.
+    pub reads: i64,
+}
+
+/// One cleanup step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanupStep {
+    /// The step.
+    pub name: CleanupStepName,
+    /// Where it is.
+    pub state: CleanupState,
+    /// When it may run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<Timestamp>,
+    /// When it was done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_at: Option<Timestamp>,
+    /// What it did, or why it is waiting or refused and what to do.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The cleanup steps, in the order they are considered.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+pub enum CleanupStepName {
+    /// Scale the old version to zero (`scaleDownBlueAfter`).
+    ScaleDownBlue,
+    /// Delete the old version's Deployment (`deleteBlueAfter`).
+    DeleteBlue,
+    /// Drop the source databases (`dropSourceDatabasesAfter`).
+    DropSourceDatabases,
+    /// Drop obsolete collections from the clones (`obsoleteCollections`).
+    DropObsoleteCollections,
+    /// Delete old backups of the application (`backup.keepLast`).
+    PruneBackups,
+}
+
+/// The state of a cleanup step.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CleanupState {
+    /// Waiting for its time.
+    Scheduled,
+    /// Running (an action was issued and its effect is awaited).
+    Running,
+    /// Listed; waiting for `approved: true`.
+    AwaitingApproval,
+    /// Its guard failed; the message says why and what to do. Looked at again while it can change.
+    Refused,
+    /// Done.
+    Done,
 }
 
 /// A rehearsal's prediction of the read-only window.

@@ -512,6 +512,68 @@ fn one_shot_job(plan: &UpgradePlan, name: String, role: &str, pod: PodSpec) -> J
     }
 }
 
+/// Keeps the newest `$CUTOVER_KEEP_LAST` complete backups (a `SHA256SUMS` marks one complete)
+/// of the application, this plan's always among them; an incomplete directory may be a backup
+/// in progress or a failed one kept for inspection, so it is left alone and reported.
+const PRUNE_SH: &str = r#"
+app_dir="$(dirname "$CUTOVER_ARCHIVE_DIR")"
+current="$(basename "$CUTOVER_ARCHIVE_DIR")"
+cd "$app_dir"
+kept=""
+deleted=""
+incomplete=""
+n=0
+for d in $(ls -1t */SHA256SUMS 2>/dev/null | sed 's,/SHA256SUMS$,,'); do
+  if [ "$d" = "$current" ] || [ "$n" -lt "$CUTOVER_KEEP_LAST" ]; then
+    kept="$kept,\"$d\""
+    n=$((n + 1))
+  else
+    echo "deleting $app_dir/$d"
+    rm -rf -- "./$d"
+    deleted="$deleted,\"$d\""
+  fi
+done
+for d in */; do
+  d="${d%/}"
+  [ -d "$d" ] && [ ! -f "$d/SHA256SUMS" ] && incomplete="$incomplete,\"$d\""
+done
+result=$(printf '{"kept":[%s],"deleted":[%s],"incomplete":[%s]}' "${kept#,}" "${deleted#,}" "${incomplete#,}")
+echo "$result"
+echo "$result" > "${CUTOVER_RESULT_FILE:-/dev/termination-log}" 2>/dev/null || true
+"#;
+
+/// The backup retention Job: the backup volume read-write, no database access.
+pub fn prune_job(plan: &UpgradePlan) -> Job {
+    let (volume, mount) = backup_volume(plan, false);
+    let role = "prune";
+    let container = Container {
+        name: role.into(),
+        image: Some(plan.spec.backup.image.clone()),
+        command: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("set -eu\n{PRUNE_SH}"),
+        ]),
+        env: Some(vec![
+            plain("CUTOVER_ARCHIVE_DIR", archive_dir(plan)),
+            plain("CUTOVER_KEEP_LAST", plan.spec.backup.keep_last.to_string()),
+        ]),
+        volume_mounts: Some(vec![mount]),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    };
+    one_shot_job(
+        plan,
+        names::prune_job(&plan.name_any()),
+        role,
+        PodSpec {
+            containers: vec![container],
+            volumes: Some(vec![volume]),
+            ..Default::default()
+        },
+    )
+}
+
 /// Directory of this plan's archives on the backup volume (one archive per database).
 pub fn archive_dir(plan: &UpgradePlan) -> String {
     names::backup_dir(&plan.spec, &plan.name_any())

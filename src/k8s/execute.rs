@@ -5,7 +5,9 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Secret, Service};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -265,6 +267,28 @@ pub async fn execute(
                 .await
                 .map_err(ExecError::Mongo)?;
         }
+        Action::DropCollections { names } => {
+            let uri = world.uri.as_ref().ok_or_else(|| {
+                ExecError::Missing("the connection Secret is not readable".into())
+            })?;
+            let c = mongo_clients.get(uri).await.map_err(ExecError::Mongo)?;
+            mongo::drop_collections(&c, uri, names)
+                .await
+                .map_err(ExecError::Mongo)?;
+        }
+        Action::DeleteBlue => {
+            let b = blue()?;
+            // Only the Deployment that was looked at: never one recreated under the same name.
+            let dp = DeleteParams {
+                preconditions: b.uid().map(|uid| Preconditions {
+                    uid: Some(uid),
+                    resource_version: None,
+                }),
+                ..DeleteParams::background()
+            };
+            ignore_not_found(deployments.delete(&b.name_any(), &dp).await.map(|_| ()))?;
+        }
+        Action::CreatePruneJob => create_job(&jobs, build::prune_job(plan)).await?,
     }
     Ok(())
 }

@@ -10,12 +10,12 @@ use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
-use crate::crd::{Color, Phase, UpgradePlan};
+use crate::crd::{CleanupState, CleanupStepName, Color, Mode, Phase, UpgradePlan};
 use crate::mongo::{self, Clients, Uri};
 use crate::plan::names::{self, PLAN_LABEL, TRACK_LABEL};
 use crate::plan::{
     DatabaseView, DeploymentView, JobState, JobView, Observed, PlanMeta, ProbeView, SecretView,
-    ServiceView,
+    ServiceSelector, ServiceView, WorkloadView, Workloads,
 };
 use crate::probe;
 
@@ -78,7 +78,35 @@ pub async fn observe(
     let (secret_view, uri) = read_secret(client, &ns, plan).await?;
     obs.secret = secret_view;
 
-    if !phase.is_terminal() || obs.plan.deleting {
+    // Cleanup after success: only the steps asked for and not done yet are looked at.
+    let cleaning = phase == Phase::Succeeded && spec.mode == Mode::Upgrade && !obs.plan.deleting;
+    let open = |n: CleanupStepName, asked: bool| {
+        cleaning
+            && asked
+            && !status.cleanup.as_ref().is_some_and(|c| {
+                c.steps
+                    .iter()
+                    .any(|s| s.name == n && s.state == CleanupState::Done)
+            })
+    };
+    let prune_open = open(CleanupStepName::PruneBackups, spec.backup.keep_last > 0);
+    let drop_sources_open = open(
+        CleanupStepName::DropSourceDatabases,
+        spec.cleanup.drop_source_databases_after.is_some(),
+    );
+    let delete_blue_open = open(
+        CleanupStepName::DeleteBlue,
+        spec.cleanup.delete_blue_after.is_some(),
+    );
+    let obsolete_open = open(
+        CleanupStepName::DropObsoleteCollections,
+        spec.cleanup.obsolete_collections.is_some(),
+    );
+    if drop_sources_open || delete_blue_open {
+        obs.workloads = Some(workloads(client, &ns).await?);
+    }
+
+    if !phase.is_terminal() || obs.plan.deleting || prune_open {
         let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
         let listed = jobs
             .list(&ListParams::default().labels(&format!("{PLAN_LABEL}={name}")))
@@ -96,6 +124,8 @@ pub async fn observe(
                 obs.clone_job = Some(view);
             } else if jn == names::migration_job(&name) {
                 obs.migration_job = Some(view);
+            } else if jn == names::prune_job(&name) {
+                obs.prune_job = Some(view);
             }
         }
     }
@@ -123,20 +153,21 @@ pub async fn observe(
         .map(|d| names::clone_database(d, &name))
         .collect();
     if let (Some(mc), Some(u)) = (&mongo_client, &uri) {
-        let needs_listing = phase == Phase::Pending
-            || (phase == Phase::CleaningUp
-                && (spec.cleanup.drop_source_databases
-                    || spec.mode == crate::crd::Mode::Rehearsal));
-        if needs_listing {
+        let listing = if phase == Phase::Pending
+            || (phase == Phase::CleaningUp && spec.mode == Mode::Rehearsal)
+        {
+            Some([src_dbs.clone(), clone_dbs.clone()].concat())
+        } else if drop_sources_open {
+            // Only the sources: counting the clones would register as reads of the
+            // collections the obsolete-collection guard watches.
+            Some(src_dbs.clone())
+        } else {
+            None
+        };
+        if let Some(wanted) = listing {
             obs.database = match mc {
                 Err(e) => DatabaseView::Unreachable(e.clone()),
-                Ok(c) => match mongo::list_databases(
-                    c,
-                    u,
-                    &[src_dbs.clone(), clone_dbs.clone()].concat(),
-                )
-                .await
-                {
+                Ok(c) => match mongo::list_databases(c, u, &wanted).await {
                     Ok(dbs) => DatabaseView::Reachable { databases: dbs },
                     Err(e) => DatabaseView::Unreachable(e),
                 },
@@ -155,6 +186,21 @@ pub async fn observe(
                 phase == Phase::LiftingReadOnly && status.read_only_lifted_at.is_none();
             if (phase == Phase::Cloning && done(&obs.clone_job)) || diverged_check || before_lift {
                 obs.clone_counts = Some(mongo::count_documents(c, u, &clone_dbs).await);
+            }
+            if obsolete_open {
+                let clones: Vec<String> = spec
+                    .database
+                    .databases
+                    .iter()
+                    .map(|d| {
+                        status
+                            .clone
+                            .as_ref()
+                            .and_then(|c| c.databases.get(&d.name).cloned())
+                            .unwrap_or_else(|| names::clone_database(d, &name))
+                    })
+                    .collect();
+                obs.clone_collections = Some(mongo::collections_with_reads(c, u, &clones).await);
             }
             if phase == Phase::Migrating
                 && let Some(gate) = &spec.migration.mongo_document
@@ -229,6 +275,51 @@ pub async fn observe(
         blue: blue_obj,
         green: green_obj,
         service: service_obj,
+    })
+}
+
+/// The namespace's Services (selectors) and Deployments (pod labels, literal env values).
+async fn workloads(client: &Client, ns: &str) -> Result<Workloads> {
+    let services = Api::<Service>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|s| ServiceSelector {
+            name: s.name_any(),
+            selector: s.spec.and_then(|s| s.selector).unwrap_or_default(),
+        })
+        .collect();
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|d| {
+            let template = d
+                .spec
+                .as_ref()
+                .map(|s| s.template.clone())
+                .unwrap_or_default();
+            let pod_labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
+            let env = template
+                .spec
+                .map(|p| p.containers)
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|c| c.env.unwrap_or_default())
+                .filter_map(|e| e.value.map(|v| (e.name, v)))
+                .collect();
+            WorkloadView {
+                name: d.name_any(),
+                pod_labels,
+                env,
+            }
+        })
+        .collect();
+    Ok(Workloads {
+        services,
+        deployments,
     })
 }
 

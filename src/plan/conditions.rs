@@ -12,6 +12,8 @@ pub const BACKUP_VERIFIED: &str = "BackupVerified";
 pub const MIGRATED: &str = "Migrated";
 pub const MIGRATION_LOCK_STALE: &str = "MigrationLockStale";
 pub const DATA_DIVERGED: &str = "DataDiverged";
+pub const CLEANUP_BLOCKED: &str = "CleanupBlocked";
+pub const ROLLBACK_BLOCKED: &str = "RollbackBlocked";
 
 /// Sets a condition, keeping its lastTransitionTime unless its status changes.
 /// Returns true when the status changed (so callers can emit an event once).

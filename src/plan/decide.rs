@@ -16,6 +16,8 @@ use super::observed::{
 };
 use super::validate::validate;
 
+mod cleanup;
+
 /// How soon to look again while something external is expected to change without a watch
 /// event (MongoDB documents, HTTP probes).
 const POLL: Duration = Duration::from_secs(2);
@@ -104,6 +106,7 @@ impl Machine<'_> {
             Phase::CleaningUp if self.spec.mode == Mode::Rehearsal => self.rehearsal_teardown(),
             Phase::CleaningUp => self.cleaning_up(),
             Phase::RollingBack => self.rolling_back(),
+            Phase::Succeeded if self.spec.mode == Mode::Upgrade => self.clean_up_after_success(),
             Phase::Succeeded | Phase::Rehearsed | Phase::RolledBack | Phase::Failed => {}
         }
     }
@@ -133,6 +136,14 @@ impl Machine<'_> {
                 Phase::RollingBack | Phase::RolledBack | Phase::Failed | Phase::Rehearsed
             );
         if self.spec.traffic == Color::Green || !rollback_possible {
+            if cond::is_true(&self.st.conditions, cond::ROLLBACK_BLOCKED) {
+                self.set_cond(
+                    cond::ROLLBACK_BLOCKED,
+                    false,
+                    "TrafficOnGreen",
+                    "spec.traffic is green again; no rollback pending",
+                );
+            }
             if cond::is_true(&self.st.conditions, cond::DATA_DIVERGED) {
                 self.set_cond(
                     cond::DATA_DIVERGED,
@@ -150,6 +161,18 @@ impl Machine<'_> {
                 Phase::RolledBack,
                 "spec.traffic is blue before anything was changed; nothing to undo",
             );
+            return true;
+        }
+
+        if let Some(why) = self.rollback_impossible() {
+            let msg = format!(
+                "Rollback refused: {why}. The new version keeps serving; set spec.traffic back to green"
+            );
+            if self.set_cond(cond::ROLLBACK_BLOCKED, true, "CleanedUp", &msg) {
+                self.warn("RollbackBlocked", &msg);
+            }
+            self.st.message = msg;
+            self.requeue = Some(SAFETY);
             return true;
         }
 
@@ -996,13 +1019,13 @@ impl Machine<'_> {
             return;
         }
         self.set_cond(cond::DEGRADED, false, "Healthy", "");
-        let detail = format!(
-            "The new version serves read-write; the old version is kept for {} before it is scaled down",
-            self.spec.cleanup.scale_down_blue_after
+        self.advance(
+            Phase::CleaningUp,
+            "The new version serves read-write; handing it over",
         );
-        self.advance(Phase::CleaningUp, &detail);
     }
 
+    /// Hands the new Deployment over; the guarded cleanup steps run after `Succeeded`.
     fn cleaning_up(&mut self) {
         if self.obs.green.as_ref().is_some_and(|g| g.owned_by_plan) {
             self.act(
@@ -1010,81 +1033,6 @@ impl Machine<'_> {
                 "Handing Deployment over: the plan no longer owns the new version".into(),
             );
             return;
-        }
-        if let Some(blue) = &self.obs.blue
-            && blue.replicas > 0
-        {
-            let lifted = self.st.read_only_lifted_at.unwrap_or(self.now);
-            let at = lifted.plus(self.spec.cleanup.scale_down_blue_after.as_std());
-            if self.now < at {
-                self.wait(
-                    format!(
-                        "The old version {} keeps running until {at} for a quick rollback",
-                        blue.name
-                    ),
-                    at.since(self.now).max(NEXT),
-                );
-            } else {
-                self.act(
-                    Action::Scale {
-                        color: Color::Blue,
-                        replicas: 0,
-                    },
-                    format!("Scaling the old version {} to 0", blue.name),
-                );
-            }
-            return;
-        }
-        if self.spec.cleanup.drop_source_databases {
-            let verified = self.st.clone.as_ref().is_some_and(|c| c.verified);
-            let on_green = self.service_tracks(&self.green_name());
-            if !verified || !on_green {
-                let why = if !verified {
-                    "the backup was not verified"
-                } else {
-                    "the Service does not select the new version"
-                };
-                self.push_detail(&format!("Source databases kept: {why}"));
-            } else {
-                match &self.obs.database {
-                    DatabaseView::Unknown => {
-                        return self
-                            .wait("Listing databases before dropping the sources".into(), NEXT);
-                    }
-                    DatabaseView::Unreachable(e) => {
-                        return self.wait(
-                            format!("Cannot reach MongoDB to drop the sources, retrying: {e}"),
-                            SAFETY,
-                        );
-                    }
-                    DatabaseView::Reachable { databases } => {
-                        let left: Vec<String> = self
-                            .spec
-                            .database
-                            .databases
-                            .iter()
-                            .filter(|d| databases.contains_key(&d.name))
-                            .map(|d| d.name.clone())
-                            .collect();
-                        if !left.is_empty() {
-                            self.push_detail(&format!(
-                                "Dropping source databases {}",
-                                left.join(", ")
-                            ));
-                            self.act(
-                                Action::DropDatabases {
-                                    names: left.clone(),
-                                },
-                                format!(
-                                    "Dropping source databases {} (backup verified)",
-                                    left.join(", ")
-                                ),
-                            );
-                            return;
-                        }
-                    }
-                }
-            }
         }
         self.set_cond(
             cond::READ_ONLY,
@@ -1094,6 +1042,9 @@ impl Machine<'_> {
         );
         let detail = format!("Upgrade to {} complete", self.spec.target.image);
         self.advance(Phase::Succeeded, &detail);
+        if self.st.phase == Phase::Succeeded {
+            self.clean_up_after_success();
+        }
     }
 
     fn rehearsal_teardown(&mut self) {
@@ -1443,17 +1394,6 @@ impl Machine<'_> {
             outcome: None,
             detail: detail.into(),
         });
-    }
-
-    fn push_detail(&mut self, detail: &str) {
-        if let Some(r) = self.st.phases.last_mut()
-            && !r.detail.contains(detail)
-        {
-            if !r.detail.is_empty() {
-                r.detail.push_str("; ");
-            }
-            r.detail.push_str(detail);
-        }
     }
 
     fn close_current(&mut self, outcome: Outcome, detail: &str) {

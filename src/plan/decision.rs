@@ -33,6 +33,12 @@ pub enum Action {
     ReleaseGreen,
     /// Drop databases (sources at cleanup, clones after a rehearsal).
     DropDatabases { names: Vec<String> },
+    /// Drop collections (`database.collection`) from the clones at cleanup.
+    DropCollections { names: Vec<String> },
+    /// Delete the old version's Deployment at cleanup.
+    DeleteBlue,
+    /// Create the backup retention Job (if absent).
+    CreatePruneJob,
 }
 
 impl Action {
@@ -50,6 +56,9 @@ impl Action {
             Action::StopJobs => "stop_jobs",
             Action::ReleaseGreen => "release_green",
             Action::DropDatabases { .. } => "drop_databases",
+            Action::DropCollections { .. } => "drop_collections",
+            Action::DeleteBlue => "delete_blue",
+            Action::CreatePruneJob => "create_prune_job",
         }
     }
 }

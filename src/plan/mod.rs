@@ -5,6 +5,7 @@ pub mod conditions;
 mod decide;
 mod decision;
 pub mod names;
+pub mod obsolete;
 mod observed;
 mod validate;
 

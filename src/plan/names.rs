@@ -66,6 +66,11 @@ pub fn migration_job(plan: &str) -> String {
     shorten(&format!("{plan}-migrate"), MAX_K8S_NAME)
 }
 
+/// The backup retention Job.
+pub fn prune_job(plan: &str) -> String {
+    shorten(&format!("{plan}-prune"), MAX_K8S_NAME)
+}
+
 /// The rehearsal's preview Service (a plus for inspecting the new version before the switch).
 pub fn preview_service(spec: &UpgradePlanSpec, plan: &str) -> String {
     shorten(

@@ -158,6 +158,45 @@ pub struct Observed {
     pub read_only_probe: Option<ProbeView>,
     /// The latest finished rehearsal's prediction for the same Deployment (looked up while Pending).
     pub rehearsal: Option<crate::crd::Prediction>,
+    /// The namespace's Services and Deployments (looked at before cleanup deletes the old
+    /// version or drops the sources).
+    pub workloads: Option<Workloads>,
+    /// The clones' collections with their read counters, or why they could not be read
+    /// (looked at while obsolete collections are cleaned up).
+    pub clone_collections: Option<Result<Vec<CollectionReads>, String>>,
+    /// The backup retention Job.
+    pub prune_job: Option<JobView>,
+}
+
+/// What runs in the namespace, reduced to who selects whom and which databases a Deployment's
+/// environment names.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Workloads {
+    pub services: Vec<ServiceSelector>,
+    pub deployments: Vec<WorkloadView>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceSelector {
+    pub name: String,
+    pub selector: BTreeMap<String, String>,
+}
+
+/// A Deployment's pod labels and the literal environment values of its containers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkloadView {
+    pub name: String,
+    pub pod_labels: BTreeMap<String, String>,
+    /// `(variable, value)` of every container; values from Secrets are not read.
+    pub env: Vec<(String, String)>,
+}
+
+/// A collection and the reads the server counted on it (`top`, readLock count).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollectionReads {
+    /// `database.collection`.
+    pub name: String,
+    pub reads: i64,
 }
 
 /// What the backup Job reports as its termination message.

@@ -168,8 +168,10 @@ fn status_in(phase: Phase) -> UpgradePlanStatus {
     if after(Phase::BackingUp) {
         st.backup = Some(BackupStatus {
             job: "up7-backup".into(),
-            path: "/backup/squidex/up7.archive.gz".into(),
+            path: "/backup/squidex/up7".into(),
             collections: source_counts(),
+            checksum: Some("c0ffee".into()),
+            completed_at: Some(t(-90)),
             ..Default::default()
         });
     }
@@ -177,6 +179,26 @@ fn status_in(phase: Phase) -> UpgradePlanStatus {
         let c = st.clone.as_mut().unwrap();
         c.verified = true;
         c.collections = clone_counts_of(&source_counts());
+        cond::set(
+            &mut st.conditions,
+            cond::BACKUP_VERIFIED,
+            true,
+            "CountsMatch",
+            "verified",
+            Some(1),
+            t(-80),
+        );
+    }
+    if after(Phase::Migrating) {
+        cond::set(
+            &mut st.conditions,
+            cond::MIGRATED,
+            true,
+            "Migrated",
+            "migrated",
+            Some(1),
+            t(-20),
+        );
     }
     if matches!(phase, Phase::CleaningUp | Phase::Succeeded) {
         st.read_only_lifted_at = Some(t(-10));
@@ -216,18 +238,25 @@ fn world_in(phase: Phase) -> Observed {
             | Phase::SwitchingTraffic
             | Phase::LiftingReadOnly
             | Phase::CleaningUp
+            | Phase::Succeeded
     ) {
         w.green = Some(green_view(2));
     }
-    if matches!(phase, Phase::LiftingReadOnly | Phase::CleaningUp) {
+    if matches!(
+        phase,
+        Phase::LiftingReadOnly | Phase::CleaningUp | Phase::Succeeded
+    ) {
         w.service
             .as_mut()
             .unwrap()
             .selector
             .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
     }
-    if phase == Phase::CleaningUp {
+    if matches!(phase, Phase::CleaningUp | Phase::Succeeded) {
         w.green.as_mut().unwrap().read_only_env = false;
+    }
+    if phase == Phase::Succeeded {
+        w.green.as_mut().unwrap().owned_by_plan = false;
     }
     w
 }
@@ -990,22 +1019,35 @@ fn cases() -> Vec<Case> {
             want_message: "no longer owns",
         },
         Case {
-            name: "cleanup: waits before scaling blue down",
-            phase: CleaningUp,
-            spec: |s| s.cleanup.scale_down_blue_after = dur("5m"),
-            world: |w| w.green.as_mut().unwrap().owned_by_plan = false,
-            now: 1,
-            want_phase: CleaningUp,
-            want_action: None,
-            want_message: "keeps running until",
-        },
-        Case {
-            name: "cleanup: scales blue down",
+            name: "cleanup: green handed over, the plan succeeds and scales blue down at once",
             phase: CleaningUp,
             spec: no_spec,
             world: |w| w.green.as_mut().unwrap().owned_by_plan = false,
             now: 1,
-            want_phase: CleaningUp,
+            want_phase: Succeeded,
+            want_action: Some(Action::Scale {
+                color: Color::Blue,
+                replicas: 0,
+            }),
+            want_message: "Scaling the old version",
+        },
+        Case {
+            name: "cleanup: succeeds while blue keeps running for a quick rollback",
+            phase: CleaningUp,
+            spec: |s| s.cleanup.scale_down_blue_after = dur("5m"),
+            world: |w| w.green.as_mut().unwrap().owned_by_plan = false,
+            now: 1,
+            want_phase: Succeeded,
+            want_action: None,
+            want_message: "keeps running until",
+        },
+        Case {
+            name: "succeeded: scales blue down when due",
+            phase: Succeeded,
+            spec: |s| s.cleanup.scale_down_blue_after = dur("1m"),
+            world: no_world,
+            now: 60,
+            want_phase: Succeeded,
             want_action: Some(Action::Scale {
                 color: Color::Blue,
                 replicas: 0,
@@ -1013,50 +1055,14 @@ fn cases() -> Vec<Case> {
             want_message: "Scaling",
         },
         Case {
-            name: "cleanup: drops sources when asked",
-            phase: CleaningUp,
-            spec: |s| s.cleanup.drop_source_databases = true,
-            world: |w| {
-                w.green.as_mut().unwrap().owned_by_plan = false;
-                w.blue.as_mut().unwrap().replicas = 0;
-            },
-            now: 1,
-            want_phase: CleaningUp,
-            want_action: Some(Action::DropDatabases {
-                names: vec!["Squidex".into(), "SquidexContent".into()],
-            }),
-            want_message: "Dropping",
-        },
-        Case {
-            name: "cleanup: never drops while the service selects blue",
-            phase: CleaningUp,
-            spec: |s| s.cleanup.drop_source_databases = true,
-            world: |w| {
-                w.green.as_mut().unwrap().owned_by_plan = false;
-                w.blue.as_mut().unwrap().replicas = 0;
-                w.service
-                    .as_mut()
-                    .unwrap()
-                    .selector
-                    .insert(names::TRACK_LABEL.into(), "squidex".into());
-            },
-            now: 1,
-            want_phase: Succeeded,
-            want_action: None,
-            want_message: "complete",
-        },
-        Case {
-            name: "cleanup: done",
-            phase: CleaningUp,
+            name: "succeeded: cleanup finished",
+            phase: Succeeded,
             spec: no_spec,
-            world: |w| {
-                w.green.as_mut().unwrap().owned_by_plan = false;
-                w.blue.as_mut().unwrap().replicas = 0;
-            },
+            world: |w| w.blue.as_mut().unwrap().replicas = 0,
             now: 1,
             want_phase: Succeeded,
             want_action: None,
-            want_message: "complete",
+            want_message: "cleanup finished",
         },
         // Rollback requests
         Case {
@@ -1136,7 +1142,7 @@ fn cases() -> Vec<Case> {
             name: "succeeded stays",
             phase: Succeeded,
             spec: no_spec,
-            world: no_world,
+            world: |w| w.blue.as_mut().unwrap().replicas = 0,
             now: 1,
             want_phase: Succeeded,
             want_action: None,
@@ -1501,6 +1507,19 @@ impl Sim {
                     }
                 }
             }
+            Action::DropCollections { names } => {
+                if let Some(Ok(cs)) = &mut w.clone_collections {
+                    cs.retain(|c| !names.contains(&c.name));
+                }
+            }
+            Action::DeleteBlue => w.blue = None,
+            Action::CreatePruneJob => {
+                w.prune_job = job(
+                    "up7-prune",
+                    JobState::Succeeded,
+                    r#"{"kept":["up7"],"deleted":["up5"],"incomplete":[]}"#,
+                );
+            }
         }
     }
 }
@@ -1852,3 +1871,5 @@ fn a_rehearsal_can_keep_its_clones() {
         st.message
     );
 }
+
+mod cleanup;

@@ -271,6 +271,43 @@ pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
     ] {
         check(!d.is_zero(), format!("{field}: must be more than 0s"));
     }
+
+    let c = &spec.cleanup;
+    if let Some(after) = &c.delete_blue_after {
+        check(
+            after.as_std() >= c.scale_down_blue_after.as_std(),
+            format!(
+                "spec.cleanup.deleteBlueAfter: {after} is sooner than scaleDownBlueAfter ({}); the old version is scaled down before it is deleted",
+                c.scale_down_blue_after
+            ),
+        );
+    }
+    if let Some(obsolete) = &c.obsolete_collections {
+        check(
+            !obsolete.patterns.is_empty(),
+            "spec.cleanup.obsoleteCollections.patterns: list at least one pattern".into(),
+        );
+        for (i, p) in obsolete.patterns.iter().enumerate() {
+            check(
+                spec.database.databases.iter().any(|d| d.name == p.database),
+                format!(
+                    "spec.cleanup.obsoleteCollections.patterns[{i}].database: {:?} is not one of spec.database.databases",
+                    p.database
+                ),
+            );
+            check(
+                !p.pattern.is_empty()
+                    && p.pattern.chars().any(|ch| ch != '*')
+                    && p.pattern
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "_.*-".contains(ch)),
+                format!(
+                    "spec.cleanup.obsoleteCollections.patterns[{i}].pattern: {:?} must name collections with letters, digits, '_', '.', '-' and '*' wildcards, and not be only '*'",
+                    p.pattern
+                ),
+            );
+        }
+    }
     errs
 }
 

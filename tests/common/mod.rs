@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+pub use cutover::crd::{CleanupState, CleanupStep, CleanupStepName};
 use cutover::crd::{Phase, UpgradePlan};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret, Service};
@@ -311,7 +312,9 @@ impl Env {
             if current == phase {
                 return p;
             }
-            if (current.is_terminal() && current != phase) || start.elapsed() > timeout {
+            // Succeeded is not final: a rollback may follow it.
+            let settled = current.is_terminal() && current != Phase::Succeeded;
+            if (settled && current != phase) || start.elapsed() > timeout {
                 panic!(
                     "plan {ns}/{plan} is {current}, waited for {phase} ({:?}).\nstatus: {}\noperator log tail:\n{}\n{}",
                     start.elapsed(),
@@ -786,12 +789,43 @@ impl Env {
                 return p;
             }
             let phase = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
-            if phase.is_terminal() || start.elapsed() > timeout {
+            // A Succeeded plan still changes: cleanup runs and a rollback may be requested.
+            if (phase.is_terminal() && phase != Phase::Succeeded) || start.elapsed() > timeout {
                 panic!(
                     "plan {ns}/{plan}: waited {:?} for {what}, it is {phase}.\nstatus: {}\noperator log tail:\n{}",
                     start.elapsed(),
                     serde_json::to_string_pretty(&p.status).unwrap(),
                     op.log_tail(60)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until a cleanup step of a Succeeded plan reaches `state`.
+    pub async fn wait_cleanup(
+        &self,
+        op: &Operator,
+        ns: &str,
+        plan: &str,
+        step: CleanupStepName,
+        state: CleanupState,
+        timeout: Duration,
+    ) -> UpgradePlan {
+        let start = Instant::now();
+        loop {
+            let p = self.plans(ns).get(plan).await.expect("get plan");
+            if cleanup_step(&p, step).is_some_and(|s| s.state == state) {
+                return p;
+            }
+            let phase = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
+            if (phase.is_terminal() && phase != Phase::Succeeded) || start.elapsed() > timeout {
+                panic!(
+                    "plan {ns}/{plan}: waited {:?} for cleanup step {step:?} to be {state:?}, the plan is {phase}.\nstatus: {}\noperator log tail:\n{}\n{}",
+                    start.elapsed(),
+                    serde_json::to_string_pretty(&p.status).unwrap(),
+                    op.log_tail(60),
+                    pod_log_tails(ns, 12)
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -816,6 +850,17 @@ impl Env {
         let _ = op;
         self.cleanup(ns, dbs).await;
     }
+}
+
+/// A cleanup step as recorded in the plan's status.
+pub fn cleanup_step(plan: &UpgradePlan, name: CleanupStepName) -> Option<&CleanupStep> {
+    plan.status
+        .as_ref()?
+        .cleanup
+        .as_ref()?
+        .steps
+        .iter()
+        .find(|s| s.name == name)
 }
 
 /// The phase and a plan's current condition of `type_`, for assertions.
