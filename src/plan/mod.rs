@@ -5,8 +5,8 @@ pub mod conditions;
 mod decide;
 mod decision;
 pub mod names;
-pub mod obsolete;
 mod observed;
+pub mod obsolete;
 mod validate;
 
 pub use decide::decide;
