@@ -175,6 +175,34 @@ pub fn render_status(plan: &UpgradePlan) -> String {
             );
         }
     }
+    if let Some(c) = st.cleanup.as_ref().filter(|c| !c.steps.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\n{:<24} {:<17} {:<26} MESSAGE",
+            "CLEANUP STEP", "STATE", "DUE / DONE"
+        );
+        for s in &c.steps {
+            let when = s
+                .done_at
+                .or(s.due)
+                .map_or_else(|| "-".to_string(), |t| t.to_string());
+            let _ = writeln!(
+                out,
+                "{:<24} {:<17} {:<26} {}",
+                format!("{:?}", s.name),
+                format!("{:?}", s.state),
+                when,
+                s.message
+            );
+        }
+        for o in &c.obsolete_collections {
+            let _ = writeln!(
+                out,
+                "  obsolete: {} (reads when listed: {})",
+                o.name, o.reads
+            );
+        }
+    }
     if st.phase == Phase::Failed
         && let Some(f) = &st.failure
     {

@@ -134,6 +134,13 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
         "{}",
         drop.message
     );
+    let shown = cutover::cli::render_status(&p);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("DeleteBlue") && l.contains("Refused")),
+        "cutover status lists the refused step:\n{shown}"
+    );
     let blocked = condition(&p, "CleanupBlocked").expect("CleanupBlocked condition");
     assert_eq!(blocked.status, "True");
     let sources = env.mongo.list_database_names().await.unwrap();
