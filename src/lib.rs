@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod controller;
+pub mod copy;
 pub mod crd;
 pub mod http;
 pub mod k8s;

@@ -87,10 +87,12 @@ fn percent_decode(s: &str) -> Result<String, ()> {
     String::from_utf8(out).map_err(|_| ())
 }
 
-/// MongoDB clients by connection string; the driver pools connections inside each.
+/// MongoDB clients by connection string; the driver pools connections inside each. Also the
+/// server-side copies running in the background.
 #[derive(Default)]
 pub struct Clients {
     clients: Mutex<HashMap<String, mongodb::Client>>,
+    pub copies: crate::copy::Copies,
 }
 
 impl Clients {

@@ -26,7 +26,14 @@ fn crd_has_the_printer_columns_and_short_name() {
         .collect();
     assert_eq!(
         columns,
-        ["Phase", "Active", "Target", "Read-only since", "Age"]
+        [
+            "Phase",
+            "Active",
+            "Target",
+            "Progress",
+            "Read-only since",
+            "Age"
+        ]
     );
     assert_eq!(crd["spec"]["names"]["shortNames"][0], "up");
     assert_eq!(

@@ -48,6 +48,12 @@ use super::time::{GoDuration, dur};
         description = "The new version's image"
     ),
     printcolumn(
+        name = "Progress",
+        type_ = "string",
+        json_path = ".status.progress.summary",
+        description = "Copy progress and ETA while the databases are copied"
+    ),
+    printcolumn(
         name = "Read-only since",
         type_ = "date",
         json_path = ".status.readOnlySince",
@@ -264,6 +270,28 @@ pub struct BackupSpec {
     #[serde(default)]
     #[schemars(range(min = 0, max = 1000))]
     pub keep_last: u32,
+    /// How the clones are made. `restore`: a Job restores the backup archive (mongorestore). `serverSide`: each collection is copied inside the server (aggregate `$out`, then its indexes recreated) while the backup Job runs, and the backup is kept for safety; counts are verified either way.
+    #[serde(default)]
+    pub clone_method: CloneMethod,
+    /// Collections copied at the same time by the `serverSide` method.
+    #[serde(default = "default_parallelism")]
+    #[schemars(range(min = 1, max = 16))]
+    pub parallelism: u32,
+}
+
+fn default_parallelism() -> u32 {
+    4
+}
+
+/// How the clones are made.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CloneMethod {
+    /// Restore the backup archive with mongorestore in a Job (the backup is proven restorable).
+    #[default]
+    Restore,
+    /// Copy inside the server with `$out`, in parallel with the backup (faster; collection options other than indexes are not copied).
+    ServerSide,
 }
 
 fn default_backup_image() -> String {

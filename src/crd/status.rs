@@ -65,6 +65,35 @@ pub struct UpgradePlanStatus {
     /// The cleanup steps after `Succeeded` (spec.cleanup, backup retention): scheduled, waiting for approval, refused (and why) or done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleanup: Option<CleanupStatus>,
+    /// Progress of the copy into the clones while it runs, with an estimate of when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<CopyProgress>,
+}
+
+/// Progress of copying the databases.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CopyProgress {
+    /// Documents in the clones so far.
+    pub documents_done: i64,
+    /// Documents in the sources.
+    pub documents_total: i64,
+    /// Collections finished (server-side copy only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collections_done: Option<i64>,
+    /// Collections to copy (server-side copy only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collections_total: Option<i64>,
+    /// When the copy was first seen running.
+    pub since: Timestamp,
+    /// Documents per second since then.
+    #[serde(default)]
+    pub rate: f64,
+    /// When the copy should end at that rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<Timestamp>,
+    /// One line for `kubectl get`: percent, documents, time left.
+    pub summary: String,
 }
 
 /// Cleanup after a successful upgrade.

@@ -289,8 +289,47 @@ pub async fn execute(
             ignore_not_found(deployments.delete(&b.name_any(), &dp).await.map(|_| ()))?;
         }
         Action::CreatePruneJob => create_job(&jobs, build::prune_job(plan)).await?,
+        Action::StartServerSideCopy => {
+            let uri = world.uri.as_ref().ok_or_else(|| {
+                ExecError::Missing("the connection Secret is not readable".into())
+            })?;
+            let c = mongo_clients.get(uri).await.map_err(ExecError::Mongo)?;
+            let st = plan.status.clone().unwrap_or_default();
+            let pairs = plan
+                .spec
+                .database
+                .databases
+                .iter()
+                .map(|d| {
+                    let clone = st
+                        .clone
+                        .as_ref()
+                        .and_then(|c| c.databases.get(&d.name).cloned())
+                        .unwrap_or_else(|| names::clone_database(d, &plan.name_any()));
+                    (d.name.clone(), clone)
+                })
+                .collect();
+            mongo_clients.copies.start(
+                &copy_key(plan),
+                c,
+                uri.clone(),
+                pairs,
+                plan.spec.backup.parallelism as usize,
+            );
+        }
     }
     Ok(())
+}
+
+/// The registry key of a plan's server-side copy: a plan recreated under the same name is a
+/// different plan.
+pub fn copy_key(plan: &UpgradePlan) -> String {
+    format!(
+        "{}/{}/{}",
+        plan.namespace().unwrap_or_default(),
+        plan.name_any(),
+        plan.uid().unwrap_or_default()
+    )
 }
 
 async fn create_job(jobs: &Api<Job>, job: Job) -> Result<(), kube::Error> {

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
-use crate::crd::{CleanupState, CleanupStepName, Color, Mode, Phase, UpgradePlan};
+use crate::crd::{CleanupState, CleanupStepName, CloneMethod, Color, Mode, Phase, UpgradePlan};
 use crate::mongo::{self, Clients, Uri};
 use crate::plan::names::{self, PLAN_LABEL, TRACK_LABEL};
 use crate::plan::{
@@ -130,6 +130,16 @@ pub async fn observe(
         }
     }
 
+    let copy_key = super::execute::copy_key(plan);
+    if spec.backup.clone_method == CloneMethod::ServerSide
+        && matches!(phase, Phase::BackingUp | Phase::Cloning)
+        && !obs.plan.deleting
+    {
+        obs.server_copy = Some(mongo.copies.view(&copy_key));
+    } else {
+        mongo.copies.forget(&copy_key);
+    }
+
     if phase == Phase::Pending {
         obs.conflicts = conflicts(plan, others);
         obs.rehearsal = latest_rehearsal(plan, others);
@@ -184,8 +194,25 @@ pub async fn observe(
             // Counted once more just before read-only is lifted: the baseline of DataDiverged.
             let before_lift =
                 phase == Phase::LiftingReadOnly && status.read_only_lifted_at.is_none();
-            if (phase == Phase::Cloning && done(&obs.clone_job)) || diverged_check || before_lift {
+            let copied = obs
+                .server_copy
+                .as_ref()
+                .is_some_and(|c| c.state == crate::plan::CopyState::Succeeded);
+            if (phase == Phase::Cloning && (done(&obs.clone_job) || copied))
+                || diverged_check
+                || before_lift
+            {
                 obs.clone_counts = Some(mongo::count_documents(c, u, &clone_dbs).await);
+            }
+            if phase == Phase::Cloning
+                && spec.backup.clone_method == CloneMethod::Restore
+                && obs
+                    .clone_job
+                    .as_ref()
+                    .is_some_and(|j| j.state == JobState::Active)
+                && let Ok(dbs) = mongo::list_databases(c, u, &clone_dbs).await
+            {
+                obs.clone_documents = Some(dbs.values().map(|d| d.documents).sum());
             }
             if obsolete_open {
                 let clones: Vec<String> = spec

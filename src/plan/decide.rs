@@ -12,11 +12,12 @@ use super::conditions as cond;
 use super::decision::{Action, Decision, EventKind, EventNote};
 use super::names;
 use super::observed::{
-    BackupResult, DatabaseView, DeploymentView, JobState, JobView, Observed, SecretView,
+    BackupResult, CopyState, DatabaseView, DeploymentView, JobState, JobView, Observed, SecretView,
 };
 use super::validate::validate;
 
 mod cleanup;
+mod progress;
 
 /// How soon to look again while something external is expected to change without a watch
 /// event (MongoDB documents, HTTP probes).
@@ -108,6 +109,9 @@ impl Machine<'_> {
             Phase::RollingBack => self.rolling_back(),
             Phase::Succeeded if self.spec.mode == Mode::Upgrade => self.clean_up_after_success(),
             Phase::Succeeded | Phase::Rehearsed | Phase::RolledBack | Phase::Failed => {}
+        }
+        if !matches!(self.st.phase, Phase::BackingUp | Phase::Cloning) {
+            self.st.progress = None;
         }
     }
 
@@ -503,8 +507,36 @@ impl Machine<'_> {
             );
             return;
         };
+        if self.server_side() && j.state != JobState::Failed {
+            match self.obs.server_copy.as_ref().map(|c| &c.state) {
+                Some(CopyState::Absent) => {
+                    self.act(
+                        Action::StartServerSideCopy,
+                        format!(
+                            "Backup Job {} is running; copying the collections into the clones inside the server at the same time",
+                            j.name
+                        ),
+                    );
+                    return;
+                }
+                Some(CopyState::Failed(e)) => {
+                    let e = e.clone();
+                    return self.fail(
+                        "ServerSideCopyFailed",
+                        format!("The server-side copy into the clones failed: {e}"),
+                    );
+                }
+                _ => self.server_copy_progress(),
+            }
+        }
         match j.state {
-            JobState::Active => self.wait_job(&j, &self.spec.timeouts.backup.clone(), "BackupTimedOut", "Backup"),
+            JobState::Active => {
+                self.wait_job(&j, &self.spec.timeouts.backup.clone(), "BackupTimedOut", "Backup");
+                if let Some(p) = self.st.progress.as_ref().filter(|_| self.server_side()) {
+                    self.st.message = format!("{}; copying inside the server: {}", self.st.message, p.summary);
+                    self.requeue = Some(POLL);
+                }
+            }
             JobState::Failed => self.fail(
                 "BackupJobFailed",
                 format!(
@@ -546,6 +578,33 @@ impl Machine<'_> {
     }
 
     fn cloning(&mut self) {
+        if self.server_side() {
+            match self.obs.server_copy.as_ref().map(|c| c.state.clone()) {
+                None => self.wait("Looking at the server-side copy".into(), NEXT),
+                // Not running in this process: never started, or the operator restarted.
+                Some(CopyState::Absent) => self.act(
+                    Action::StartServerSideCopy,
+                    "Copying the collections into the clones inside the server".into(),
+                ),
+                Some(CopyState::Running) => {
+                    self.server_copy_progress();
+                    let msg = format!(
+                        "Copying into the clones inside the server: {}",
+                        self.st
+                            .progress
+                            .as_ref()
+                            .map_or("starting".into(), |p| p.summary.clone())
+                    );
+                    self.wait_or_timeout(msg, &self.spec.timeouts.clone.clone(), "CloneTimedOut");
+                }
+                Some(CopyState::Failed(e)) => self.fail(
+                    "ServerSideCopyFailed",
+                    format!("The server-side copy into the clones failed: {e}"),
+                ),
+                Some(CopyState::Succeeded) => self.verify_clones(),
+            }
+            return;
+        }
         let Some(j) = self.obs.clone_job.clone() else {
             let job = names::clone_job(&self.obs.plan.name);
             self.act(
@@ -555,59 +614,80 @@ impl Machine<'_> {
             return;
         };
         match j.state {
-            JobState::Active => self.wait_job(
-                &j,
-                &self.spec.timeouts.clone.clone(),
-                "CloneTimedOut",
-                "Clone",
-            ),
+            JobState::Active => {
+                self.restore_progress();
+                self.wait_job(
+                    &j,
+                    &self.spec.timeouts.clone.clone(),
+                    "CloneTimedOut",
+                    "Clone",
+                );
+                if let Some(p) = &self.st.progress {
+                    self.st.message = format!("{}: {}", self.st.message, p.summary);
+                    // Progress comes from counting, not from a watch event.
+                    self.requeue = Some(POLL);
+                }
+            }
             JobState::Failed => self.fail(
                 "CloneJobFailed",
                 format!("Clone Job {} failed: {}", j.name, one_line(&j.message)),
             ),
-            JobState::Succeeded => {
-                let counts = match &self.obs.clone_counts {
-                    None => return self.wait("Counting documents in the clones".into(), NEXT),
-                    Some(Err(e)) => {
-                        return self.wait_or_timeout(
-                            format!("Counting documents in the clones failed, retrying: {e}"),
-                            &self.spec.timeouts.clone.clone(),
-                            "CloneTimedOut",
-                        );
-                    }
-                    Some(Ok(c)) => c.clone(),
-                };
-                let mismatches = self.compare_counts(&counts);
-                let clone = self.st.clone.get_or_insert_with(Default::default);
-                clone.collections = counts;
-                if mismatches.is_empty() {
-                    clone.verified = true;
-                    self.set_cond(
-                        cond::BACKUP_VERIFIED,
-                        true,
-                        "CountsMatch",
-                        "The backup restored into the clones with the same document count in every collection",
-                    );
-                    self.advance(
-                        Phase::DeployingGreen,
-                        "Clones verified; deploying the new version against them",
-                    );
-                } else if self.spec.mode == Mode::Rehearsal {
-                    let detail = format!(
-                        "Rehearsal: the live sources changed during the copy, counts differ ({}); continuing",
-                        mismatches.join("; ")
-                    );
-                    self.set_cond(cond::BACKUP_VERIFIED, false, "SourcesInUse", &detail);
-                    self.advance(Phase::DeployingGreen, &detail);
-                } else {
-                    let msg = format!(
-                        "The restored clones do not match the frozen sources: {}. The backup cannot be trusted; the clones are kept for inspection",
-                        mismatches.join("; ")
-                    );
-                    self.set_cond(cond::BACKUP_VERIFIED, false, "CountsDiffer", &msg);
-                    self.fail("CloneVerificationFailed", msg);
-                }
+            JobState::Succeeded => self.verify_clones(),
+        }
+    }
+
+    /// The clones' counts must equal the frozen sources'.
+    fn verify_clones(&mut self) {
+        let counts = match &self.obs.clone_counts {
+            None => return self.wait("Counting documents in the clones".into(), NEXT),
+            Some(Err(e)) => {
+                return self.wait_or_timeout(
+                    format!("Counting documents in the clones failed, retrying: {e}"),
+                    &self.spec.timeouts.clone.clone(),
+                    "CloneTimedOut",
+                );
             }
+            Some(Ok(c)) => c.clone(),
+        };
+        let mismatches = self.compare_counts(&counts);
+        let clone = self.st.clone.get_or_insert_with(Default::default);
+        clone.collections = counts;
+        if mismatches.is_empty() {
+            clone.verified = true;
+            if self.server_side() {
+                // The clones match, but the archive itself was never restored.
+                self.set_cond(
+                    cond::BACKUP_VERIFIED,
+                    false,
+                    "NotRestored",
+                    "The clones were copied inside the server and match the frozen sources' counts; the backup archive was written and checksummed but not restored",
+                );
+            } else {
+                self.set_cond(
+                    cond::BACKUP_VERIFIED,
+                    true,
+                    "CountsMatch",
+                    "The backup restored into the clones with the same document count in every collection",
+                );
+            }
+            self.advance(
+                Phase::DeployingGreen,
+                "Clones verified; deploying the new version against them",
+            );
+        } else if self.spec.mode == Mode::Rehearsal {
+            let detail = format!(
+                "Rehearsal: the live sources changed during the copy, counts differ ({}); continuing",
+                mismatches.join("; ")
+            );
+            self.set_cond(cond::BACKUP_VERIFIED, false, "SourcesInUse", &detail);
+            self.advance(Phase::DeployingGreen, &detail);
+        } else {
+            let msg = format!(
+                "The clones do not match the frozen sources: {}. The copy cannot be trusted; the clones are kept for inspection",
+                mismatches.join("; ")
+            );
+            self.set_cond(cond::BACKUP_VERIFIED, false, "CountsDiffer", &msg);
+            self.fail("CloneVerificationFailed", msg);
         }
     }
 

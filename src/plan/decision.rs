@@ -39,6 +39,8 @@ pub enum Action {
     DeleteBlue,
     /// Create the backup retention Job (if absent).
     CreatePruneJob,
+    /// Start copying the sources into the clones inside the server (if not running).
+    StartServerSideCopy,
 }
 
 impl Action {
@@ -59,6 +61,7 @@ impl Action {
             Action::DropCollections { .. } => "drop_collections",
             Action::DeleteBlue => "delete_blue",
             Action::CreatePruneJob => "create_prune_job",
+            Action::StartServerSideCopy => "start_server_side_copy",
         }
     }
 }

@@ -166,6 +166,31 @@ pub struct Observed {
     pub clone_collections: Option<Result<Vec<CollectionReads>, String>>,
     /// The backup retention Job.
     pub prune_job: Option<JobView>,
+    /// The server-side copy into the clones (`backup.cloneMethod: serverSide`).
+    pub server_copy: Option<CopyView>,
+    /// Documents in the clones so far (estimated), while a restore runs: progress and ETA.
+    pub clone_documents: Option<i64>,
+}
+
+/// The server-side copy as the operator's registry knows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CopyView {
+    pub state: CopyState,
+    pub documents_done: i64,
+    pub documents_total: i64,
+    pub collections_done: i64,
+    pub collections_total: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum CopyState {
+    /// Not running in this operator process (never started, or the operator restarted).
+    #[default]
+    Absent,
+    Running,
+    Succeeded,
+    /// Why it failed (scrubbed of the connection string).
+    Failed(String),
 }
 
 /// What runs in the namespace, reduced to who selects whom and which databases a Deployment's

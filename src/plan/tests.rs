@@ -1513,6 +1513,16 @@ impl Sim {
                 }
             }
             Action::DeleteBlue => w.blue = None,
+            Action::StartServerSideCopy => {
+                w.server_copy = Some(CopyView {
+                    state: CopyState::Succeeded,
+                    documents_done: 1051,
+                    documents_total: 1051,
+                    collections_done: 3,
+                    collections_total: 3,
+                });
+                w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+            }
             Action::CreatePruneJob => {
                 w.prune_job = job(
                     "up7-prune",
@@ -1873,3 +1883,4 @@ fn a_rehearsal_can_keep_its_clones() {
 }
 
 mod cleanup;
+mod server_copy;
