@@ -119,5 +119,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             }
         }
     }
+    // Dropping a live client at exit races its pool's tasks (the driver may panic).
+    b.cluster.mongo.clone().shutdown().await;
     Ok(report)
 }
