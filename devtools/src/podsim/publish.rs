@@ -13,6 +13,9 @@ use tokio::sync::Mutex;
 
 use super::status::PodSim;
 
+/// How long a status patch is retried (an API server restart takes seconds).
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(120);
+
 pub struct Publisher {
     api: Api<Pod>,
     name: String,
@@ -34,7 +37,12 @@ impl Publisher {
         let out = change(&mut sim);
         let status = sim.status(Timestamp::now());
         let patch = serde_json::json!({ "status": status });
-        for attempt in 1..=5u64 {
+        // Like the kubelet's status manager, keep trying through an API server outage: a
+        // status that never arrives leaves a ready pod unready for good.
+        let deadline = std::time::Instant::now() + PUBLISH_PATIENCE;
+        let mut attempt = 0u64;
+        loop {
+            attempt += 1;
             match self
                 .api
                 .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -43,9 +51,13 @@ impl Publisher {
                 Ok(_) => break,
                 // The pod is gone; its runner is about to be stopped.
                 Err(kube::Error::Api(s)) if s.is_not_found() => break,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    tracing::error!(pod = %self.name, attempt, error = %e, "status patch failed; giving up");
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(pod = %self.name, attempt, error = %e, "status patch failed");
-                    tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+                    tokio::time::sleep(Duration::from_millis((300 * attempt).min(2000))).await;
                 }
             }
         }
