@@ -287,7 +287,10 @@ fn cases() -> Vec<Case> {
             world: no_world,
             now: 0,
             want_phase: EnteringReadOnly,
-            want_action: None,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: true,
+            }),
             want_message: "read-only",
         },
         Case {
@@ -454,7 +457,7 @@ fn cases() -> Vec<Case> {
             world: no_world,
             now: 0,
             want_phase: BackingUp,
-            want_action: None,
+            want_action: Some(Action::CreateBackupJob),
             want_message: "Rehearsal",
         },
         Case {
@@ -502,7 +505,10 @@ fn cases() -> Vec<Case> {
             world: |w| w.blue.as_mut().unwrap().ready_replicas = 1,
             now: 601,
             want_phase: RollingBack,
-            want_action: None,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
             want_message: "did not roll out read-only within 10m",
         },
         Case {
@@ -561,7 +567,10 @@ fn cases() -> Vec<Case> {
             },
             now: 5,
             want_phase: RollingBack,
-            want_action: None,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
             want_message: "still accepts writes",
         },
         Case {
@@ -571,7 +580,7 @@ fn cases() -> Vec<Case> {
             world: no_world,
             now: 5,
             want_phase: BackingUp,
-            want_action: None,
+            want_action: Some(Action::CreateBackupJob),
             want_message: "backing up",
         },
         Case {
@@ -580,7 +589,7 @@ fn cases() -> Vec<Case> {
             spec: no_spec,
             world: |w| w.blue = None,
             now: 5,
-            want_phase: RollingBack,
+            want_phase: Failed,
             want_action: None,
             want_message: "disappeared",
         },
@@ -612,7 +621,7 @@ fn cases() -> Vec<Case> {
             world: |w| w.backup_job = job("up7-backup", JobState::Active, ""),
             now: 7201,
             want_phase: RollingBack,
-            want_action: None,
+            want_action: Some(Action::StopJobs),
             want_message: "did not finish within 2h",
         },
         Case {
@@ -622,7 +631,10 @@ fn cases() -> Vec<Case> {
             world: |w| w.backup_job = job("up7-backup", JobState::Failed, "mongodump: auth failed"),
             now: 60,
             want_phase: RollingBack,
-            want_action: None,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
             want_message: "auth failed",
         },
         Case {
@@ -649,7 +661,7 @@ fn cases() -> Vec<Case> {
             },
             now: 60,
             want_phase: Cloning,
-            want_action: None,
+            want_action: Some(Action::CreateCloneJob),
             want_message: "4096 bytes",
         },
         // Cloning
@@ -670,7 +682,10 @@ fn cases() -> Vec<Case> {
             world: |w| w.clone_job = job("up7-clone", JobState::Failed, "restore error"),
             now: 10,
             want_phase: RollingBack,
-            want_action: None,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
             want_message: "restore error",
         },
         Case {
@@ -683,7 +698,7 @@ fn cases() -> Vec<Case> {
             },
             now: 10,
             want_phase: DeployingGreen,
-            want_action: None,
+            want_action: Some(Action::ApplyGreen { replicas: 2 }),
             want_message: "verified",
         },
         Case {
@@ -698,7 +713,10 @@ fn cases() -> Vec<Case> {
             },
             now: 10,
             want_phase: RollingBack,
-            want_action: None,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
             want_message: "SquidexContent.States_Contents_All1: source 1000, clone 999",
         },
         Case {
@@ -792,7 +810,9 @@ fn cases() -> Vec<Case> {
             },
             now: 5,
             want_phase: SwitchingTraffic,
-            want_action: None,
+            want_action: Some(Action::PinService {
+                color: Color::Green,
+            }),
             want_message: "switching Service",
         },
         Case {
@@ -824,7 +844,10 @@ fn cases() -> Vec<Case> {
             },
             now: 601,
             want_phase: RollingBack,
-            want_action: None,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
             want_message: "did not pass within 10m",
         },
         Case {
@@ -861,7 +884,10 @@ fn cases() -> Vec<Case> {
             },
             now: 1,
             want_phase: RollingBack,
-            want_action: None,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
             want_message: "schema error",
         },
         Case {
@@ -917,7 +943,10 @@ fn cases() -> Vec<Case> {
             world: |w| w.green = None,
             now: 5,
             want_phase: RollingBack,
-            want_action: None,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
             want_message: "disappeared",
         },
         // AwaitingPromotion
@@ -941,7 +970,9 @@ fn cases() -> Vec<Case> {
             world: no_world,
             now: 5,
             want_phase: SwitchingTraffic,
-            want_action: None,
+            want_action: Some(Action::PinService {
+                color: Color::Green,
+            }),
             want_message: "Approved",
         },
         // SwitchingTraffic
@@ -970,7 +1001,10 @@ fn cases() -> Vec<Case> {
             },
             now: 1,
             want_phase: LiftingReadOnly,
-            want_action: None,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Green,
+                enabled: false,
+            }),
             want_message: "now sends traffic",
         },
         Case {
@@ -980,7 +1014,10 @@ fn cases() -> Vec<Case> {
             world: |w| w.service = None,
             now: 1,
             want_phase: RollingBack,
-            want_action: None,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
             want_message: "disappeared",
         },
         // LiftingReadOnly
@@ -1004,7 +1041,7 @@ fn cases() -> Vec<Case> {
             world: |w| w.green.as_mut().unwrap().read_only_env = false,
             now: 3,
             want_phase: CleaningUp,
-            want_action: None,
+            want_action: Some(Action::ReleaseGreen),
             want_message: "read-write",
         },
         // CleaningUp
@@ -1197,11 +1234,26 @@ fn every_phase_and_world_in_the_table() {
             c.name, d.status.message
         );
         assert_eq!(d.action, c.want_action, "{}: action", c.name);
+        // Phases chain within one reconcile: what a transition said is in the records it
+        // wrote, a failure's cause in status.failure, and the message says what is done next.
+        let entered: Vec<&str> = d
+            .status
+            .phases
+            .iter()
+            .filter(|r| r.started_at == t(c.now) || r.finished_at == Some(t(c.now)))
+            .map(|r| r.detail.as_str())
+            .collect();
+        let said = format!(
+            "{} {} {}",
+            d.status.message,
+            d.status.failure.as_ref().map_or("", |f| f.message.as_str()),
+            entered.join(" ")
+        );
         assert!(
-            d.status.message.contains(c.want_message),
+            said.contains(c.want_message),
             "{}: message {:?} lacks {:?}",
             c.name,
-            d.status.message,
+            said,
             c.want_message
         );
         covered.insert(c.phase);
@@ -1835,7 +1887,8 @@ fn suspend_holds_at_the_next_boundary_and_resumes() {
 fn deletion_mid_way_unwinds_then_terminates() {
     let mut sim = Sim::new();
     let (st, actions) = walk(&spec(), &mut sim, None, |_, st, _, sim| {
-        if st.phase == Phase::Migrating {
+        // Phases chain within a reconcile; delete once the new version exists.
+        if matches!(st.phase, Phase::DeployingGreen | Phase::Migrating) && sim.w.green.is_some() {
             sim.w.plan.deleting = true;
         }
     });
