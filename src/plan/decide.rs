@@ -24,6 +24,8 @@ mod progress;
 const POLL: Duration = Duration::from_secs(2);
 /// Safety-net requeue while waiting for watched objects (Jobs, Deployments).
 const SAFETY: Duration = Duration::from_secs(30);
+/// Other active plans named in a refusal; the rest are counted.
+const MAX_CONFLICTS_LISTED: usize = 3;
 /// After a phase change the status write wakes the controller; this is only a fallback.
 const NEXT: Duration = Duration::from_secs(1);
 
@@ -311,7 +313,21 @@ impl Machine<'_> {
     fn preflight(&self, errors: &mut Vec<String>, waiting: &mut Option<String>) {
         let spec = self.spec;
         let plan = &self.obs.plan.name;
-        errors.extend(self.obs.conflicts.iter().cloned());
+        // Bounded: with many plans on one target the list would grow with their number, in
+        // every one of them (statuses of O(N) each, O(N^2) in all).
+        errors.extend(
+            self.obs
+                .conflicts
+                .iter()
+                .take(MAX_CONFLICTS_LISTED)
+                .cloned(),
+        );
+        if self.obs.conflicts.len() > MAX_CONFLICTS_LISTED {
+            errors.push(format!(
+                "and {} more active plan(s) on the same target",
+                self.obs.conflicts.len() - MAX_CONFLICTS_LISTED
+            ));
+        }
 
         let blue = match &self.obs.blue {
             None => {

@@ -1935,5 +1935,18 @@ fn a_rehearsal_can_keep_its_clones() {
     );
 }
 
+#[test]
+fn many_conflicting_plans_are_counted_not_listed() {
+    let mut w = world();
+    w.conflicts = (0..10)
+        .map(|i| format!("UpgradePlan other-{i} is already upgrading Deployment \"squidex\""))
+        .collect();
+    let d = decide(&spec(), None, &w, t(0));
+    assert_eq!(d.status.phase, Phase::Failed);
+    let msg = &d.status.message;
+    assert!(msg.contains("other-2") && !msg.contains("other-3"), "{msg}");
+    assert!(msg.contains("and 7 more active plan(s)"), "{msg}");
+}
+
 mod cleanup;
 mod server_copy;
