@@ -1080,6 +1080,12 @@ impl Machine<'_> {
             return;
         };
         if green.read_only_env {
+            if self.st.read_only_lifted_at.is_none() && self.obs.clone_counts.is_none() {
+                // Entered in this reconcile from the switch: the clones were not counted yet,
+                // and that count is the baseline DataDiverged measures writes against.
+                self.wait("Counting the clones before lifting read-only".into(), NEXT);
+                return;
+            }
             if self.st.read_only_lifted_at.is_none()
                 && let Some(Ok(counts)) = &self.obs.clone_counts
             {

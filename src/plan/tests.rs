@@ -252,6 +252,10 @@ fn world_in(phase: Phase) -> Observed {
             .selector
             .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
     }
+    if phase == Phase::LiftingReadOnly {
+        // Counted just before the lift: the DataDiverged baseline.
+        w.clone_counts = Some(Ok(migrated_clone_counts()));
+    }
     if matches!(phase, Phase::CleaningUp | Phase::Succeeded) {
         w.green.as_mut().unwrap().read_only_env = false;
     }
@@ -1001,11 +1005,8 @@ fn cases() -> Vec<Case> {
             },
             now: 1,
             want_phase: LiftingReadOnly,
-            want_action: Some(Action::SetReadOnly {
-                color: Color::Green,
-                enabled: false,
-            }),
-            want_message: "now sends traffic",
+            want_action: None,
+            want_message: "Counting the clones before lifting",
         },
         Case {
             name: "switch: service vanished",
@@ -1648,6 +1649,10 @@ fn walks_from_pending_to_succeeded() {
     assert!(st.read_only_since.is_some() && st.read_only_lifted_at.is_some());
     assert_eq!(st.backup.as_ref().unwrap().bytes, Some(1234));
     assert!(st.clone.as_ref().unwrap().verified);
+    assert!(
+        !st.clone.as_ref().unwrap().collections_at_lift.is_empty(),
+        "the clones were counted before read-only was lifted (the DataDiverged baseline)"
+    );
     assert!(cond::is_true(&st.conditions, cond::READY));
     assert!(cond::is_true(&st.conditions, cond::BACKUP_VERIFIED));
     assert!(cond::is_true(&st.conditions, cond::MIGRATED));
