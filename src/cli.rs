@@ -37,6 +37,10 @@ pub struct RunArgs {
     /// This instance's identity in the Lease and in events (default: POD_NAME, else host-pid).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Plans reconciled at the same time. Bounded so that starting with many plans does not
+    /// hold every one of them in flight at once (memory, API load).
+    #[arg(long, env = "CUTOVER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

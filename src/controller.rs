@@ -100,7 +100,8 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
             Api::all(client.clone()),
         ),
     };
-    let controller = Controller::new(plans, watcher::Config::default().any_semantic());
+    let controller = Controller::new(plans, watcher::Config::default().any_semantic())
+        .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency));
     let store = controller.store();
     {
         let store = store.clone();
