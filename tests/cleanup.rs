@@ -10,9 +10,8 @@ use std::time::Duration;
 use common::*;
 use cutover::crd::Phase;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::DeleteParams;
 use mongodb::bson::{Document, doc};
 use serde_json::json;
 
@@ -146,16 +145,8 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
     let sources = env.mongo.list_database_names().await.unwrap();
     assert!(sources.contains(&app.db) && sources.contains(&app.content_db));
     assert!(env.deployment(&app.ns, "squidex").await.is_some());
-    let events = Api::<Event>::namespaced(env.client.clone(), &app.ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap();
     assert!(
-        events
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("CleanupRefused")
-                && e.type_.as_deref() == Some("Warning")),
+        env.has_event(&app.ns, "CleanupRefused", "Warning").await,
         "a CleanupRefused Warning event"
     );
     // The scale-down ran: it has no guard beyond its time.

@@ -58,16 +58,8 @@ async fn deleting_a_plan_mid_way_restores_the_old_version_then_lets_go() {
         dbs.contains(&clone),
         "the clone is kept for inspection: {dbs:?}"
     );
-    let events =
-        kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(env.client.clone(), &app.ns)
-            .list(&Default::default())
-            .await
-            .unwrap();
     assert!(
-        events
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("PlanDeleted")),
+        env.has_event(&app.ns, "PlanDeleted", "Warning").await,
         "no PlanDeleted warning event"
     );
 

@@ -409,15 +409,8 @@ async fn rollback_after_lift_is_refused_until_data_loss_is_accepted() {
     let b = env.deployment(&app.ns, BLUE).await.unwrap();
     assert_eq!(container_env(&b, RO).as_deref(), Some("true"));
     assert_eq!(b.spec.as_ref().unwrap().replicas, Some(1));
-    let events = Api::<Event>::namespaced(env.client.clone(), &app.ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap();
     assert!(
-        events
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("DataDiverged")),
+        env.has_event(&app.ns, "DataDiverged", "Warning").await,
         "a DataDiverged Warning event"
     );
 
@@ -741,15 +734,9 @@ async fn stale_migration_lock_is_reported_and_the_plan_continues_once_released()
         "the connection string is not in the message"
     );
     assert_eq!(condition(&stale, "Degraded").unwrap().status, "True");
-    let events = Api::<Event>::namespaced(env.client.clone(), &app.ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap();
     assert!(
-        events
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("MigrationLockStale"))
+        env.has_event(&app.ns, "MigrationLockStale", "Warning")
+            .await
     );
     // The document really is as reported: half migrated, locked.
     let d = env.migration_doc(&clone_db).await.unwrap();

@@ -802,6 +802,17 @@ impl Env {
         }
     }
 
+    /// Whether the namespace holds an Event with this reason and type (`Normal`/`Warning`).
+    pub async fn has_event(&self, ns: &str, reason: &str, type_: &str) -> bool {
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(self.client.clone(), ns)
+            .list(&Default::default())
+            .await
+            .expect("list events")
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_))
+    }
+
     /// Waits until a cleanup step of a Succeeded plan reaches `state`.
     pub async fn wait_cleanup(
         &self,
