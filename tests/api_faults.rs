@@ -120,7 +120,7 @@ async fn plan_completes_across_an_api_server_restart_and_compacted_watches() {
         )
         .await;
     assert!(
-        op.child.try_wait().unwrap().is_none(),
+        op.child.as_mut().unwrap().try_wait().unwrap().is_none(),
         "the operator kept running through the outage"
     );
     let st = done.status.clone().unwrap();

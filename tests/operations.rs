@@ -10,7 +10,6 @@ use common::*;
 use cutover::crd::Phase;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PLAN_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -29,7 +28,10 @@ fn start_operator(ns: &str, extra: &[&str]) -> Operator {
         .kill_on_drop(true)
         .spawn()
         .expect("start cutover run");
-    Operator { child, log }
+    Operator {
+        child: Some(child),
+        log,
+    }
 }
 
 async fn wait_log(op: &Operator, needle: &str, timeout: Duration) -> String {
@@ -46,30 +48,6 @@ async fn wait_log(op: &Operator, needle: &str, timeout: Duration) -> String {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to the operator");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
-fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[tokio::test]

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use common::*;
 use cutover::crd::{Phase, UpgradePlan};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
 use serde_json::{Value, json};
 
@@ -783,16 +786,56 @@ async fn kustomize_base_is_the_charts_default_render_and_passes_dry_run() {
     env.cleanup(&ns, &[]).await;
 }
 
-/// The installed operator's own identity completes a plan: the chart in namespaced mode with
-/// leader election, and `cutover run` started with the Deployment's args and env, acting as
-/// its ServiceAccount (impersonated), since no kubelet here runs the operator's image.
+/// Waits for Deployment `ns/name` to be available and returns its one ready pod.
+async fn wait_available_pod(env: &Env, ns: &str, name: &str, timeout: Duration) -> Pod {
+    let deployments = Api::<Deployment>::namespaced(env.client.clone(), ns);
+    let pods = Api::<Pod>::namespaced(env.client.clone(), ns);
+    let start = std::time::Instant::now();
+    loop {
+        let d = deployments.get(name).await.expect("get the Deployment");
+        let available = d.status.as_ref().and_then(|s| s.available_replicas);
+        if available == Some(1) {
+            let selector = d.spec.unwrap().selector.match_labels.unwrap_or_default();
+            let selector: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let lp = kube::api::ListParams::default().labels(&selector.join(","));
+            let ready: Vec<Pod> = pods
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|p| {
+                    p.status
+                        .iter()
+                        .flat_map(|s| s.conditions.iter().flatten())
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+                .collect();
+            if let [pod] = &ready[..] {
+                return pod.clone();
+            }
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "Deployment {ns}/{name} not available after {timeout:?}: {:?}\n{}",
+            d.status,
+            pod_log_tails(ns, 20)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The installed chart runs the operator: in namespaced mode with leader election, its
+/// Deployment's pod (the `cutover` image, run by podsim as the local binary, acting as the
+/// pod's ServiceAccount with the chart's RBAC) becomes ready through its probes, completes a
+/// plan, and serves metrics behind the chart's metrics Service.
 #[tokio::test]
-async fn installed_rbac_and_args_complete_a_plan() {
+async fn installed_chart_runs_the_operator_which_completes_a_plan() {
     let Some(env) = env().await else { return };
     let Some(py) = python() else { return };
     let app = env.blue_app("pkg-plan", AppOptions::default()).await;
     let op_ns = env.namespace("pkg-op").await;
-    // Declared before the operator, so dropped after it: the finalizer is gone by then.
+    // Declared before the release, so dropped after it: the finalizer is gone by then.
     let _cleanup = Namespaces(vec![app.ns.clone(), op_ns.clone()]);
     let release = Release::install(
         &py,
@@ -815,63 +858,16 @@ async fn installed_rbac_and_args_complete_a_plan() {
         "namespaced rules = cluster rules"
     );
     release.object("Role", "op-cutover-lease");
+    let container =
+        &release.object("Deployment", "op-cutover")["spec"]["template"]["spec"]["containers"][0];
+    let args = container["args"].to_string();
+    assert!(args.contains(&format!("--namespace={}", app.ns)), "{args}");
+    assert!(args.contains("--leader-election"), "{args}");
 
-    // The container as the chart renders it, run as a local process.
-    let deployment = release.object("Deployment", "op-cutover");
-    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    let sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-        .as_str()
-        .unwrap();
-    let args: Vec<String> = container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        // Several operators share this host's network: any free loopback port.
-        .map(|a| {
-            if a.starts_with("--http-addr=") {
-                "--http-addr=127.0.0.1:0".into()
-            } else {
-                a
-            }
-        })
-        .collect();
-    assert!(
-        args.contains(&format!("--namespace={}", app.ns)),
-        "{args:?}"
-    );
-    assert!(args.contains(&"--leader-election".to_string()), "{args:?}");
-    let pod_name = "op-cutover-7d9f-test";
-    let log = std::env::temp_dir().join(format!("cutover-{}.log", unique("pkgop")));
-    let file = std::fs::File::create(&log).unwrap();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
-    cmd.args(&args);
-    for e in container["env"].as_array().unwrap() {
-        let name = e["name"].as_str().unwrap();
-        let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-            Some("metadata.name") => pod_name.to_string(),
-            Some("metadata.namespace") => op_ns.clone(),
-            Some(other) => panic!("unexpected downward API field {other}"),
-            None => e["value"].as_str().unwrap().to_string(),
-        };
-        cmd.env(name, value);
-    }
-    let child = cmd
-        .env(
-            "KUBE_RS_DEBUG_IMPERSONATE_USER",
-            format!("system:serviceaccount:{op_ns}:{sa}"),
-        )
-        .env(
-            "KUBE_RS_DEBUG_IMPERSONATE_GROUP",
-            format!("system:serviceaccounts,system:serviceaccounts:{op_ns},system:authenticated"),
-        )
-        .stdout(Stdio::from(file.try_clone().unwrap()))
-        .stderr(Stdio::from(file))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start cutover run");
-    let mut op = Operator { child, log };
-
+    // The Deployment becomes available: the pod's readiness probe (/readyz) passed.
+    let pod = wait_available_pod(&env, &op_ns, "op-cutover", Duration::from_secs(90)).await;
+    let pod_name = pod.metadata.name.clone().unwrap();
+    let op = Operator::pod(&op_ns, &pod_name);
     env.apply(&app.ns, squidex_plan("pkg", &app, 2)).await;
     let plan = env
         .wait_phase(
@@ -894,14 +890,47 @@ async fn installed_rbac_and_args_complete_a_plan() {
         .expect("the lease in the release namespace");
     assert_eq!(
         lease.spec.and_then(|s| s.holder_identity).as_deref(),
-        Some(pod_name),
-        "POD_NAME is the lease holder"
+        Some(pod_name.as_str()),
+        "the pod (POD_NAME) is the lease holder"
     );
     // And Argo CD would call the finished plan Healthy.
     let live = serde_json::to_value(&plan).unwrap();
     assert_eq!(argocd_health(&live).0, "Healthy");
 
-    op.kill().await;
+    // Scraped where the metrics Service points. Endpoints cannot hold this environment's
+    // loopback pod IPs (API validation), so its selector and target port are resolved here as
+    // the endpoints controller would: the pod it selects, the container port it names.
+    let service = Api::<Service>::namespaced(env.client.clone(), &op_ns)
+        .get("op-cutover-metrics")
+        .await
+        .expect("the metrics Service");
+    let spec = service.spec.unwrap();
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let selector = spec.selector.unwrap_or_default();
+    assert!(
+        !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+        "the metrics Service selects the operator pod: {selector:?} vs {labels:?}"
+    );
+    let target = match spec.ports.unwrap()[0].target_port.clone() {
+        Some(IntOrString::String(name)) => name,
+        other => panic!("metrics targetPort should name the container port: {other:?}"),
+    };
+    let pod_spec = pod.spec.as_ref().unwrap();
+    let port = pod_spec.containers[0]
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some(target.as_str()))
+        .expect("the named container port")
+        .container_port;
+    let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap();
+    let (code, text) = http_get(&format!("{ip}:{port}"), "/metrics").await;
+    assert_eq!(code, 200);
+    let succeeded = metric(&text, "cutover_plans{phase=\"Succeeded\"}");
+    assert!(succeeded >= Some(1.0), "plans by phase:\n{text}");
+    let reconciles = metric(&text, "cutover_reconciles_total{result=\"ok\"}");
+    assert!(reconciles >= Some(5.0), "reconciles counted:\n{text}");
+
     drop(release);
     env.cleanup(&op_ns, &[]).await;
     env.cleanup(

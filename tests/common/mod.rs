@@ -388,8 +388,10 @@ impl Env {
 }
 
 /// A `cutover run` process watching one namespace; killed when dropped.
+/// A `cutover run` under test: a process the test started, or (child `None`) the pod of an
+/// installed chart that podsim runs, whose log podsim keeps.
 pub struct Operator {
-    pub child: tokio::process::Child,
+    pub child: Option<tokio::process::Child>,
     pub log: PathBuf,
 }
 
@@ -407,7 +409,20 @@ impl Operator {
             .kill_on_drop(true)
             .spawn()
             .expect("start cutover run");
-        Operator { child, log }
+        Operator {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// The operator running as pod `ns/pod` (its log is podsim's file for the pod).
+    pub fn pod(ns: &str, pod: &str) -> Operator {
+        let dir = std::env::var("CUTOVER_ENV_DIR").expect("CUTOVER_ENV_DIR (podsim's logs)");
+        let log = PathBuf::from(dir)
+            .join("podsim/pods")
+            .join(ns)
+            .join(format!("{pod}.log"));
+        Operator { child: None, log }
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
@@ -421,7 +436,9 @@ impl Operator {
     }
 
     pub async fn kill(&mut self) {
-        let _ = self.child.kill().await;
+        if let Some(child) = &mut self.child {
+            let _ = child.kill().await;
+        }
     }
 }
 
@@ -454,6 +471,33 @@ pub fn squidex_plan(name: &str, app: &App, target_version: u32) -> serde_json::V
             "timeouts": {"rollout": "2m", "backup": "3m", "clone": "3m"}
         }
     })
+}
+
+/// One plain HTTP/1.1 GET (the operator's /metrics, /healthz): status code and body.
+pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The value of one sample in Prometheus text (`name{labels}` exactly as exposed).
+pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Asserts that no Secret value appears in a text.
@@ -890,8 +934,9 @@ impl Operator {
     /// SIGKILL (no graceful shutdown, no last status write) and wait for the process to be gone.
     pub async fn kill_hard(&mut self) {
         use std::os::unix::process::ExitStatusExt;
-        self.child.start_kill().expect("send SIGKILL");
-        let status = self.child.wait().await.expect("wait for cutover run");
+        let child = self.child.as_mut().expect("a process this test started");
+        child.start_kill().expect("send SIGKILL");
+        let status = child.wait().await.expect("wait for cutover run");
         assert_eq!(
             status.signal(),
             Some(9),
@@ -921,7 +966,10 @@ impl Operator {
             .kill_on_drop(true)
             .spawn()
             .expect("start cutover run");
-        Operator { child, log }
+        Operator {
+            child: Some(child),
+            log,
+        }
     }
 }
 

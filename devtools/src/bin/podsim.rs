@@ -15,6 +15,9 @@ struct Cli {
     /// The appsim binary (default: next to podsim, then PATH).
     #[arg(long, env = "PODSIM_APPSIM")]
     appsim: Option<PathBuf>,
+    /// The cutover binary, run for `…/cutover:*` images (default: next to podsim, then PATH).
+    #[arg(long, env = "PODSIM_CUTOVER")]
+    cutover: Option<PathBuf>,
     /// Serve only namespaces labelled podsim.cutover.dev/instance=NAME (default: serve only
     /// namespaces without that label). Lets a test run its own podsim beside the dev env's.
     #[arg(long, env = "PODSIM_INSTANCE")]
@@ -38,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
     cutover_devtools::podsim::run(cutover_devtools::podsim::Options {
         state_dir: cli.state_dir,
         appsim: cli.appsim,
+        cutover: cli.cutover,
         instance: cli.instance,
         network: cli.pod_network,
     })

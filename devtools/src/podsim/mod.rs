@@ -5,6 +5,7 @@
 
 pub mod env;
 pub mod expand;
+pub mod incluster;
 pub mod ipam;
 pub mod mounts;
 pub mod plan;

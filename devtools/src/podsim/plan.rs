@@ -1,13 +1,32 @@
-//! What podsim runs for a container: appsim for `…/appsim:*` images, a Job container's
-//! `command`+`args` (after `$(VAR)` expansion and mount-path rewriting), or nothing (other
-//! app images are simply reported running and ready). Pure, given the resolved env.
+//! What podsim runs for a container: a local binary for the images built in this workspace
+//! (`…/appsim:*`, `…/cutover:*`), a Job container's `command`+`args` (after `$(VAR)` expansion
+//! and mount-path rewriting), or nothing (other app images are simply reported running and
+//! ready). Pure, given the resolved env.
 
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::{env::Env, mounts::MountTable};
-use crate::image::is_appsim;
+use crate::image::ImageRef;
+
+/// The local binaries standing in for this workspace's images.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub appsim: PathBuf,
+    pub cutover: PathBuf,
+}
+
+impl Binaries {
+    /// The binary of `image`'s entrypoint, if it is one of ours.
+    fn for_image(&self, image: &str) -> Option<&Path> {
+        match ImageRef::parse(image).name() {
+            "appsim" => Some(&self.appsim),
+            "cutover" => Some(&self.cutover),
+            _ => None,
+        }
+    }
+}
 
 /// True for pods a Job controller created: they run their command to completion.
 pub fn is_job_pod(pod: &Pod) -> bool {
@@ -37,17 +56,20 @@ pub struct Context<'a> {
     pub pod: &'a Pod,
     pub pod_ip: &'a str,
     pub restart_count: i32,
-    pub appsim: &'a Path,
+    pub binaries: &'a Binaries,
     /// Scratch directory standing in for the container's image filesystem.
     pub rootfs: &'a Path,
     pub mounts: &'a MountTable,
+    /// Env giving the process the pod's API access (see `incluster`); empty without it.
+    pub api_env: &'a [(String, String)],
 }
 
 pub fn workload(ctx: &Context<'_>, container: &Container, env: &Env) -> Workload {
     let image = container.image.as_deref().unwrap_or_default();
-    let appsim = is_appsim(image);
+    let local = ctx.binaries.for_image(image);
+    let appsim = ImageRef::parse(image).name() == "appsim";
     let job = is_job_pod(ctx.pod);
-    if !appsim && !job {
+    if local.is_none() && !job {
         return Workload::Idle;
     }
 
@@ -59,23 +81,29 @@ pub fn workload(ctx: &Context<'_>, container: &Container, env: &Env) -> Workload
         .chain(args)
         .map(|s| ctx.mounts.rewrite(&env.expand(s)))
         .collect();
-    if appsim {
-        // The image's entrypoint is appsim: an explicit `appsim` command is replaced by the
-        // local binary, no command means the entrypoint with `args`.
-        let names_appsim = command.first().is_some_and(|c| {
-            Path::new(c.as_str())
-                .file_name()
-                .is_some_and(|n| n == "appsim")
-        });
-        if names_appsim {
-            argv[0] = ctx.appsim.to_string_lossy().into_owned();
+    if let Some(binary) = local {
+        // The image's entrypoint is the binary: an explicit command naming it is replaced by
+        // the local binary, no command means the entrypoint with `args`.
+        let entrypoint = binary.file_name();
+        let names_binary = command
+            .first()
+            .is_some_and(|c| Path::new(c.as_str()).file_name() == entrypoint);
+        let binary = binary.to_string_lossy().into_owned();
+        if names_binary {
+            argv[0] = binary;
         } else if command.is_empty() {
-            argv.insert(0, ctx.appsim.to_string_lossy().into_owned());
+            argv.insert(0, binary);
         } else if !job {
             return Workload::Unrunnable(format!(
-                "podsim runs appsim images only with their entrypoint, not {:?}",
+                "podsim runs {image:?} only with its entrypoint, not {:?}",
                 command[0]
             ));
+        }
+        // No network namespace here: a wildcard bind address would take the port on every
+        // loopback address, so two such pods (or a pod and the host) would collide.
+        let own_ip = format!("{}:", ctx.pod_ip);
+        for a in argv.iter_mut().skip(1) {
+            *a = bind_to_pod_ip(a, &own_ip);
         }
     } else if command.is_empty() {
         return Workload::Unrunnable(format!(
@@ -88,6 +116,9 @@ pub fn workload(ctx: &Context<'_>, container: &Container, env: &Env) -> Workload
     let name = ctx.pod.metadata.name.as_deref().unwrap_or_default();
     let ns = ctx.pod.metadata.namespace.as_deref().unwrap_or_default();
     env.set("HOSTNAME", name.to_owned());
+    for (k, v) in ctx.api_env {
+        env.set(k, v.clone());
+    }
     if appsim {
         let port = container
             .ports
@@ -115,6 +146,32 @@ pub fn workload(ctx: &Context<'_>, container: &Container, env: &Env) -> Workload
     }
 }
 
+/// `--http-addr=0.0.0.0:8080` → `--http-addr=<pod ip>:8080` (also `[::]:`); an address that
+/// merely ends in `0.0.0.0` (`10.0.0.0:`) is left alone.
+fn bind_to_pod_ip(arg: &str, own_ip: &str) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while !rest.is_empty() {
+        let at_boundary = out
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '.'));
+        if at_boundary
+            && let Some(after) = rest
+                .strip_prefix("0.0.0.0:")
+                .or_else(|| rest.strip_prefix("[::]:"))
+        {
+            out.push_str(own_ip);
+            rest = after;
+            continue;
+        }
+        let c = rest.chars().next().unwrap_or_default();
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,11 +197,19 @@ mod tests {
             pod,
             pod_ip: "127.0.16.5",
             restart_count: 2,
-            appsim: Path::new("/bin/appsim"),
+            binaries: &binaries(),
             rootfs: Path::new("/s/rootfs/ns/p1/c"),
             mounts: &mounts,
+            api_env: &[],
         };
         workload(&ctx, c, env)
+    }
+
+    fn binaries() -> Binaries {
+        Binaries {
+            appsim: "/bin/appsim".into(),
+            cutover: "/bin/cutover".into(),
+        }
     }
 
     fn base_env() -> Env {
@@ -198,9 +263,10 @@ mod tests {
             pod: &p,
             pod_ip: "127.0.16.5",
             restart_count: 0,
-            appsim: Path::new("/bin/appsim"),
+            binaries: &binaries(),
             rootfs: Path::new("/s/rootfs/ns/p1/c"),
             mounts: &mounts,
+            api_env: &[],
         };
         let mut env = base_env();
         env.set("RESULT", "/dev/termination-log".into());
@@ -248,6 +314,60 @@ mod tests {
             panic!()
         };
         assert_eq!(argv, ["/bin/appsim", "migrate"]);
+    }
+
+    #[test]
+    fn cutover_images_run_the_local_binary_on_the_pod_ip_with_api_access() {
+        let p = pod(
+            "ReplicaSet",
+            json!({"name": "cutover", "image": "registry.example.com/platform/cutover:0.1.0",
+            "args": ["run", "--http-addr=0.0.0.0:8080", "--namespace=apps"]}),
+        );
+        let spec = p.spec.as_ref().unwrap();
+        let c = &spec.containers[0];
+        let mounts = MountTable::new("p1", &[], c, Path::new("/s/volumes/ns"));
+        let api_env = [(
+            "KUBECONFIG".to_string(),
+            "/s/p1.cutover.kubeconfig".to_string(),
+        )];
+        let ctx = Context {
+            pod: &p,
+            pod_ip: "127.0.16.5",
+            restart_count: 0,
+            binaries: &binaries(),
+            rootfs: Path::new("/s/rootfs/ns/p1/cutover"),
+            mounts: &mounts,
+            api_env: &api_env,
+        };
+        let Workload::Process { argv, env, .. } = workload(&ctx, c, &base_env()) else {
+            panic!()
+        };
+        assert_eq!(
+            argv,
+            [
+                "/bin/cutover",
+                "run",
+                "--http-addr=127.0.16.5:8080",
+                "--namespace=apps"
+            ]
+        );
+        assert!(env.contains(&("KUBECONFIG".into(), "/s/p1.cutover.kubeconfig".into())));
+        assert!(!env.iter().any(|(k, _)| k.starts_with("APPSIM_")));
+
+        let p = pod(
+            "ReplicaSet",
+            json!({"name": "c", "image": "cutover:0.1.0", "command": ["/bin/sh"]}),
+        );
+        assert!(matches!(run(&p, &base_env()), Workload::Unrunnable(_)));
+    }
+
+    #[test]
+    fn only_wildcard_bind_addresses_move_to_the_pod_ip() {
+        let ip = "127.0.16.5:";
+        assert_eq!(bind_to_pod_ip("0.0.0.0:80", ip), "127.0.16.5:80");
+        assert_eq!(bind_to_pod_ip("--a=[::]:9", ip), "--a=127.0.16.5:9");
+        assert_eq!(bind_to_pod_ip("10.0.0.0:80", ip), "10.0.0.0:80");
+        assert_eq!(bind_to_pod_ip("127.0.0.1:80", ip), "127.0.0.1:80");
     }
 
     #[test]

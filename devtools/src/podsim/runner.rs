@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     env::{self, FieldContext},
+    incluster::{self, ApiServer},
     mounts::MountTable,
-    plan::{self, Workload},
+    plan::{self, Binaries, Workload},
     probe::HttpProbe,
     process::{self, Spec},
     publish::Publisher,
@@ -34,7 +35,9 @@ use super::{
 pub struct Node {
     pub client: Client,
     pub state_dir: PathBuf,
-    pub appsim: PathBuf,
+    pub binaries: Binaries,
+    /// How processes with a ServiceAccount token reach the API server (see `incluster`).
+    pub api_server: ApiServer,
 }
 
 impl Node {
@@ -210,13 +213,25 @@ async fn prepare(
         return fail("CreateContainerError", format!("volumes: {e}")).await;
     }
     let rootfs = node.rootfs(pod).join(name);
+    let (ns, _) = ns_name(pod);
+    let kubeconfig = node.rootfs(pod).join(format!("{name}.kubeconfig"));
+    let access = incluster::access(&node.api_server, &mounts, ns, kubeconfig);
+    if let Some(a) = &access {
+        let written = std::fs::create_dir_all(node.rootfs(pod))
+            .and_then(|()| std::fs::write(&a.kubeconfig, &a.contents));
+        if let Err(e) = written {
+            let msg = format!("kubeconfig {}: {e}", a.kubeconfig.display());
+            return fail("CreateContainerError", msg).await;
+        }
+    }
     let ctx = plan::Context {
         pod,
         pod_ip: &pod_ip,
         restart_count,
-        appsim: &node.appsim,
+        binaries: &node.binaries,
         rootfs: &rootfs,
         mounts: &mounts,
+        api_env: access.as_ref().map_or(&[], |a| a.env.as_slice()),
     };
     let workload = plan::workload(&ctx, container, &env);
     if matches!(workload, Workload::Process { .. })
@@ -356,19 +371,20 @@ pub fn cleanup(node: &Node, pod: &Pod) {
     let _ = std::fs::remove_dir_all(node.rootfs(pod));
 }
 
-/// Finds the appsim binary: explicit path, next to podsim's executable, then PATH.
-pub fn find_appsim(explicit: Option<PathBuf>) -> Option<PathBuf> {
+/// Finds a workspace binary (`appsim`, `cutover`): explicit path, next to podsim's
+/// executable (the same build), then PATH.
+pub fn find_binary(name: &str, explicit: Option<PathBuf>) -> Option<PathBuf> {
     if let Some(p) = explicit {
         return Some(p);
     }
     let sibling = std::env::current_exe()
         .ok()
-        .and_then(|e| e.parent().map(|d| d.join("appsim")))
+        .and_then(|e| e.parent().map(|d| d.join(name)))
         .filter(|p| p.is_file());
     sibling.or_else(|| {
         std::env::var_os("PATH").and_then(|path| {
             std::env::split_paths(&path)
-                .map(|d| d.join("appsim"))
+                .map(|d| d.join(name))
                 .find(|p| Path::new(p).is_file())
         })
     })

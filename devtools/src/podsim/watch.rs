@@ -26,8 +26,9 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    incluster::ApiServer,
     ipam::{Ipam, Network},
-    plan::is_job_pod,
+    plan::{Binaries, is_job_pod},
     process,
     publish::Publisher,
     runner::{self, Node, ns_name},
@@ -39,6 +40,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// The appsim binary; found next to podsim or on PATH when not given.
     pub appsim: Option<PathBuf>,
+    /// The cutover binary (run for `…/cutover:*` images); found like appsim.
+    pub cutover: Option<PathBuf>,
     /// Serve only namespaces labelled with this instance name (see `scope`).
     pub instance: Option<String>,
     /// Where pod IPs come from (inside 127.0.0.0/8).
@@ -65,13 +68,23 @@ struct Kubelet {
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("creating {}", opts.state_dir.display()))?;
-    let client = Client::try_default().await.context("kube client")?;
-    let appsim = runner::find_appsim(opts.appsim).unwrap_or_else(|| {
-        tracing::warn!("no appsim binary next to podsim or on PATH; appsim pods will fail");
-        PathBuf::from("appsim")
-    });
+    let config = kube::Config::infer().await.context("kube config")?;
+    let api_server = ApiServer::from_uri(&config.cluster_url)
+        .with_context(|| format!("API server address in {}", config.cluster_url))?;
+    let client = Client::try_from(config).context("kube client")?;
+    let find = |name: &str, explicit: Option<PathBuf>| {
+        runner::find_binary(name, explicit).unwrap_or_else(|| {
+            tracing::warn!("no {name} binary next to podsim or on PATH; {name} pods will fail");
+            PathBuf::from(name)
+        })
+    };
+    let binaries = Binaries {
+        appsim: find("appsim", opts.appsim),
+        cutover: find("cutover", opts.cutover),
+    };
     tracing::info!(
-        appsim = %appsim.display(),
+        appsim = %binaries.appsim.display(),
+        cutover = %binaries.cutover.display(),
         state_dir = %opts.state_dir.display(),
         instance = ?opts.instance,
         "podsim starting"
@@ -82,7 +95,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         node: Arc::new(Node {
             client: client.clone(),
             state_dir: opts.state_dir.clone(),
-            appsim,
+            binaries,
+            api_server,
         }),
         ipam: Ipam::new(opts.network, Some(opts.state_dir.join("ipam"))),
         pods: HashMap::new(),
