@@ -80,7 +80,12 @@ fn compact_etcd(port: &str) -> Result<String, String> {
 async fn plan_completes_across_an_api_server_restart_and_compacted_watches() {
     let Some(env) = env().await else { return };
     let app = env.blue_app("apifault", AppOptions::default()).await;
-    let mut op = Operator::start(&app.ns);
+    // The outage lasts 10-25 s (`restart` waits 10 s for the apiserver to exit on SIGTERM,
+    // then it must start again, slower on a loaded machine). An operator that cannot renew
+    // its lease for the lease duration (default 15 s) exits on purpose, for its pod to be
+    // restarted (a restarted operator resuming is tested in tests/reliability.rs). Here the
+    // lease outlasts the outage, so this test is about requests and watches surviving it.
+    let mut op = Operator::start_with(&app.ns, &["--lease-duration", "90s"], &[]);
     let mut plan = squidex_plan("survive", &app, 3);
     // Two slow migration steps keep the plan in Migrating while the API server is away.
     plan["spec"]["target"]["env"] =
