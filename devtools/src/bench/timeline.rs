@@ -256,24 +256,27 @@ pub fn analyse(
         handed_over,
     );
 
+    // `Succeeded` is recorded once the handover is seen; the cleanup steps (here the
+    // scale-down) run after it, so the scale-down is no trigger for `Succeeded`.
+    push(
+        "CleaningUp",
+        "new Deployment handed over (seen)",
+        handed_over,
+        "Succeeded recorded",
+        recorded("Succeeded"),
+    );
+
     let scale_due = later(
         ms(&status["readOnlyLiftedAt"]).map(|l| l + n.scale_down_after_ms),
         handed_over,
     );
     let blue_down = dep(n.blue, 0, &|d| d["spec"]["replicas"].as_i64() == Some(0));
     push(
-        "CleaningUp",
+        "Succeeded (cleanup)",
         "scale-down delay over (and handed over)",
         scale_due,
         "old version scaled to 0",
         blue_down,
-    );
-    push(
-        "CleaningUp",
-        "old version scaled to 0 (seen)",
-        blue_down,
-        "Succeeded recorded",
-        recorded("Succeeded"),
     );
 
     let overheads: Vec<i64> = t.iter().filter_map(|x| x.overhead_ms).collect();
@@ -385,5 +388,55 @@ mod tests {
         assert_eq!(tl.overhead_total_ms, 800);
         assert_eq!(tl.overhead_max_ms, Some(400));
         assert_eq!(tl.total_ms, None);
+    }
+
+    #[test]
+    fn succeeded_follows_the_handover_and_the_scale_down_follows_succeeded() {
+        let status = json!({
+            "greenDeployment": "squidex-p",
+            "readOnlyLiftedAt": "2026-01-01T00:00:00.000Z",
+        });
+        let t0 = ms(&json!("2026-01-01T00:00:00.000Z")).unwrap();
+        let history = vec![
+            seen(
+                t0 + 100,
+                "Deployment",
+                "squidex-p",
+                json!({"metadata": {"ownerReferences": []}}),
+            ),
+            seen(
+                t0 + 300,
+                "UpgradePlan",
+                "p",
+                json!({"status": {"phase": "Succeeded"}}),
+            ),
+            seen(
+                t0 + 1500,
+                "Deployment",
+                "squidex",
+                json!({"spec": {"replicas": 0}}),
+            ),
+        ];
+        let names = Names {
+            blue: "squidex",
+            service: "squidex",
+            backup_job: "p-backup",
+            clone_job: "p-clone",
+            read_only_env: "MODE__ISREADONLY",
+            scale_down_after_ms: 1000,
+        };
+        let tl = analyse(&status, &history, t0 - 5000, None, &names);
+        let row = |phase: &str| {
+            tl.transitions
+                .iter()
+                .find(|t| t.phase == phase)
+                .map(|t| (t.effect.as_str(), t.overhead_ms))
+        };
+        assert_eq!(row("CleaningUp"), Some(("Succeeded recorded", Some(200))));
+        // Due 1 s after the lift, later than the handover.
+        assert_eq!(
+            row("Succeeded (cleanup)"),
+            Some(("old version scaled to 0", Some(500)))
+        );
     }
 }
