@@ -49,6 +49,11 @@ pub struct Machine {
     pub cpu_model: String,
     pub memory_gib: f64,
     pub kernel: String,
+    /// `/proc/loadavg` when the run started (1, 5 and 15 minutes).
+    pub load_average: String,
+    /// The WiredTiger cache the environment's server runs with (`CUTOVER_MONGO_CACHE_SIZE`,
+    /// exported by `hack/dev-env env`).
+    pub mongo_cache_size: Option<String>,
 }
 
 pub fn machine() -> Machine {
@@ -72,6 +77,13 @@ pub fn machine() -> Machine {
             .unwrap_or_default()
             .trim()
             .to_string(),
+        load_average: std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        mongo_cache_size: std::env::var("CUTOVER_MONGO_CACHE_SIZE").ok(),
     }
 }
 

@@ -42,8 +42,13 @@ pub fn render(r: &Report) -> String {
     let m = &r.machine;
     let _ = writeln!(
         out,
-        "machine: {} processors ({}), {} GiB, Linux {}",
-        m.processors, m.cpu_model, m.memory_gib, m.kernel
+        "machine: {} processors ({}), {} GiB, Linux {}; load average at start {}",
+        m.processors, m.cpu_model, m.memory_gib, m.kernel, m.load_average
+    );
+    let _ = writeln!(
+        out,
+        "server: WiredTiger cache {}",
+        m.mongo_cache_size.as_deref().unwrap_or("unknown")
     );
     let _ = writeln!(
         out,
