@@ -94,6 +94,10 @@ pub struct CopyProgress {
     pub eta: Option<Timestamp>,
     /// One line for `kubectl get`: percent, documents, time left.
     pub summary: String,
+    /// When these numbers were taken. They are refreshed at most every few seconds: each
+    /// status write wakes the next reconcile, so refreshing on every one would be a loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
 }
 
 /// Cleanup after a successful upgrade.

@@ -1,9 +1,16 @@
 //! Copy progress and its ETA in status, from what the executor counted: the server-side
 //! copy's own counters, or the documents a running restore has put into the clones so far.
 
+use std::time::Duration;
+
 use crate::crd::{CloneMethod, CopyProgress, Timestamp};
 
 use super::Machine;
+
+/// How often progress is refreshed while a copy runs. Our own status write triggers the next
+/// reconcile at once; between refreshes that reconcile finds nothing to write, so a running
+/// copy costs one status write (and about two reconciles) per period, not a write loop.
+pub(super) const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 impl Machine<'_> {
     pub(super) fn server_side(&self) -> bool {
@@ -32,6 +39,13 @@ impl Machine<'_> {
     }
 
     fn set_progress(&mut self, done: i64, total: i64, collections: Option<(i64, i64)>) {
+        if let Some(p) = &self.st.progress
+            && let Some(at) = p.updated_at
+            && self.now.since(at) < PROGRESS_EVERY
+            && done < total
+        {
+            return;
+        }
         let since = self.st.progress.as_ref().map_or(self.now, |p| p.since);
         let secs = self.now.since(since).as_secs_f64();
         let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
@@ -49,6 +63,7 @@ impl Machine<'_> {
             rate: (rate * 10.0).round() / 10.0,
             eta,
             summary: summary(done, total, collections, eta, self.now),
+            updated_at: Some(self.now),
         });
     }
 }

@@ -85,6 +85,39 @@ fn cloning_waits_for_the_copy_with_an_eta_then_verifies() {
     );
 }
 
+/// Each status write wakes the next reconcile: progress that changed with every count would
+/// be written back-to-back for the whole copy.
+#[test]
+fn progress_is_refreshed_at_most_every_few_seconds() {
+    let s = server_side();
+    let mut w = world_in(Phase::Cloning);
+    w.server_copy = copy(CopyState::Running, 100);
+    let first = decide(&s, Some(&status_in(Phase::Cloning)), &w, t(0));
+    w.server_copy = copy(CopyState::Running, 300);
+    let woken = decide(&s, Some(&first.status), &w, t(1));
+    assert_eq!(woken.status, first.status, "nothing new to write 1 s later");
+    assert!(woken.requeue_after <= Some(std::time::Duration::from_secs(5)));
+    w.server_copy = copy(CopyState::Running, 600);
+    let later = decide(&s, Some(&woken.status), &w, t(5));
+    let p = later.status.progress.clone().unwrap();
+    assert_eq!(p.documents_done, 600, "refreshed after 5 s");
+    assert_eq!(p.updated_at, Some(t(5)));
+    // The end of the copy is never held back.
+    w.server_copy = copy(CopyState::Succeeded, 1051);
+    w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+    let done = decide(&s, Some(&later.status), &w, t(6));
+    assert_eq!(done.status.phase, Phase::DeployingGreen);
+
+    // A restore's progress likewise.
+    let mut w = world_in(Phase::Cloning);
+    w.clone_job = job("up7-clone", JobState::Active, "");
+    w.clone_documents = Some(100);
+    let first = decide(&spec(), Some(&status_in(Phase::Cloning)), &w, t(0));
+    w.clone_documents = Some(400);
+    let woken = decide(&spec(), Some(&first.status), &w, t(2));
+    assert_eq!(woken.status, first.status);
+}
+
 #[test]
 fn a_copy_lost_to_an_operator_restart_is_started_again() {
     let s = server_side();
