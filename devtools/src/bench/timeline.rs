@@ -313,6 +313,17 @@ mod tests {
         assert_eq!(percentile(&v, 95.0), Some(95));
     }
 
+    fn names() -> Names<'static> {
+        Names {
+            blue: "squidex",
+            service: "squidex",
+            backup_job: "p-backup",
+            clone_job: "p-clone",
+            read_only_env: "MODE__ISREADONLY",
+            scale_down_after_ms: 1000,
+        }
+    }
+
     fn seen(at_ms: i64, kind: &'static str, name: &str, object: serde_json::Value) -> Seen {
         Seen {
             at_ms,
@@ -371,14 +382,7 @@ mod tests {
             ),
             seen(t0 + 3400, "Job", "p-clone", json!({})),
         ];
-        let names = Names {
-            blue: "squidex",
-            service: "squidex",
-            backup_job: "p-backup",
-            clone_job: "p-clone",
-            read_only_env: "MODE__ISREADONLY",
-            scale_down_after_ms: 1000,
-        };
+        let names = names();
         let tl = analyse(&status, &history, t0 - 20, None, &names);
         assert_eq!(tl.phases.len(), 2);
         assert_eq!(tl.phases[1].seconds, Some(2.0));
@@ -417,14 +421,7 @@ mod tests {
                 json!({"spec": {"replicas": 0}}),
             ),
         ];
-        let names = Names {
-            blue: "squidex",
-            service: "squidex",
-            backup_job: "p-backup",
-            clone_job: "p-clone",
-            read_only_env: "MODE__ISREADONLY",
-            scale_down_after_ms: 1000,
-        };
+        let names = names();
         let tl = analyse(&status, &history, t0 - 5000, None, &names);
         let row = |phase: &str| {
             tl.transitions
