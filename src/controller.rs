@@ -13,14 +13,15 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::cli::RunArgs;
 use crate::crd::{Timestamp, UpgradePlan};
+use crate::k8s::cache;
 use crate::k8s::execute::{ExecError, MANAGER, execute};
 use crate::k8s::observe::observe;
 use crate::metrics::Metrics;
@@ -100,9 +101,14 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
             Api::all(client.clone()),
         ),
     };
-    let controller = Controller::new(plans, watcher::Config::default().any_semantic())
+    // The cache keeps a slim copy of each plan (see k8s::cache); reconcile reads plans afresh.
+    let (store, writer) = reflector::store();
+    let plan_events = watcher::watcher(plans, watcher::Config::default().any_semantic())
+        .modify(cache::slim)
+        .reflect(writer)
+        .applied_objects();
+    let controller = Controller::for_stream(plan_events, store.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency));
-    let store = controller.store();
     {
         let store = store.clone();
         let metrics = metrics.clone();
