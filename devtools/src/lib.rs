@@ -6,3 +6,5 @@ pub mod appsim;
 pub mod bench;
 pub mod image;
 pub mod podsim;
+pub mod teardown;
+pub mod watchlog;

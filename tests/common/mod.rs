@@ -352,38 +352,14 @@ impl Env {
 
     /// Deletes the namespace (plans first, so finalizers run while the operator lives) and the databases.
     pub async fn cleanup(&self, ns: &str, dbs: &[String]) {
-        // Plans go first, while the test's operator may still run their finalizers; whatever
-        // is left after that has no operator any more, so its finalizer is cleared by hand or
-        // the namespace would stay Terminating.
-        let plans = self.plans(ns);
-        let _ = plans
-            .delete_collection(&DeleteParams::default(), &Default::default())
-            .await;
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            match plans.list(&Default::default()).await {
-                Ok(l) if l.items.is_empty() => break,
-                _ => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-        if let Ok(left) = plans.list(&Default::default()).await {
-            for p in left.items {
-                let clear = Patch::Merge(json!({"metadata": {"finalizers": null}}));
-                let _ = plans
-                    .patch(
-                        &p.metadata.name.unwrap_or_default(),
-                        &PatchParams::default(),
-                        &clear,
-                    )
-                    .await;
-            }
-        }
-        let _ = Api::<Namespace>::all(self.client.clone())
-            .delete(ns, &DeleteParams::default())
-            .await;
-        for db in dbs {
-            let _ = self.mongo.database(db).drop().await;
-        }
+        cutover_devtools::teardown::remove_namespace(
+            &self.client,
+            &self.mongo,
+            ns,
+            dbs,
+            Duration::from_secs(10),
+        )
+        .await;
     }
 }
 
@@ -510,18 +486,8 @@ pub fn assert_no_secret(text: &str, secret: &str, what: &str) {
 
 // ---- helpers for the reliability tests (tests/reliability.rs) ------------------------------
 
-/// One version of an object as a watch delivered it.
-#[derive(Clone, Debug)]
-pub struct Seen {
-    pub kind: &'static str,
-    pub name: String,
-    pub uid: String,
-    /// The object's resourceVersion. With a single etcd it is the etcd revision of the write,
-    /// so it orders writes across objects and kinds.
-    pub rv: u64,
-    pub deleted: bool,
-    pub object: serde_json::Value,
-}
+pub use cutover_devtools::watchlog::Seen;
+use cutover_devtools::watchlog::spawn_watch;
 
 /// Every version of the Deployments, ReplicaSets, Jobs, Pods and Services of a namespace seen
 /// by watches while it lives: proves what was ever created (by uid), and in which order
@@ -533,57 +499,6 @@ pub struct History {
 }
 
 const HISTORY_KINDS: usize = 5;
-
-fn spawn_watch<K>(
-    api: Api<K>,
-    kind: &'static str,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
-    ready: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) -> tokio::task::JoinHandle<()>
-where
-    K: kube::Resource
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    use futures::StreamExt;
-    use kube::ResourceExt;
-    use kube::runtime::watcher;
-    tokio::spawn(async move {
-        let mut counted = false;
-        let mut stream = watcher(api, watcher::Config::default()).boxed();
-        while let Some(ev) = stream.next().await {
-            let (obj, deleted) = match ev {
-                Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => (o, false),
-                Ok(watcher::Event::Delete(o)) => (o, true),
-                Ok(watcher::Event::InitDone) => {
-                    if !counted {
-                        counted = true;
-                        ready.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    continue;
-                }
-                Ok(watcher::Event::Init) | Err(_) => continue,
-            };
-            let s = Seen {
-                kind,
-                name: obj.name_any(),
-                uid: obj.uid().unwrap_or_default(),
-                rv: obj
-                    .resource_version()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                deleted,
-                object: serde_json::to_value(&obj).unwrap_or_default(),
-            };
-            seen.lock().unwrap().push(s);
-        }
-    })
-}
 
 impl Env {
     /// Starts watching the namespace and returns once every watch has listed.

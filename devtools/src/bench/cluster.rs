@@ -1,11 +1,11 @@
 //! The local environment as the benchmark uses it: a kube client from KUBECONFIG, the
 //! MongoDB server from MONGODB_URI, namespaces of its own, and cleaning up after itself.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -20,15 +20,7 @@ pub struct Cluster {
     pub mongo: mongodb::Client,
 }
 
-pub fn plan_resource() -> ApiResource {
-    ApiResource {
-        group: "cutover.dev".into(),
-        version: "v1alpha1".into(),
-        api_version: "cutover.dev/v1alpha1".into(),
-        kind: "UpgradePlan".into(),
-        plural: "upgradeplans".into(),
-    }
-}
+pub use crate::teardown::plan_resource;
 
 /// A short unique suffix for names of namespaces and databases.
 pub fn unique() -> String {
@@ -44,12 +36,7 @@ pub fn unique() -> String {
 }
 
 /// Milliseconds since the Unix epoch (the clock the operator's status timestamps use).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::watchlog::now_ms;
 
 impl Cluster {
     /// The environment `eval "$(hack/dev-env env)"` describes.
@@ -106,37 +93,9 @@ impl Cluster {
         Ok(p.data.get("status").cloned().unwrap_or_default())
     }
 
-    /// Deletes the namespace's plans while an operator may still run their finalizers, clears
-    /// the finalizers of whatever is left, deletes the namespace and drops the databases.
+    /// Deletes the namespace (plans first, waiting up to `wait_for_plans` for their
+    /// finalizers) and drops the databases.
     pub async fn cleanup(&self, ns: &str, dbs: &[String], wait_for_plans: Duration) {
-        let plans = self.plans(ns);
-        let _ = plans
-            .delete_collection(&DeleteParams::default(), &ListParams::default())
-            .await;
-        let start = Instant::now();
-        while start.elapsed() < wait_for_plans {
-            match plans.list_metadata(&ListParams::default()).await {
-                Ok(l) if l.items.is_empty() => break,
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        }
-        if let Ok(left) = plans.list_metadata(&ListParams::default()).await {
-            for p in left.items {
-                let clear = Patch::Merge(json!({"metadata": {"finalizers": null}}));
-                let _ = plans
-                    .patch(
-                        &p.metadata.name.unwrap_or_default(),
-                        &PatchParams::default(),
-                        &clear,
-                    )
-                    .await;
-            }
-        }
-        let _ = Api::<Namespace>::all(self.client.clone())
-            .delete(ns, &DeleteParams::default())
-            .await;
-        for db in dbs {
-            let _ = self.mongo.database(db).drop().await;
-        }
+        crate::teardown::remove_namespace(&self.client, &self.mongo, ns, dbs, wait_for_plans).await;
     }
 }

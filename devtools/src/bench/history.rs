@@ -9,26 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::DynamicObject;
-use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use mongodb::bson::{Document, doc};
 
 use super::cluster::{now_ms, plan_resource};
 
-/// One version of an object, as a watch delivered it.
-#[derive(Clone, Debug)]
-pub struct Seen {
-    pub at_ms: i64,
-    pub kind: &'static str,
-    pub name: String,
-    pub deleted: bool,
-    pub object: serde_json::Value,
-}
+pub use crate::watchlog::Seen;
+use crate::watchlog::spawn_watch;
 
 pub struct History {
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -36,51 +27,6 @@ pub struct History {
 }
 
 const KINDS: usize = 4;
-
-fn spawn_watch<K>(
-    api: Api<K>,
-    kind: &'static str,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    ready: Arc<AtomicUsize>,
-) -> tokio::task::JoinHandle<()>
-where
-    K: kube::Resource
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    tokio::spawn(async move {
-        let mut listed = false;
-        let mut stream = watcher(api, watcher::Config::default()).boxed();
-        while let Some(ev) = stream.next().await {
-            let at_ms = now_ms();
-            let (obj, deleted) = match ev {
-                Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => (o, false),
-                Ok(watcher::Event::Delete(o)) => (o, true),
-                Ok(watcher::Event::InitDone) => {
-                    if !listed {
-                        listed = true;
-                        ready.fetch_add(1, Ordering::SeqCst);
-                    }
-                    continue;
-                }
-                Ok(watcher::Event::Init) | Err(_) => continue,
-            };
-            let s = Seen {
-                at_ms,
-                kind,
-                name: obj.name_any(),
-                deleted,
-                object: serde_json::to_value(&obj).unwrap_or_default(),
-            };
-            seen.lock().expect("history").push(s);
-        }
-    })
-}
 
 impl History {
     /// Starts the watches and returns once each has listed.

@@ -329,6 +329,8 @@ mod tests {
             at_ms,
             kind,
             name: name.into(),
+            uid: String::new(),
+            rv: 0,
             deleted: false,
             object,
         }
