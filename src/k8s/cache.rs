@@ -1,18 +1,25 @@
 //! What the controller keeps of each plan in its watch cache.
 //!
-//! Reconcile reads the plan afresh from the API server, so the cache only serves the watch
-//! mappers (which plan names this Deployment or Service) and the plans-by-phase metric. A
-//! finished plan's full status (audit trail, conditions, counts per collection, cleanup)
+//! Reconcile reads its own plan afresh from the API server. The cache serves only:
+//! - the watch mappers (which plan names this Deployment or Service: `spec.app`, the green
+//!   Deployment's name, refused cleanup steps);
+//! - the plans-by-phase metric (`status.phase`);
+//! - what a reconcile reads of the *other* plans: conflicts (namespace, creation and deletion
+//!   time, phase, `spec.app` and `spec.database`) and the latest rehearsal's prediction
+//!   (`spec.mode`, phase, `status.prediction`).
+//!
+//! A finished plan's full status (audit trail, conditions, counts per collection, cleanup)
 //! and the server's bookkeeping (managedFields, kubectl's last-applied annotation) would
-//! otherwise stay in memory for as long as the plan exists: with 1,000 plans that is most
-//! of the operator's resident memory.
+//! otherwise stay in memory for as long as the plan exists: with 1,000 plans that was most of
+//! the operator's resident memory.
 
 use kube::ResourceExt;
 
 use crate::crd::{CleanupState, CleanupStatus, UpgradePlan, UpgradePlanStatus};
 
-/// Drops what nothing reads from the cache; keeps identity, the spec (the mappers read
-/// `spec.app`), the phase, the green Deployment's name and refused cleanup steps.
+/// Drops what nothing reads from the cache; keeps the metadata but managedFields and
+/// annotations, the spec, and of the status the phase, the green Deployment's name, the
+/// rehearsal's prediction and refused cleanup steps.
 pub fn slim(plan: &mut UpgradePlan) {
     plan.managed_fields_mut().clear();
     plan.annotations_mut().clear();
@@ -20,6 +27,7 @@ pub fn slim(plan: &mut UpgradePlan) {
         plan.status = Some(UpgradePlanStatus {
             phase: status.phase,
             green_deployment: status.green_deployment,
+            prediction: status.prediction,
             cleanup: status.cleanup.and_then(refused_steps),
             ..Default::default()
         });
@@ -82,11 +90,16 @@ mod tests {
     }
 
     #[test]
-    fn keeps_what_the_mappers_and_metrics_read_and_drops_the_rest() {
+    fn keeps_what_the_mappers_metrics_and_other_plans_read_and_drops_the_rest() {
+        let prediction: crate::crd::Prediction = serde_json::from_value(serde_json::json!({
+            "readOnlySeconds": 12.5, "rehearsal": "rehearse", "at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
         let mut p = plan(UpgradePlanStatus {
             phase: Phase::Succeeded,
             message: "done".into(),
             green_deployment: Some("web-green".into()),
+            prediction: Some(prediction.clone()),
             phases: serde_json::from_value(serde_json::json!([
                 {"name": "Pending", "startedAt": "2026-01-01T00:00:00Z"}
             ]))
@@ -110,6 +123,7 @@ mod tests {
         let s = p.status.unwrap();
         assert_eq!(s.phase, Phase::Succeeded);
         assert_eq!(s.green_deployment.as_deref(), Some("web-green"));
+        assert_eq!(s.prediction, Some(prediction));
         assert!(s.message.is_empty() && s.phases.is_empty());
         let steps = s.cleanup.unwrap().steps;
         assert_eq!(steps.len(), 1);
@@ -131,5 +145,48 @@ mod tests {
         q.status = None;
         slim(&mut q);
         assert!(q.status.is_none());
+    }
+
+    #[test]
+    fn other_plans_read_from_slim_copies_give_the_same_conflicts_and_prediction() {
+        use crate::k8s::observe::{conflicts, latest_rehearsal};
+        use std::sync::Arc;
+        let prediction: crate::crd::Prediction = serde_json::from_value(serde_json::json!({
+            "readOnlySeconds": 40.0, "rehearsal": "rehearse", "at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let mut rehearsed = plan(UpgradePlanStatus {
+            phase: Phase::Rehearsed,
+            prediction: Some(prediction.clone()),
+            message: "rehearsed".into(),
+            ..Default::default()
+        });
+        rehearsed.metadata.name = Some("rehearse".into());
+        rehearsed.spec.mode = crate::crd::Mode::Rehearsal;
+        let mut running = plan(UpgradePlanStatus {
+            phase: Phase::Cloning,
+            message: "copying".into(),
+            ..Default::default()
+        });
+        running.metadata.name = Some("running".into());
+        let mut me = plan(UpgradePlanStatus::default());
+        me.metadata.name = Some("me".into());
+
+        let full = vec![Arc::new(rehearsed.clone()), Arc::new(running.clone())];
+        let slimmed: Vec<_> = [rehearsed, running]
+            .into_iter()
+            .map(|mut p| {
+                slim(&mut p);
+                Arc::new(p)
+            })
+            .collect();
+        let found = conflicts(&me, &full);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(conflicts(&me, &slimmed), found);
+        assert_eq!(latest_rehearsal(&me, &full), Some(prediction));
+        assert_eq!(
+            latest_rehearsal(&me, &slimmed),
+            latest_rehearsal(&me, &full)
+        );
     }
 }

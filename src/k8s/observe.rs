@@ -479,7 +479,7 @@ async fn job_view(client: &Client, ns: &str, job: &Job) -> Result<JobView> {
 
 /// Other active plans that target the same Deployment or any of the same databases. Between
 /// two new plans, the older one goes first.
-fn conflicts(plan: &UpgradePlan, others: &[std::sync::Arc<UpgradePlan>]) -> Vec<String> {
+pub(crate) fn conflicts(plan: &UpgradePlan, others: &[std::sync::Arc<UpgradePlan>]) -> Vec<String> {
     let ns = plan.namespace();
     let mine: std::collections::BTreeSet<&str> = plan
         .spec
@@ -534,7 +534,7 @@ fn conflicts(plan: &UpgradePlan, others: &[std::sync::Arc<UpgradePlan>]) -> Vec<
 }
 
 /// The latest finished rehearsal of the same Deployment in the same namespace.
-fn latest_rehearsal(
+pub(crate) fn latest_rehearsal(
     plan: &UpgradePlan,
     others: &[std::sync::Arc<UpgradePlan>],
 ) -> Option<crate::crd::Prediction> {
