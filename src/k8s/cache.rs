@@ -89,12 +89,16 @@ mod tests {
         }
     }
 
+    fn prediction(read_only_seconds: f64) -> crate::crd::Prediction {
+        serde_json::from_value(serde_json::json!({
+            "readOnlySeconds": read_only_seconds, "rehearsal": "rehearse", "at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn keeps_what_the_mappers_metrics_and_other_plans_read_and_drops_the_rest() {
-        let prediction: crate::crd::Prediction = serde_json::from_value(serde_json::json!({
-            "readOnlySeconds": 12.5, "rehearsal": "rehearse", "at": "2026-01-01T00:00:00Z"
-        }))
-        .unwrap();
+        let prediction = prediction(12.5);
         let mut p = plan(UpgradePlanStatus {
             phase: Phase::Succeeded,
             message: "done".into(),
@@ -151,10 +155,7 @@ mod tests {
     fn other_plans_read_from_slim_copies_give_the_same_conflicts_and_prediction() {
         use crate::k8s::observe::{conflicts, latest_rehearsal};
         use std::sync::Arc;
-        let prediction: crate::crd::Prediction = serde_json::from_value(serde_json::json!({
-            "readOnlySeconds": 40.0, "rehearsal": "rehearse", "at": "2026-01-01T00:00:00Z"
-        }))
-        .unwrap();
+        let prediction = prediction(40.0);
         let mut rehearsed = plan(UpgradePlanStatus {
             phase: Phase::Rehearsed,
             prediction: Some(prediction.clone()),
