@@ -28,6 +28,7 @@ pub struct Seen {
 /// Where watches append what they see; cloned into each watch task.
 pub type Log = Arc<Mutex<Vec<Seen>>>;
 
+/// Milliseconds since the Unix epoch (the clock the operator's status timestamps use).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -487,13 +487,13 @@ pub fn assert_no_secret(text: &str, secret: &str, what: &str) {
 // ---- helpers for the reliability tests (tests/reliability.rs) ------------------------------
 
 pub use cutover_devtools::watchlog::Seen;
-use cutover_devtools::watchlog::spawn_watch;
+use cutover_devtools::watchlog::{Log, spawn_watch};
 
 /// Every version of the Deployments, ReplicaSets, Jobs, Pods and Services of a namespace seen
 /// by watches while it lives: proves what was ever created (by uid), and in which order
 /// things were written.
 pub struct History {
-    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    seen: Log,
     ready: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }

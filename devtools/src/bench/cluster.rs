@@ -35,7 +35,6 @@ pub fn unique() -> String {
     )
 }
 
-/// Milliseconds since the Unix epoch (the clock the operator's status timestamps use).
 pub use crate::watchlog::now_ms;
 
 impl Cluster {

@@ -19,10 +19,10 @@ use mongodb::bson::{Document, doc};
 use super::cluster::{now_ms, plan_resource};
 
 pub use crate::watchlog::Seen;
-use crate::watchlog::spawn_watch;
+use crate::watchlog::{Log, spawn_watch};
 
 pub struct History {
-    seen: Arc<Mutex<Vec<Seen>>>,
+    seen: Log,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
