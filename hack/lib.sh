@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared helpers for hack/dev-env. Sourced, never executed.
+# Shared helpers for hack/dev-env and hack/dev-install. Sourced, never executed.
 #
 # Conventions: everything user-facing goes to stderr via say/warn/die so that
 # `hack/dev-env env` can keep stdout clean for `eval "$(hack/dev-env env)"`.
@@ -31,47 +31,17 @@ show_tail() {
   say "----"
 }
 
-# ----------------------------------------------------------------- steps ----
+# ----------------------------------------------------------------- cache ----
 
-# [STEP_OPTIONAL=1] step NAME "description" CHECK_FN RUN_FN
-#
-# Runs RUN_FN with all output in $LOG_DIR/install-NAME.log unless CHECK_FN
-# already succeeds (then the step is "cached"). After RUN_FN, CHECK_FN must
-# succeed, so a step cannot "pass" without producing what it promised.
-# A failed step exits the script, unless STEP_OPTIONAL=1: then it is reported,
-# appended to FAILED_OPTIONAL, and the script goes on.
-#
-# Never call `step` inside if/while/||/&&: in such a context bash ignores
-# `set -e` in everything it runs — even in a subshell that says `set -e` — so a
-# failing command in the middle of RUN_FN would go unnoticed.
-FAILED_OPTIONAL=()
-step() {
-  local name=$1 desc=$2 check=$3 run=$4 optional=${STEP_OPTIONAL:-0}
-  local log="$LOG_DIR/install-$name.log" t0 rc
-  t0=$(now)
-  if "$check" >/dev/null 2>&1; then
-    printf '==> %-14s %s: %scached%s (%s)\n' "[$name]" "$desc" "$_c_grn" "$_c_off" "$(elapsed "$t0")" >&2
-    return 0
-  fi
-  printf '==> %-14s %s ... (log: %s)\n' "[$name]" "$desc" "$log" >&2
-  local errexit=0; [[ $- == *e* ]] && errexit=1
-  set +e
-  # 8>&- 9>&-: helpers that daemonize (wineserver) must not keep our lock fds.
-  ( set -euo pipefail; "$run" ) >"$log" 2>&1 </dev/null 8>&- 9>&-
-  rc=$?
-  (( errexit )) && set -e
-  if (( rc == 0 )) && ! "$check" >>"$log" 2>&1; then
-    echo "step finished but its result check ($check) failed" >>"$log"
-    rc=99
-  fi
-  if (( rc != 0 )); then
-    printf '%sFAILED%s step [%s] (%s) after %s, exit %s\n' "$_c_red" "$_c_off" "$name" "$desc" "$(elapsed "$t0")" "$rc" >&2
-    show_tail "$log" 40
-    if (( optional )); then FAILED_OPTIONAL+=("$name"); return 0; fi
-    exit "$rc"
-  fi
-  ok "[$name] done in $(elapsed "$t0")"
-}
+# The cache both tools share: hack/dev-install fills it and writes TOOLS_ENV (the resolved
+# tool paths); hack/dev-env reads TOOLS_ENV and keeps the last environment's logs in LOG_DIR.
+CACHE=${CUTOVER_CACHE:-$HOME/.cache/cutover}
+mkdir -p "$CACHE"
+CACHE=$(cd "$CACHE" && pwd -P)   # physical: compared with /proc/PID/exe
+# shellcheck disable=SC2034 # used by the scripts that source this file
+LOG_DIR=$CACHE/logs
+# shellcheck disable=SC2034 # used by the scripts that source this file
+TOOLS_ENV=$CACHE/tools.env          # resolved tool paths, written by install, read by up
 
 # ------------------------------------------------------------- processes ----
 
