@@ -21,12 +21,13 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::cli::RunArgs;
 use crate::crd::{Timestamp, UpgradePlan};
-use crate::k8s::cache;
-use crate::k8s::execute::{ExecError, MANAGER, execute};
+use crate::k8s::apply::MANAGER;
+use crate::k8s::execute::{ExecError, execute};
 use crate::k8s::observe::observe;
+use crate::k8s::{cache, databases, views};
 use crate::metrics::Metrics;
 use crate::mongo::Clients;
-use crate::plan::{EventKind, decide, names::PLAN_LABEL};
+use crate::plan::{EventKind, decide, names::PLAN_LABEL, needs, targets};
 use crate::{http, lease};
 
 pub const FINALIZER: &str = "cutover.dev/finalizer";
@@ -276,7 +277,18 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
     }
 
     let others = ctx.store.state();
-    let world = observe(&ctx.client, &ctx.mongo, &plan, &others)
+    let targets = targets(&plan.spec, &name, plan.status.as_ref());
+    let reads = needs(
+        &plan.spec,
+        plan.status.as_ref(),
+        &views::plan_meta(&plan),
+        &targets,
+    );
+    // A copy runs only while the plan reads its progress; any other state lets go of it.
+    if !reads.server_copy {
+        databases::release_copy(&ctx.mongo, &plan);
+    }
+    let world = observe(&ctx.client, &ctx.mongo, &plan, &reads, &others)
         .await
         .map_err(Error::Observe)?;
     let now = Timestamp(jiff::Timestamp::now());
@@ -319,7 +331,7 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
     }
     if let Some(action) = &decision.action {
         info!(action = action.label(), "{}", decision.status.message);
-        execute(&ctx.client, &ctx.mongo, &plan, &world, action)
+        execute(&ctx.client, &ctx.mongo, &plan, &targets, &world, action)
             .await
             .map_err(|source| Error::Execute {
                 action: action.label(),

@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn other_plans_read_from_slim_copies_give_the_same_conflicts_and_prediction() {
-        use crate::k8s::observe::{conflicts, latest_rehearsal};
+        use crate::k8s::views::{conflicts, latest_rehearsal};
         use std::sync::Arc;
         let prediction = prediction(40.0);
         let mut rehearsed = plan(UpgradePlanStatus {

@@ -1,6 +1,12 @@
-//! Kubernetes side: reading the world, building objects (pure), carrying out actions.
+//! The operator's hands: reading the world (`observe`, mapped by `views`), building objects
+//! (`build`, pure), and carrying out actions (`execute`: Kubernetes writes in `apply`, MongoDB
+//! actions in `databases`).
 
+pub mod apply;
 pub mod build;
 pub mod cache;
+pub mod databases;
+mod error;
 pub mod execute;
 pub mod observe;
+pub mod views;

@@ -1,17 +1,22 @@
-//! The pure core: validation, derived names, and the state machine `decide`.
+//! The pure core: validation, the names a plan works with (`targets`), what to read
+//! (`needs`), and the state machine `decide`.
 //! Nothing here performs I/O or reads the clock.
 
 pub mod conditions;
 mod decide;
 mod decision;
 pub mod names;
+pub mod needs;
 mod observed;
 pub mod obsolete;
+pub mod targets;
 mod validate;
 
 pub use decide::decide;
 pub use decision::{Action, Decision, EventKind, EventNote};
+pub use needs::{Reads, needs};
 pub use observed::*;
+pub use targets::{Targets, targets};
 pub use validate::validate;
 
 #[cfg(test)]

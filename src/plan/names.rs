@@ -1,5 +1,7 @@
-//! Names cutover derives from a plan: the new Deployment, the clones, the Jobs, the archive.
-//! Deterministic, so a restarted operator finds what it created instead of creating it twice.
+//! The rules behind the names cutover derives from a plan: the new Deployment, the clones,
+//! the Jobs, the archive. Deterministic, so a restarted operator finds what it created instead
+//! of creating it twice. Code that needs a name takes it from `plan::targets`, which applies
+//! these rules once per plan; the public rule functions remain for callers not moved yet.
 
 use crate::crd::{DatabaseMapping, UpgradePlanSpec};
 
@@ -66,6 +68,11 @@ pub fn migration_job(plan: &str) -> String {
     shorten(&format!("{plan}-migrate"), MAX_K8S_NAME)
 }
 
+/// The plan-owned Secret holding the migration user's connection string.
+pub fn migration_env_secret(plan: &str) -> String {
+    shorten(&format!("{plan}-migrate-env"), MAX_K8S_NAME)
+}
+
 /// The backup retention Job.
 pub fn prune_job(plan: &str) -> String {
     shorten(&format!("{plan}-prune"), MAX_K8S_NAME)
@@ -73,10 +80,17 @@ pub fn prune_job(plan: &str) -> String {
 
 /// The rehearsal's preview Service (a plus for inspecting the new version before the switch).
 pub fn preview_service(spec: &UpgradePlanSpec, plan: &str) -> String {
-    shorten(
-        &format!("{}-preview", green_deployment(spec, plan)),
-        MAX_K8S_NAME,
-    )
+    preview_service_of(&green_deployment(spec, plan))
+}
+
+/// The preview Service of the new version's Deployment `green`.
+pub(super) fn preview_service_of(green: &str) -> String {
+    shorten(&format!("{green}-preview"), MAX_K8S_NAME)
+}
+
+/// The Secret holding the rewritten connection strings of the Deployment `green`.
+pub(super) fn env_secret(green: &str) -> String {
+    shorten(&format!("{green}-env"), MAX_K8S_NAME)
 }
 
 /// Directory of a plan's backup on the volume: one `<database>.archive.gz` per database and a

@@ -1,0 +1,88 @@
+//! Why an action could not be carried out.
+
+use super::build::BuildError;
+
+/// One variant per kind of failure. `label()` is stable: it ends the reconcile error's metric
+/// label (`<action>_<label>`).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Build(#[from] BuildError),
+    /// The server's answer, scrubbed of the connection string.
+    #[error("MongoDB: {0}")]
+    Mongo(String),
+    #[error("Deployment {0} not found")]
+    BlueMissing(String),
+    #[error("the new version's Deployment is not there")]
+    GreenMissing,
+    #[error("the connection Secret is not readable")]
+    ConnectionUnreadable,
+    #[error("no migration job gate, or no app container on the new version")]
+    NoMigrationJob,
+    #[error("Secret {name:?} key {key:?} (migration.job.credentialsSecret) not found")]
+    MigrationCredentialsMissing { name: String, key: String },
+}
+
+impl ExecError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            ExecError::Kube(_) => "kube",
+            ExecError::Build(_) => "build",
+            ExecError::Mongo(_) => "mongo",
+            ExecError::BlueMissing(_)
+            | ExecError::GreenMissing
+            | ExecError::ConnectionUnreadable
+            | ExecError::NoMigrationJob
+            | ExecError::MigrationCredentialsMissing { .. } => "missing",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_messages_stay_as_they_were() {
+        let rows = [
+            (
+                ExecError::Mongo("auth failed".into()),
+                "mongo",
+                "MongoDB: auth failed",
+            ),
+            (
+                ExecError::BlueMissing("squidex".into()),
+                "missing",
+                "Deployment squidex not found",
+            ),
+            (
+                ExecError::GreenMissing,
+                "missing",
+                "the new version's Deployment is not there",
+            ),
+            (
+                ExecError::ConnectionUnreadable,
+                "missing",
+                "the connection Secret is not readable",
+            ),
+            (
+                ExecError::NoMigrationJob,
+                "missing",
+                "no migration job gate, or no app container on the new version",
+            ),
+            (
+                ExecError::MigrationCredentialsMissing {
+                    name: "migrator".into(),
+                    key: "uri".into(),
+                },
+                "missing",
+                "Secret \"migrator\" key \"uri\" (migration.job.credentialsSecret) not found",
+            ),
+        ];
+        for (e, label, message) in rows {
+            assert_eq!((e.label(), e.to_string().as_str()), (label, message));
+        }
+    }
+}

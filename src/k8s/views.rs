@@ -1,0 +1,310 @@
+//! Kubernetes objects reduced to the facts `decide` needs. Pure: the observer fetches, these
+//! map.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::ResourceExt;
+
+use crate::crd::{Mode, Phase, Prediction, UpgradePlan};
+use crate::mongo::Uri;
+use crate::plan::names::TRACK_LABEL;
+use crate::plan::{
+    DeploymentView, JobState, JobView, PlanMeta, SecretView, ServiceSelector, ServiceView,
+    WorkloadView, Workloads,
+};
+
+use super::build;
+
+pub fn plan_meta(plan: &UpgradePlan) -> PlanMeta {
+    PlanMeta {
+        name: plan.name_any(),
+        generation: plan.metadata.generation,
+        deleting: plan.metadata.deletion_timestamp.is_some(),
+    }
+}
+
+pub fn deployment_view(d: &Deployment, plan: &UpgradePlan, plan_uid: &str) -> DeploymentView {
+    let name = d.name_any();
+    let spec = d.spec.clone().unwrap_or_default();
+    let status = d.status.clone().unwrap_or_default();
+    let container =
+        build::app_container(d, plan.spec.app.container.as_deref()).map_err(|e| e.to_string());
+    let pod_spec = spec.template.spec.clone().unwrap_or_default();
+    let app = container
+        .as_ref()
+        .ok()
+        .and_then(|c| pod_spec.containers.iter().find(|x| &x.name == c));
+    let ro = &plan.spec.read_only.env;
+    let read_only_env = app.is_some_and(|c| {
+        c.env
+            .iter()
+            .flatten()
+            .any(|e| e.name == ro.name && e.value.as_deref().unwrap_or("") == ro.value)
+    });
+    let pod_labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    DeploymentView {
+        name: name.clone(),
+        replicas: spec.replicas.unwrap_or(1),
+        generation: d.metadata.generation.unwrap_or(0),
+        observed_generation: status.observed_generation.unwrap_or(0),
+        current_replicas: status.replicas.unwrap_or(0),
+        updated_replicas: status.updated_replicas.unwrap_or(0),
+        ready_replicas: status.ready_replicas.unwrap_or(0),
+        container,
+        read_only_env,
+        tracked: pod_labels.get(TRACK_LABEL) == Some(&name),
+        image: app.and_then(|c| c.image.clone()).unwrap_or_default(),
+        pod_labels,
+        running_pods: status.ready_replicas.unwrap_or(0),
+        restarts: 0,
+        owned_by_plan: d.owner_references().iter().any(|o| o.uid == plan_uid),
+    }
+}
+
+pub fn service_view(s: &Service) -> ServiceView {
+    ServiceView {
+        selector: s
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// The connection Secret without its value, and the connection string when it is one.
+pub fn secret_view(secret: Option<&Secret>, key: &str) -> (SecretView, Option<Uri>) {
+    let Some(secret) = secret else {
+        return (SecretView::Missing, None);
+    };
+    let mut keys: Vec<String> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.extend(secret.string_data.iter().flatten().map(|(k, _)| k.clone()));
+    keys.sort();
+    keys.dedup();
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| String::from_utf8_lossy(&b.0).trim().to_string());
+    let Some(value) = value else {
+        return (SecretView::KeyMissing { keys }, None);
+    };
+    let uri = Uri::new(value);
+    match uri.check() {
+        Ok(()) => (SecretView::Present, Some(uri)),
+        Err(why) => (SecretView::Invalid { why }, None),
+    }
+}
+
+pub fn job_state(job: &Job) -> JobState {
+    let status = job.status.clone().unwrap_or_default();
+    let conds = status.conditions.unwrap_or_default();
+    let has = |t: &str| conds.iter().any(|c| c.type_ == t && c.status == "True");
+    if has("Complete")
+        || status.succeeded.unwrap_or(0) > 0 && status.active.unwrap_or(0) == 0 && !has("Failed")
+    {
+        JobState::Succeeded
+    } else if has("Failed") {
+        JobState::Failed
+    } else {
+        JobState::Active
+    }
+}
+
+/// A finished Job with the message its pods left: the pod's termination message carries the
+/// Job's result (backup size and checksum) or the tail of its log on failure.
+pub fn job_view(job: &Job, state: JobState, pods: &[Pod]) -> JobView {
+    let mut message = String::new();
+    for p in pods {
+        for cs in p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(m) = cs
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .and_then(|t| t.message.as_ref())
+            {
+                message = m.clone();
+            }
+        }
+    }
+    if message.is_empty() && state == JobState::Failed {
+        message = job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Failed"))
+            .and_then(|c| c.message.clone())
+            .unwrap_or_default();
+    }
+    JobView {
+        name: job.name_any(),
+        state,
+        message,
+    }
+}
+
+/// Who selects whom, and which literal environment values each Deployment carries.
+pub fn workloads(services: Vec<Service>, deployments: Vec<Deployment>) -> Workloads {
+    let services = services
+        .into_iter()
+        .map(|s| ServiceSelector {
+            name: s.name_any(),
+            selector: s.spec.and_then(|s| s.selector).unwrap_or_default(),
+        })
+        .collect();
+    let deployments = deployments
+        .into_iter()
+        .map(|d| {
+            let template = d
+                .spec
+                .as_ref()
+                .map(|s| s.template.clone())
+                .unwrap_or_default();
+            let pod_labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
+            let env = template
+                .spec
+                .map(|p| p.containers)
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|c| c.env.unwrap_or_default())
+                .filter_map(|e| e.value.map(|v| (e.name, v)))
+                .collect();
+            WorkloadView {
+                name: d.name_any(),
+                pod_labels,
+                env,
+            }
+        })
+        .collect();
+    Workloads {
+        services,
+        deployments,
+    }
+}
+
+/// Pods whose app container runs right now.
+pub fn running(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        })
+}
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+pub fn restarts(p: &Pod) -> i32 {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum())
+}
+
+/// The ready pods with an address, by name: what an HTTP probe asks.
+pub fn probe_targets(pods: &[Pod]) -> Vec<(String, IpAddr)> {
+    pods.iter()
+        .filter(|p| ready(p))
+        .filter_map(|p| {
+            let ip = p.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
+            Some((p.name_any(), ip))
+        })
+        .collect()
+}
+
+/// Other active plans that target the same Deployment or any of the same databases. Between
+/// two new plans, the older one goes first.
+pub fn conflicts(plan: &UpgradePlan, others: &[Arc<UpgradePlan>]) -> Vec<String> {
+    let ns = plan.namespace();
+    let mine: BTreeSet<&str> = plan
+        .spec
+        .database
+        .databases
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    let key = |p: &UpgradePlan| {
+        (
+            p.metadata.creation_timestamp.clone().map(|t| t.0),
+            p.name_any(),
+        )
+    };
+    let mut out = Vec::new();
+    for o in others {
+        if o.namespace() != ns
+            || o.name_any() == plan.name_any()
+            || o.metadata.deletion_timestamp.is_some()
+        {
+            continue;
+        }
+        let phase = o.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        if phase.is_terminal() || (phase == Phase::Pending && key(o) > key(plan)) {
+            continue;
+        }
+        if o.spec.app.deployment == plan.spec.app.deployment {
+            out.push(format!(
+                "UpgradePlan {} is already upgrading Deployment {:?} (phase {phase}); wait for it to finish or delete it",
+                o.name_any(),
+                plan.spec.app.deployment
+            ));
+            continue;
+        }
+        let shared: Vec<&str> = o
+            .spec
+            .database
+            .databases
+            .iter()
+            .map(|d| d.name.as_str())
+            .filter(|d| mine.contains(d))
+            .collect();
+        if !shared.is_empty() {
+            out.push(format!(
+                "UpgradePlan {} is already working on database(s) {} (phase {phase}); wait for it to finish or delete it",
+                o.name_any(),
+                shared.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// The latest finished rehearsal of the same Deployment in the same namespace.
+pub fn latest_rehearsal(plan: &UpgradePlan, others: &[Arc<UpgradePlan>]) -> Option<Prediction> {
+    others
+        .iter()
+        .filter(|o| {
+            o.namespace() == plan.namespace()
+                && o.spec.mode == Mode::Rehearsal
+                && o.spec.app.deployment == plan.spec.app.deployment
+        })
+        .filter_map(|o| o.status.as_ref())
+        .filter(|s| s.phase == Phase::Rehearsed)
+        .filter_map(|s| s.prediction.clone())
+        .max_by_key(|p| p.at)
+}

@@ -1,0 +1,317 @@
+//! What to read of the world for a plan in its current state: the reading half of the state
+//! machine, beside `decide`, the acting half, so that a new gate changes both in one place.
+//! The observer carries a `Reads` out literally; every "only in this phase" lives here.
+//!
+//! Kubernetes objects are cheap GETs and always read; MongoDB is asked, and pods are probed,
+//! only where the phase uses the answer.
+
+use crate::crd::{
+    CleanupState, CleanupStepName, CloneMethod, Color, HttpMethod, Mode, Phase, UpgradePlanSpec,
+    UpgradePlanStatus,
+};
+
+use super::observed::{CopyState, JobState, Observed, PlanMeta};
+use super::targets::Targets;
+
+/// Everything one reconcile reads, by name. `None`/`false`: not looked at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reads {
+    /// The old version's Deployment (always read).
+    pub blue: String,
+    /// The new version's Deployment (always read).
+    pub green: String,
+    /// The Service in front of the app (always read).
+    pub service: String,
+    /// The plan's own Jobs, told apart by these names.
+    pub jobs: Option<JobNames>,
+    /// The namespace's Services and Deployments (who selects the old version, who names the
+    /// sources).
+    pub workloads: bool,
+    /// The server-side copy's progress. While false, the operator keeps no copy for the plan.
+    pub server_copy: bool,
+    /// Other plans: conflicting ones and the latest rehearsal's prediction.
+    pub other_plans: bool,
+    /// Databases looked for on the server, with estimated counts (`Observed::database`).
+    pub databases: Option<Vec<String>>,
+    /// Exact counts of the sources.
+    pub source_counts: Option<Count>,
+    /// Exact counts of the clones.
+    pub clone_counts: Option<Count>,
+    /// Estimated documents in the clones so far (restore progress).
+    pub clone_documents: Option<Count>,
+    /// The clones' collections with their read counters.
+    pub clone_collections: Option<Vec<String>>,
+    /// The migration document.
+    pub migration_doc: Option<DocumentRead>,
+    /// The new version's pods (running, restarts) and the health gate over them.
+    pub green_pods: Option<GreenPods>,
+    /// The write that must be refused by the old version once it is read-only.
+    pub read_only_probe: Option<Probe>,
+}
+
+/// The names of the plan's Jobs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobNames {
+    /// Value of the plan label on each of them.
+    pub plan: String,
+    pub backup: String,
+    pub clone: String,
+    pub migration: String,
+    pub prune: String,
+}
+
+/// Documents to count in `databases`, once `when` holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Count {
+    pub databases: Vec<String>,
+    pub when: When,
+}
+
+/// A read that depends on what this same reconcile found first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// The backup Job succeeded.
+    BackupSucceeded,
+    /// The clone Job succeeded or the server-side copy did.
+    CloneDone,
+    /// The clone Job is still running.
+    CloneRunning,
+    /// The new version has a ready pod.
+    GreenReady,
+    /// The old version's latest template runs on every replica.
+    BlueRolledOut,
+}
+
+impl When {
+    /// Whether the read is due, given what was read before it.
+    pub fn holds(self, obs: &Observed) -> bool {
+        let job =
+            |j: &Option<super::JobView>, s: JobState| j.as_ref().is_some_and(|j| j.state == s);
+        match self {
+            When::Always => true,
+            When::BackupSucceeded => job(&obs.backup_job, JobState::Succeeded),
+            When::CloneDone => {
+                job(&obs.clone_job, JobState::Succeeded)
+                    || obs
+                        .server_copy
+                        .as_ref()
+                        .is_some_and(|c| c.state == CopyState::Succeeded)
+            }
+            When::CloneRunning => job(&obs.clone_job, JobState::Active),
+            When::GreenReady => obs.green.as_ref().is_some_and(|g| g.ready_replicas > 0),
+            When::BlueRolledOut => obs.blue.as_ref().is_some_and(|b| b.rolled_out()),
+        }
+    }
+}
+
+/// The migration document, read from a clone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DocumentRead {
+    pub database: String,
+    pub collection: String,
+    pub filter: std::collections::BTreeMap<String, String>,
+    pub version_field: String,
+    pub lock_field: String,
+}
+
+/// The new version's pods.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GreenPods {
+    pub deployment: String,
+    pub health: Option<Probe>,
+}
+
+/// An HTTP request to every ready pod of a Deployment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe {
+    pub deployment: String,
+    pub port: i32,
+    pub method: &'static str,
+    pub path: String,
+    pub body: Option<String>,
+    pub accept: Accept,
+    pub when: When,
+}
+
+/// Which answer counts as the one wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accept {
+    /// Exactly this status code (a health check).
+    Status(u16),
+    /// Anything but a 2xx: the write was refused.
+    Refusal,
+}
+
+impl Accept {
+    pub fn accepts(self, code: u16) -> bool {
+        match self {
+            Accept::Status(want) => code == want,
+            Accept::Refusal => !(200..300).contains(&code),
+        }
+    }
+}
+
+/// What to read for a plan with this spec and status.
+pub fn needs(
+    spec: &UpgradePlanSpec,
+    status: Option<&UpgradePlanStatus>,
+    plan: &PlanMeta,
+    targets: &Targets,
+) -> Reads {
+    let unset = UpgradePlanStatus::default();
+    let status = status.unwrap_or(&unset);
+    let phase = status.phase;
+    let deleting = plan.deleting;
+
+    // Cleanup after success: only the steps asked for and not done yet are looked at.
+    let cleaning = phase == Phase::Succeeded && spec.mode == Mode::Upgrade && !deleting;
+    let open = |n: CleanupStepName, asked: bool| {
+        cleaning
+            && asked
+            && !status.cleanup.as_ref().is_some_and(|c| {
+                c.steps
+                    .iter()
+                    .any(|s| s.name == n && s.state == CleanupState::Done)
+            })
+    };
+    let prune_open = open(CleanupStepName::PruneBackups, spec.backup.keep_last > 0);
+    let drop_sources_open = open(
+        CleanupStepName::DropSourceDatabases,
+        spec.cleanup.drop_source_databases_after.is_some(),
+    );
+    let delete_blue_open = open(
+        CleanupStepName::DeleteBlue,
+        spec.cleanup.delete_blue_after.is_some(),
+    );
+    let obsolete_open = open(
+        CleanupStepName::DropObsoleteCollections,
+        spec.cleanup.obsolete_collections.is_some(),
+    );
+
+    let databases = if phase == Phase::Pending
+        || (phase == Phase::CleaningUp && spec.mode == Mode::Rehearsal)
+    {
+        Some([targets.sources(), targets.clones()].concat())
+    } else if drop_sources_open {
+        // Only the sources: counting the clones would register as reads of the collections
+        // the obsolete-collection guard watches.
+        Some(targets.sources())
+    } else {
+        None
+    };
+
+    let diverged_check = spec.traffic == Color::Blue && status.read_only_lifted_at.is_some();
+    // Counted once more just before read-only is lifted: the baseline of DataDiverged.
+    let before_lift = phase == Phase::LiftingReadOnly && status.read_only_lifted_at.is_none();
+    let clone_counts = if diverged_check || before_lift {
+        Some(When::Always)
+    } else if phase == Phase::Cloning {
+        Some(When::CloneDone)
+    } else {
+        None
+    };
+
+    let migrating = phase == Phase::Migrating;
+    Reads {
+        blue: targets.blue.clone(),
+        green: targets.green.clone(),
+        service: targets.service.clone(),
+        jobs: (!phase.is_terminal() || deleting || prune_open).then(|| JobNames {
+            plan: targets.plan.clone(),
+            backup: targets.backup_job.clone(),
+            clone: targets.clone_job.clone(),
+            migration: targets.migration_job.clone(),
+            prune: targets.prune_job.clone(),
+        }),
+        workloads: drop_sources_open || delete_blue_open,
+        server_copy: spec.backup.clone_method == CloneMethod::ServerSide
+            && matches!(phase, Phase::BackingUp | Phase::Cloning)
+            && !deleting,
+        other_plans: phase == Phase::Pending,
+        databases,
+        source_counts: (phase == Phase::BackingUp).then(|| Count {
+            databases: targets.sources(),
+            when: When::BackupSucceeded,
+        }),
+        clone_counts: clone_counts.map(|when| Count {
+            databases: targets.clones(),
+            when,
+        }),
+        clone_documents: (phase == Phase::Cloning
+            && spec.backup.clone_method == CloneMethod::Restore)
+            .then(|| Count {
+                databases: targets.clones(),
+                when: When::CloneRunning,
+            }),
+        clone_collections: obsolete_open.then(|| targets.clones()),
+        migration_doc: spec
+            .migration
+            .mongo_document
+            .as_ref()
+            .filter(|_| migrating)
+            .map(|gate| DocumentRead {
+                database: targets
+                    .clone_of(&gate.database)
+                    .unwrap_or(&gate.database)
+                    .to_string(),
+                collection: gate.collection.clone(),
+                filter: gate.filter.clone(),
+                version_field: gate.version_field.clone(),
+                lock_field: gate.lock_field.clone(),
+            }),
+        // For stale-lock detection and the HTTP gate.
+        green_pods: migrating.then(|| GreenPods {
+            deployment: targets.green.clone(),
+            health: spec.migration.http_get.as_ref().map(|h| Probe {
+                deployment: targets.green.clone(),
+                port: h.port,
+                method: "GET",
+                path: h.path.clone(),
+                body: None,
+                accept: Accept::Status(h.expect_status),
+                when: When::GreenReady,
+            }),
+        }),
+        read_only_probe: spec
+            .read_only
+            .verify
+            .as_ref()
+            .and_then(|v| v.http.as_ref())
+            .filter(|_| phase == Phase::EnteringReadOnly)
+            .map(|w| Probe {
+                deployment: targets.blue.clone(),
+                port: w.port,
+                method: method(w.method),
+                path: w.path.clone(),
+                body: w.body.clone(),
+                // Read-only holds when no pod accepts the write.
+                accept: Accept::Refusal,
+                when: When::BlueRolledOut,
+            }),
+    }
+}
+
+impl Reads {
+    /// Whether anything is asked of the MongoDB server.
+    pub fn mongo(&self) -> bool {
+        self.databases.is_some()
+            || self.source_counts.is_some()
+            || self.clone_counts.is_some()
+            || self.clone_documents.is_some()
+            || self.clone_collections.is_some()
+            || self.migration_doc.is_some()
+    }
+}
+
+fn method(m: HttpMethod) -> &'static str {
+    match m {
+        HttpMethod::Post => "POST",
+        HttpMethod::Put => "PUT",
+        HttpMethod::Patch => "PATCH",
+        HttpMethod::Delete => "DELETE",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! The targets of a plan: derived from the spec by the naming rules until status records them,
+//! then taken from status.
+
+use crate::crd::{CloneStatus, Color, UpgradePlanSpec, UpgradePlanStatus};
+use crate::plan::names;
+
+use super::{DatabaseTarget, Targets, targets};
+
+/// A two-database plan with every optional gate set, so that each read has something to read.
+pub(in crate::plan) fn spec() -> UpgradePlanSpec {
+    serde_json::from_value(serde_json::json!({
+        "app": {"deployment": "squidex", "service": "squidex-svc"},
+        "target": {"image": "squidex/squidex:7.0.0"},
+        "readOnly": {
+            "env": {"name": "MODE__ISREADONLY", "value": "true"},
+            "verify": {"http": {"method": "PUT", "path": "/api/ping", "port": 8080, "body": "{}"}}
+        },
+        "database": {
+            "connectionSecret": {"name": "mongo", "key": "uri"},
+            "databases": [
+                {"name": "Squidex", "env": ["STORE__MONGODB__DATABASE"]},
+                {"name": "SquidexContent", "cloneName": "content-next", "env": ["STORE__MONGODB__CONTENTDATABASE"]}
+            ]
+        },
+        "backup": {"volume": {"claimName": "backups"}, "keepLast": 3},
+        "migration": {
+            "mongoDocument": {"database": "Squidex", "targetVersion": 2},
+            "httpGet": {"path": "/healthz", "port": 8080, "expectStatus": 204}
+        },
+        "cleanup": {
+            "scaleDownBlueAfter": "0s",
+            "deleteBlueAfter": "1h",
+            "dropSourceDatabasesAfter": "24h",
+            "obsoleteCollections": {"patterns": [{"database": "Squidex", "pattern": "Old*"}]}
+        }
+    }))
+    .expect("fixture spec parses")
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+#[test]
+fn before_anything_is_recorded_the_rules_name_everything() {
+    let spec = spec();
+    assert_eq!(
+        targets(&spec, "up7", None),
+        Targets {
+            plan: s("up7"),
+            blue: s("squidex"),
+            service: s("squidex-svc"),
+            green: s("squidex-up7"),
+            green_env_secret: s("squidex-up7-env"),
+            preview_service: s("squidex-up7-preview"),
+            databases: vec![
+                DatabaseTarget {
+                    source: s("Squidex"),
+                    clone: s("Squidex-up7"),
+                },
+                DatabaseTarget {
+                    source: s("SquidexContent"),
+                    clone: s("content-next"),
+                },
+            ],
+            backup_job: s("up7-backup"),
+            clone_job: s("up7-clone"),
+            migration_job: s("up7-migrate"),
+            prune_job: s("up7-prune"),
+            migration_env_secret: s("up7-migrate-env"),
+            backup_dir: s("/backup/squidex/up7"),
+        }
+    );
+}
+
+#[test]
+fn what_status_recorded_wins_over_an_edited_spec() {
+    let mut spec = spec();
+    spec.target.deployment_name = Some("edited".into());
+    let status = UpgradePlanStatus {
+        green_deployment: Some("squidex-up7".into()),
+        clone: Some(CloneStatus {
+            databases: [("Squidex".to_string(), "recorded".to_string())].into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let t = targets(&spec, "up7", Some(&status));
+    assert_eq!(t.green, "squidex-up7");
+    assert_eq!(t.green_env_secret, "squidex-up7-env");
+    assert_eq!(t.preview_service, "squidex-up7-preview");
+    assert_eq!(t.clones(), vec![s("recorded"), s("content-next")]);
+    assert_eq!(t.sources(), vec![s("Squidex"), s("SquidexContent")]);
+    assert_eq!(
+        targets(&spec, "up7", None).green,
+        "edited",
+        "without a record the spec decides"
+    );
+}
+
+#[test]
+fn lookups() {
+    let t = targets(&spec(), "up7", None);
+    assert_eq!(t.deployment(Color::Blue), "squidex");
+    assert_eq!(t.deployment(Color::Green), "squidex-up7");
+    assert_eq!(t.clone_of("SquidexContent"), Some("content-next"));
+    assert_eq!(t.clone_of("Other"), None);
+    assert_eq!(
+        t.pairs(),
+        vec![
+            (s("Squidex"), s("Squidex-up7")),
+            (s("SquidexContent"), s("content-next"))
+        ]
+    );
+}
+
+/// Callers not moved to `targets` yet still use the rules directly; both must agree.
+#[test]
+fn agrees_with_the_rules_still_called_directly() {
+    let spec = spec();
+    let plan = &format!("a-plan-with-a-very-long-name-{}", "x".repeat(40));
+    let t = targets(&spec, plan, None);
+    assert_eq!(t.green, names::green_deployment(&spec, plan));
+    assert_eq!(t.preview_service, names::preview_service(&spec, plan));
+    assert_eq!(
+        t.green_env_secret,
+        names::shorten(&format!("{}-env", t.green), names::MAX_K8S_NAME)
+    );
+    assert!(t.green_env_secret.len() <= names::MAX_K8S_NAME);
+    assert_eq!(t.backup_job, names::backup_job(plan));
+    assert_eq!(t.clone_job, names::clone_job(plan));
+    assert_eq!(t.migration_job, names::migration_job(plan));
+    assert_eq!(t.prune_job, names::prune_job(plan));
+    assert_eq!(t.backup_dir, names::backup_dir(&spec, plan));
+    assert_eq!(
+        t.clone_of("Squidex"),
+        Some(names::clone_database(&spec.database.databases[0], plan).as_str())
+    );
+}
