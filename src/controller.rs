@@ -20,6 +20,7 @@ use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::cli::RunArgs;
+use crate::copy::Copies;
 use crate::crd::{Timestamp, UpgradePlan};
 use crate::k8s::cache;
 use crate::k8s::execute::{ExecError, MANAGER, execute};
@@ -62,6 +63,8 @@ impl Error {
 pub struct Context {
     pub client: Client,
     pub mongo: Clients,
+    /// Server-side copies running in the background, beside the clients they were started with.
+    pub copies: Copies,
     pub recorder: Recorder,
     pub store: Store<UpgradePlan>,
     pub metrics: Arc<Metrics>,
@@ -158,6 +161,7 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
     let ctx = Arc::new(Context {
         client: client.clone(),
         mongo: Clients::default(),
+        copies: Copies::default(),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -276,7 +280,7 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
     }
 
     let others = ctx.store.state();
-    let world = observe(&ctx.client, &ctx.mongo, &plan, &others)
+    let world = observe(&ctx.client, &ctx.mongo, &ctx.copies, &plan, &others)
         .await
         .map_err(Error::Observe)?;
     let now = Timestamp(jiff::Timestamp::now());
@@ -319,7 +323,7 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
     }
     if let Some(action) = &decision.action {
         info!(action = action.label(), "{}", decision.status.message);
-        execute(&ctx.client, &ctx.mongo, &plan, &world, action)
+        execute(&ctx.client, &ctx.mongo, &ctx.copies, &plan, &world, action)
             .await
             .map_err(|source| Error::Execute {
                 action: action.label(),

@@ -128,37 +128,6 @@ pub fn for_reapply(mut d: Deployment) -> Deployment {
     d
 }
 
-/// Replaces the database named in a connection string's path, keeping credentials and
-/// options. Without a path, the database becomes the path and the old default (admin) stays
-/// the authentication database.
-pub fn rewrite_uri_database(uri: &str, database: &str) -> String {
-    let (scheme, rest) = uri.split_once("://").unwrap_or(("mongodb", uri));
-    let (before_query, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (rest, None),
-    };
-    // Credentials may contain '/' only percent-encoded, so the first '/' after '@' ends the hosts.
-    let at = before_query.rfind('@').map_or(0, |i| i + 1);
-    let (hosts, old_db) = match before_query[at..].find('/') {
-        Some(i) => (&before_query[..at + i], &before_query[at + i + 1..]),
-        None => (before_query, ""),
-    };
-    let mut query: Vec<String> = query
-        .filter(|q| !q.is_empty())
-        .map(|q| q.split('&').map(String::from).collect())
-        .unwrap_or_default();
-    // With credentials the old path was also the authentication database; keep it so they still work.
-    if at > 0 && !old_db.is_empty() && !query.iter().any(|kv| kv.starts_with("authSource=")) {
-        query.push(format!("authSource={old_db}"));
-    }
-    let q = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", query.join("&"))
-    };
-    format!("{scheme}://{hosts}/{database}{q}")
-}
-
 /// What the executor read that the new version's Deployment is built from.
 pub struct GreenInputs<'a> {
     pub plan: &'a UpgradePlan,
@@ -245,10 +214,10 @@ pub fn green(inputs: &GreenInputs) -> Result<(Deployment, Option<Secret>), Build
                     .and_then(|e| e.value.clone());
                 match current_plain {
                     // A plain value is already visible in the Deployment; rewrite it in place.
-                    Some(v) => set_plain(env, var, &rewrite_uri_database(&v, &clone)),
+                    Some(v) => set_plain(env, var, &crate::uri::with_database(&v, &clone)),
                     None => {
                         let source = inputs.uri_values.get(var).cloned().unwrap_or_default();
-                        secret_data.insert(var.clone(), rewrite_uri_database(&source, &clone));
+                        secret_data.insert(var.clone(), crate::uri::with_database(&source, &clone));
                         env.retain(|e| &e.name != var);
                         env.push(EnvVar {
                             name: var.clone(),
@@ -724,7 +693,7 @@ pub fn migration_env_secret(plan: &UpgradePlan, credentials_uri: &str) -> Option
         },
         string_data: Some(BTreeMap::from([(
             cred.env.clone(),
-            rewrite_uri_database(credentials_uri, &clone),
+            crate::uri::with_database(credentials_uri, &clone),
         )])),
         type_: Some("Opaque".into()),
         ..Default::default()
@@ -859,36 +828,6 @@ mod tests {
         env.iter()
             .find(|e| e.name == name)
             .and_then(|e| e.value.as_deref())
-    }
-
-    #[test]
-    fn rewrites_the_database_of_connection_strings() {
-        let cases = [
-            (
-                "mongodb://h:27017/Squidex?replicaSet=rs0",
-                "mongodb://h:27017/Squidex-up7?replicaSet=rs0",
-            ),
-            (
-                "mongodb://u:p@h1,h2/Squidex",
-                "mongodb://u:p@h1,h2/Squidex-up7?authSource=Squidex",
-            ),
-            (
-                "mongodb://u:p@h/Squidex?authSource=admin",
-                "mongodb://u:p@h/Squidex-up7?authSource=admin",
-            ),
-            (
-                "mongodb://h/?directConnection=true",
-                "mongodb://h/Squidex-up7?directConnection=true",
-            ),
-            ("mongodb://h", "mongodb://h/Squidex-up7"),
-            (
-                "mongodb+srv://u:p%2Fq@cluster.example/Squidex",
-                "mongodb+srv://u:p%2Fq@cluster.example/Squidex-up7?authSource=Squidex",
-            ),
-        ];
-        for (from, want) in cases {
-            assert_eq!(rewrite_uri_database(from, "Squidex-up7"), want, "{from}");
-        }
     }
 
     #[test]

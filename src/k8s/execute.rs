@@ -11,8 +11,9 @@ use kube::api::{
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use crate::copy::Copies;
 use crate::crd::{Color, Mode, UpgradePlan};
-use crate::mongo::{self, Clients};
+use crate::mongo::{self, Clients, MongoError};
 use crate::plan::Action;
 use crate::plan::names::{self, PLAN_LABEL};
 
@@ -30,7 +31,7 @@ pub enum ExecError {
     #[error("{0}")]
     Build(#[from] build::BuildError),
     #[error("MongoDB: {0}")]
-    Mongo(String),
+    Mongo(#[from] MongoError),
     #[error("{0}")]
     Missing(String),
 }
@@ -60,6 +61,7 @@ fn merge() -> PatchParams {
 pub async fn execute(
     client: &Client,
     mongo_clients: &Clients,
+    copies: &Copies,
     plan: &UpgradePlan,
     world: &World,
     action: &Action,
@@ -262,19 +264,15 @@ pub async fn execute(
             let uri = world.uri.as_ref().ok_or_else(|| {
                 ExecError::Missing("the connection Secret is not readable".into())
             })?;
-            let c = mongo_clients.get(uri).await.map_err(ExecError::Mongo)?;
-            mongo::drop_databases(&c, uri, names)
-                .await
-                .map_err(ExecError::Mongo)?;
+            let c = mongo_clients.get(uri).await?;
+            mongo::drop_databases(&c, uri, names).await?;
         }
         Action::DropCollections { names } => {
             let uri = world.uri.as_ref().ok_or_else(|| {
                 ExecError::Missing("the connection Secret is not readable".into())
             })?;
-            let c = mongo_clients.get(uri).await.map_err(ExecError::Mongo)?;
-            mongo::drop_collections(&c, uri, names)
-                .await
-                .map_err(ExecError::Mongo)?;
+            let c = mongo_clients.get(uri).await?;
+            mongo::drop_collections(&c, uri, names).await?;
         }
         Action::DeleteBlue => {
             let b = blue()?;
@@ -293,7 +291,7 @@ pub async fn execute(
             let uri = world.uri.as_ref().ok_or_else(|| {
                 ExecError::Missing("the connection Secret is not readable".into())
             })?;
-            let c = mongo_clients.get(uri).await.map_err(ExecError::Mongo)?;
+            let c = mongo_clients.get(uri).await?;
             let st = plan.status.clone().unwrap_or_default();
             let pairs = plan
                 .spec
@@ -309,7 +307,7 @@ pub async fn execute(
                     (d.name.clone(), clone)
                 })
                 .collect();
-            mongo_clients.copies.start(
+            copies.start(
                 &copy_key(plan),
                 c,
                 uri.clone(),

@@ -10,14 +10,16 @@ use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
+use crate::copy::Copies;
 use crate::crd::{CleanupState, CleanupStepName, CloneMethod, Color, Mode, Phase, UpgradePlan};
-use crate::mongo::{self, Clients, Uri};
+use crate::mongo::{self, Clients};
 use crate::plan::names::{self, PLAN_LABEL, TRACK_LABEL};
 use crate::plan::{
     DatabaseView, DeploymentView, JobState, JobView, Observed, PlanMeta, ProbeView, SecretView,
     ServiceSelector, ServiceView, WorkloadView, Workloads,
 };
 use crate::probe;
+use crate::uri::Uri;
 
 use super::build;
 
@@ -36,6 +38,7 @@ pub struct World {
 pub async fn observe(
     client: &Client,
     mongo: &Clients,
+    copies: &Copies,
     plan: &UpgradePlan,
     others: &[std::sync::Arc<UpgradePlan>],
 ) -> Result<World> {
@@ -135,9 +138,9 @@ pub async fn observe(
         && matches!(phase, Phase::BackingUp | Phase::Cloning)
         && !obs.plan.deleting
     {
-        obs.server_copy = Some(mongo.copies.view(&copy_key));
+        obs.server_copy = Some(copies.view(&copy_key));
     } else {
-        mongo.copies.forget(&copy_key);
+        copies.forget(&copy_key);
     }
 
     if phase == Phase::Pending {
@@ -147,7 +150,9 @@ pub async fn observe(
 
     // MongoDB, only where the phase needs it.
     let mongo_client = match &uri {
-        Some(u) if obs.secret == SecretView::Present => Some(mongo.get(u).await),
+        Some(u) if obs.secret == SecretView::Present => {
+            Some(mongo.get(u).await.map_err(|e| e.to_string()))
+        }
         _ => None,
     };
     let src_dbs: Vec<String> = spec
@@ -179,7 +184,7 @@ pub async fn observe(
                 Err(e) => DatabaseView::Unreachable(e.clone()),
                 Ok(c) => match mongo::list_databases(c, u, &wanted).await {
                     Ok(dbs) => DatabaseView::Reachable { databases: dbs },
-                    Err(e) => DatabaseView::Unreachable(e),
+                    Err(e) => DatabaseView::Unreachable(e.to_string()),
                 },
             };
         }
@@ -187,7 +192,11 @@ pub async fn observe(
             let done =
                 |j: &Option<JobView>| j.as_ref().is_some_and(|j| j.state == JobState::Succeeded);
             if phase == Phase::BackingUp && done(&obs.backup_job) {
-                obs.source_counts = Some(mongo::count_documents(c, u, &src_dbs).await);
+                obs.source_counts = Some(
+                    mongo::count_documents(c, u, &src_dbs)
+                        .await
+                        .map_err(|e| e.to_string()),
+                );
             }
             let diverged_check =
                 spec.traffic == Color::Blue && status.read_only_lifted_at.is_some();
@@ -202,7 +211,11 @@ pub async fn observe(
                 || diverged_check
                 || before_lift
             {
-                obs.clone_counts = Some(mongo::count_documents(c, u, &clone_dbs).await);
+                obs.clone_counts = Some(
+                    mongo::count_documents(c, u, &clone_dbs)
+                        .await
+                        .map_err(|e| e.to_string()),
+                );
             }
             if phase == Phase::Cloning
                 && spec.backup.clone_method == CloneMethod::Restore
@@ -227,7 +240,11 @@ pub async fn observe(
                             .unwrap_or_else(|| names::clone_database(d, &name))
                     })
                     .collect();
-                obs.clone_collections = Some(mongo::collections_with_reads(c, u, &clones).await);
+                obs.clone_collections = Some(
+                    mongo::collections_with_reads(c, u, &clones)
+                        .await
+                        .map_err(|e| e.to_string()),
+                );
             }
             if phase == Phase::Migrating
                 && let Some(gate) = &spec.migration.mongo_document
@@ -249,7 +266,8 @@ pub async fn observe(
                         &gate.version_field,
                         &gate.lock_field,
                     )
-                    .await,
+                    .await
+                    .map_err(|e| e.to_string()),
                 );
             }
         } else if let Err(e) = mc
@@ -422,10 +440,14 @@ async fn read_secret(
     let Some(value) = value else {
         return Ok((SecretView::KeyMissing { keys }, None));
     };
-    let uri = Uri::new(value);
-    match uri.check() {
-        Ok(()) => Ok((SecretView::Present, Some(uri))),
-        Err(why) => Ok((SecretView::Invalid { why }, None)),
+    match Uri::parse(value) {
+        Ok(uri) => Ok((SecretView::Present, Some(uri))),
+        Err(why) => Ok((
+            SecretView::Invalid {
+                why: why.to_string(),
+            },
+            None,
+        )),
     }
 }
 
