@@ -120,8 +120,14 @@ pub async fn execute(
                 )
                 .await?;
         }
-        Action::CreateBackupJob => create_job(&jobs, build::backup_job(plan)).await?,
-        Action::CreateCloneJob => create_job(&jobs, build::clone_job(plan)).await?,
+        Action::CreateBackupJob => {
+            apply_tools_secret(&secrets, plan, world).await?;
+            create_job(&jobs, build::backup_job(plan)).await?
+        }
+        Action::CreateCloneJob => {
+            apply_tools_secret(&secrets, plan, world).await?;
+            create_job(&jobs, build::clone_job(plan)).await?
+        }
         Action::ApplyGreen { replicas } => {
             let b = blue()?;
             let container = build::app_container(b, plan.spec.app.container.as_deref())?;
@@ -328,6 +334,24 @@ pub fn copy_key(plan: &UpgradePlan) -> String {
         plan.name_any(),
         plan.uid().unwrap_or_default()
     )
+}
+
+/// The connection string for the backup and clone Jobs, as the tools' config file in a
+/// plan-owned Secret (never on their command line).
+async fn apply_tools_secret(
+    secrets: &Api<Secret>,
+    plan: &UpgradePlan,
+    world: &World,
+) -> Result<(), ExecError> {
+    let uri = world
+        .uri
+        .as_ref()
+        .ok_or_else(|| ExecError::Missing("the connection Secret is not readable".into()))?;
+    let s = build::tools_secret(plan, uri);
+    secrets
+        .patch(&s.name_any(), &apply(), &Patch::Apply(s))
+        .await?;
+    Ok(())
 }
 
 async fn create_job(jobs: &Api<Job>, job: Job) -> Result<(), kube::Error> {

@@ -20,7 +20,7 @@ use crate::plan::names::{PLAN_LABEL, ROLE_LABEL};
 
 pub use deployment::{app_container, blue_patch, deployment_for, for_reapply, with_env};
 pub use green::{GreenInputs, green};
-pub use jobs::{archive_dir, backup_job, clone_job, prune_job};
+pub use jobs::{archive_dir, backup_job, clone_job, prune_job, tools_secret, tools_secret_name};
 pub use migration::{
     migration_credentials_clone, migration_env_secret, migration_env_secret_name, migration_job,
 };

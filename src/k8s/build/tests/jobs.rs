@@ -4,9 +4,11 @@ use serde_json::json;
 
 use super::{blue, plan, value};
 use crate::k8s::build::*;
+use crate::plan::names::{PLAN_LABEL, ROLE_LABEL};
+use crate::uri::Uri;
 
 #[test]
-fn jobs_take_the_uri_from_the_secret_and_never_retry() {
+fn jobs_take_the_uri_from_a_plan_owned_config_file_and_never_retry() {
     let p = plan(json!({}));
     for job in [backup_job(&p), clone_job(&p)] {
         let spec = job.spec.as_ref().unwrap();
@@ -15,34 +17,57 @@ fn jobs_take_the_uri_from_the_secret_and_never_retry() {
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         let c = &pod.containers[0];
         assert_eq!(c.image.as_deref(), Some("mongo:7.0"));
-        let uri = c
-            .env
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|e| e.name == "MONGODB_URI")
-            .unwrap();
-        let r = uri
-            .value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap();
-        assert_eq!((r.name.as_str(), r.key.as_str()), ("mongo", "uri"));
+        let env = c.env.clone().unwrap();
         assert_eq!(
-            pod.volumes.as_ref().unwrap()[0]
+            value(&env, "CUTOVER_TOOLS_CONFIG"),
+            Some("/etc/cutover-tools/config.yaml")
+        );
+        let volumes = pod.volumes.as_ref().unwrap();
+        assert_eq!(
+            volumes[0]
                 .persistent_volume_claim
                 .as_ref()
                 .unwrap()
                 .claim_name,
             "backups"
         );
+        let config = volumes.iter().find(|v| v.secret.is_some()).unwrap();
+        assert_eq!(
+            config.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("up7-mongo-tools")
+        );
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == config.name)
+            .unwrap();
+        assert_eq!(mount.mount_path, "/etc/cutover-tools");
+        assert_eq!(mount.read_only, Some(true));
+        let script = &c.command.as_ref().unwrap()[2];
+        assert!(
+            script.contains("--config=\"$CUTOVER_TOOLS_CONFIG\""),
+            "{script}"
+        );
+        let text = serde_json::to_string(&job).unwrap();
+        assert!(
+            !text.contains("--uri") && !text.contains("MONGODB_URI"),
+            "no connection string on the command line or in the Job: {text}"
+        );
         assert_eq!(
             job.metadata.owner_references.as_ref().unwrap()[0].uid,
             "uid-1"
         );
     }
+    let backup = backup_job(&p);
+    let env = backup.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    assert_eq!(
+        value(&env, "CUTOVER_DATABASES"),
+        Some("Squidex\nSquidexContent")
+    );
     let clone = clone_job(&p);
     let env = clone.spec.unwrap().template.spec.unwrap().containers[0]
         .env
@@ -50,12 +75,59 @@ fn jobs_take_the_uri_from_the_secret_and_never_retry() {
         .unwrap();
     assert_eq!(
         value(&env, "CUTOVER_CLONES"),
-        Some("Squidex=Squidex-up7 SquidexContent=SquidexContent-up7")
+        Some("Squidex\nSquidex-up7\nSquidexContent\nSquidexContent-up7")
     );
     assert_eq!(
         value(&env, "CUTOVER_ARCHIVE_DIR"),
         Some("/backup/squidex/up7")
     );
+}
+
+#[test]
+fn the_tools_config_holds_the_uri_without_its_database() {
+    let p = plan(json!({}));
+    let uri = Uri::parse("mongodb://u:p\"w@db:27017/Squidex?tls=false").unwrap();
+    let s = tools_secret(&p, &uri);
+    assert_eq!(s.metadata.name.as_deref(), Some("up7-mongo-tools"));
+    assert_eq!(s.metadata.owner_references.unwrap()[0].uid, "uid-1");
+    let labels = s.metadata.labels.unwrap();
+    assert_eq!(labels.get(PLAN_LABEL).map(String::as_str), Some("up7"));
+    assert_eq!(
+        labels.get(ROLE_LABEL).map(String::as_str),
+        Some("mongo-tools")
+    );
+    let data = s.string_data.unwrap();
+    let config = data.get("config.yaml").unwrap();
+    assert_eq!(
+        config,
+        "uri: \"mongodb://u:p\\\"w@db:27017/?tls=false&authSource=Squidex\"\n"
+    );
+    let parsed: BTreeMap<String, String> = serde_yaml::from_str(config).unwrap();
+    assert_eq!(parsed["uri"], uri.for_tools());
+}
+
+#[test]
+fn scripts_read_lists_by_line_and_never_take_a_uri_argument() {
+    for (name, script) in [
+        ("backup", backup_job(&plan(json!({})))),
+        ("clone", clone_job(&plan(json!({})))),
+        ("prune", prune_job(&plan(json!({})))),
+    ]
+    .map(|(n, j)| {
+        (
+            n,
+            j.spec.unwrap().template.spec.unwrap().containers[0]
+                .command
+                .clone()
+                .unwrap()[2]
+                .clone(),
+        )
+    }) {
+        assert!(!script.contains("for db in $"), "{name}: {script}");
+        assert!(!script.contains("--uri"), "{name}: {script}");
+        assert!(script.starts_with("#!/bin/sh\n"), "{name}");
+        assert!(script.contains("\nset -eu\n"), "{name}");
+    }
 }
 
 #[test]
