@@ -20,6 +20,7 @@ use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::cli::RunArgs;
+use crate::copy::Copies;
 use crate::crd::{Timestamp, UpgradePlan};
 use crate::k8s::apply::MANAGER;
 use crate::k8s::execute::{ExecError, execute};
@@ -63,6 +64,8 @@ impl Error {
 pub struct Context {
     pub client: Client,
     pub mongo: Clients,
+    /// Server-side copies running in the background, beside the clients they were started with.
+    pub copies: Copies,
     pub recorder: Recorder,
     pub store: Store<UpgradePlan>,
     pub metrics: Arc<Metrics>,
@@ -159,6 +162,7 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
     let ctx = Arc::new(Context {
         client: client.clone(),
         mongo: Clients::default(),
+        copies: Copies::default(),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -286,9 +290,9 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
     );
     // A copy runs only while the plan reads its progress; any other state lets go of it.
     if !reads.server_copy {
-        databases::release_copy(&ctx.mongo, &plan);
+        databases::release_copy(&ctx.copies, &plan);
     }
-    let world = observe(&ctx.client, &ctx.mongo, &plan, &reads, &others)
+    let world = observe(&ctx.client, &ctx.mongo, &ctx.copies, &plan, &reads, &others)
         .await
         .map_err(Error::Observe)?;
     let now = Timestamp(jiff::Timestamp::now());
@@ -331,12 +335,20 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
     }
     if let Some(action) = &decision.action {
         info!(action = action.label(), "{}", decision.status.message);
-        execute(&ctx.client, &ctx.mongo, &plan, &targets, &world, action)
-            .await
-            .map_err(|source| Error::Execute {
-                action: action.label(),
-                source,
-            })?;
+        execute(
+            &ctx.client,
+            &ctx.mongo,
+            &ctx.copies,
+            &plan,
+            &targets,
+            &world,
+            action,
+        )
+        .await
+        .map_err(|source| Error::Execute {
+            action: action.label(),
+            source,
+        })?;
     }
     if deleting && decision.status.phase.is_terminal() {
         remove_finalizer(&api, &plan).await?;

@@ -4,6 +4,9 @@
 //! background task per plan so a reconcile never waits on it; reconciles read its progress
 //! from this registry. After an operator restart the registry is empty and the plan starts the
 //! copy again: `$out` replaces a collection, so a repeat is harmless.
+//!
+//! The registry is not part of the client pool: whoever holds both (the controller's context)
+//! keeps them side by side, and a copy is started with a client taken from the pool.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Document, doc};
 
-use crate::mongo::{Uri, scrub};
+use crate::mongo::{MongoError, user_collections};
 use crate::plan::{CopyState, CopyView};
+use crate::uri::Uri;
 
 #[derive(Default)]
 struct Task {
@@ -22,7 +26,7 @@ struct Task {
     collections_done: AtomicI64,
     collections_total: AtomicI64,
     /// `None` while running.
-    result: Mutex<Option<Result<(), String>>>,
+    result: Mutex<Option<Result<(), MongoError>>>,
     abort: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -41,7 +45,7 @@ impl Copies {
         let state = match &*t.result.lock().expect("lock") {
             None => CopyState::Running,
             Some(Ok(())) => CopyState::Succeeded,
-            Some(Err(e)) => CopyState::Failed(e.clone()),
+            Some(Err(e)) => CopyState::Failed(e.to_string()),
         };
         CopyView {
             state,
@@ -75,9 +79,7 @@ impl Copies {
         let running = task.clone();
         let handle = tokio::spawn(async move {
             let task = running;
-            let result = copy_all(&client, &pairs, parallelism.max(1), &task)
-                .await
-                .map_err(|e| scrub(&e, &uri));
+            let result = copy_all(&client, &uri, &pairs, parallelism.max(1), &task).await;
             if let Err(e) = &result {
                 tracing::warn!(error = %e, "server-side copy failed");
             }
@@ -99,42 +101,38 @@ impl Copies {
 
 async fn copy_all(
     client: &mongodb::Client,
+    uri: &Uri,
     pairs: &[(String, String)],
     parallelism: usize,
     task: &Task,
-) -> Result<(), String> {
+) -> Result<(), MongoError> {
+    let command = |e: mongodb::error::Error| MongoError::Command(uri.redact(&e.to_string()));
     // Plan the work first, so progress has a total from the start.
     let mut work = Vec::new();
     for (src, dst) in pairs {
         let db = client.database(src);
-        let specs: Vec<_> = db
-            .list_collections()
-            .await
-            .map_err(|e| e.to_string())?
-            .try_collect()
-            .await
-            .map_err(|e| e.to_string())?;
-        for s in specs {
-            if matches!(s.collection_type, mongodb::results::CollectionType::View)
-                || s.name.starts_with("system.")
-            {
-                continue;
-            }
+        for name in user_collections(&db).await.map_err(command)? {
             let n = db
-                .collection::<Document>(&s.name)
+                .collection::<Document>(&name)
                 .estimated_document_count()
                 .await
-                .map_err(|e| e.to_string())? as i64;
+                .map_err(command)? as i64;
             task.documents_total.fetch_add(n, Ordering::Relaxed);
             task.collections_total.fetch_add(1, Ordering::Relaxed);
-            work.push((src.clone(), dst.clone(), s.name, n));
+            work.push((src.clone(), dst.clone(), name, n));
         }
     }
     // Largest first, so a big collection does not start last and hold up the end.
     work.sort_by_key(|w| std::cmp::Reverse(w.3));
-    let results: Vec<Result<(), String>> = futures::stream::iter(work)
+    let results: Vec<Result<(), MongoError>> = futures::stream::iter(work)
         .map(|(src, dst, coll, n)| async move {
-            copy_collection(client, &src, &dst, &coll).await?;
+            copy_collection(client, &src, &dst, &coll)
+                .await
+                .map_err(|e| MongoError::Copy {
+                    namespace: format!("{src}.{coll}"),
+                    clone: dst.clone(),
+                    message: uri.redact(&e.to_string()),
+                })?;
             task.documents_done.fetch_add(n, Ordering::Relaxed);
             task.collections_done.fetch_add(1, Ordering::Relaxed);
             Ok(())
@@ -151,32 +149,23 @@ async fn copy_collection(
     src: &str,
     dst: &str,
     coll: &str,
-) -> Result<(), String> {
+) -> Result<(), mongodb::error::Error> {
     let source = client.database(src).collection::<Document>(coll);
-    let what = |e: mongodb::error::Error| format!("copying {src}.{coll} to {dst}: {e}");
     let mut cursor = source
         .aggregate(vec![doc! {"$out": {"db": dst, "coll": coll}}])
-        .await
-        .map_err(what)?;
-    while cursor.try_next().await.map_err(what)?.is_some() {}
+        .await?;
+    while cursor.try_next().await?.is_some() {}
     let target_db = client.database(dst);
     let exists = target_db
         .list_collection_names()
-        .await
-        .map_err(what)?
+        .await?
         .iter()
         .any(|c| c == coll);
     if !exists {
         // An empty source: `$out` of nothing may not create the collection.
-        target_db.create_collection(coll).await.map_err(what)?;
+        target_db.create_collection(coll).await?;
     }
-    let indexes: Vec<_> = source
-        .list_indexes()
-        .await
-        .map_err(what)?
-        .try_collect()
-        .await
-        .map_err(what)?;
+    let indexes: Vec<_> = source.list_indexes().await?.try_collect().await?;
     let secondary: Vec<_> = indexes
         .into_iter()
         .filter(|i| {
@@ -190,8 +179,7 @@ async fn copy_collection(
         target_db
             .collection::<Document>(coll)
             .create_indexes(secondary)
-            .await
-            .map_err(what)?;
+            .await?;
     }
     Ok(())
 }

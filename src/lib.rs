@@ -1,7 +1,7 @@
 //! cutover: blue-green upgrades of an application together with its MongoDB data.
 //!
-//! Layers (arrows point at what may be used): `crd` <- `plan` (pure) <- `k8s`, `mongo`,
-//! `probe` <- `controller` <- `cli` <- the binary.
+//! Layers (arrows point at what may be used): `uri` (pure), `crd` <- `plan` (pure) <- `k8s`,
+//! `mongo` <- `copy`, `probe` <- `controller` <- `cli` <- the binary.
 
 pub mod cli;
 pub mod controller;
@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod mongo;
 pub mod plan;
 pub mod probe;
+pub mod uri;

@@ -14,9 +14,9 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::crd::{Color, Mode, UpgradePlan};
-use crate::mongo::Uri;
 use crate::plan::Targets;
 use crate::plan::names::PLAN_LABEL;
+use crate::uri::Uri;
 
 use super::build;
 use super::error::ExecError;
@@ -127,6 +127,16 @@ impl<'a> Writer<'a> {
                 &merge(),
                 &Patch::Merge(build::service_track_patch(track)),
             )
+            .await?;
+        Ok(())
+    }
+
+    /// The connection string for the backup and clone Jobs, as the tools' config file in a
+    /// plan-owned Secret (never on their command line).
+    pub async fn apply_tools_secret(&self, uri: &Uri) -> Result {
+        let s = build::tools_secret(self.plan, uri);
+        self.secrets
+            .patch(&s.name_any(), &apply(), &Patch::Apply(s))
             .await?;
         Ok(())
     }

@@ -3,9 +3,11 @@
 
 use kube::ResourceExt;
 
+use crate::copy::Copies;
 use crate::crd::UpgradePlan;
-use crate::mongo::{self, Clients, Uri};
+use crate::mongo::{self, Clients};
 use crate::plan::Targets;
+use crate::uri::Uri;
 
 use super::error::ExecError;
 
@@ -25,10 +27,9 @@ pub async fn drop_databases(
     uri: &Uri,
     names: &[String],
 ) -> Result<(), ExecError> {
-    let c = clients.get(uri).await.map_err(ExecError::Mongo)?;
-    mongo::drop_databases(&c, uri, names)
-        .await
-        .map_err(ExecError::Mongo)
+    let c = clients.get(uri).await?;
+    mongo::drop_databases(&c, uri, names).await?;
+    Ok(())
 }
 
 pub async fn drop_collections(
@@ -36,21 +37,21 @@ pub async fn drop_collections(
     uri: &Uri,
     names: &[String],
 ) -> Result<(), ExecError> {
-    let c = clients.get(uri).await.map_err(ExecError::Mongo)?;
-    mongo::drop_collections(&c, uri, names)
-        .await
-        .map_err(ExecError::Mongo)
+    let c = clients.get(uri).await?;
+    mongo::drop_collections(&c, uri, names).await?;
+    Ok(())
 }
 
 /// Starts copying every source into its clone, unless the copy already runs or succeeded.
 pub async fn start_copy(
     clients: &Clients,
+    copies: &Copies,
     plan: &UpgradePlan,
     targets: &Targets,
     uri: &Uri,
 ) -> Result<(), ExecError> {
-    let c = clients.get(uri).await.map_err(ExecError::Mongo)?;
-    clients.copies.start(
+    let c = clients.get(uri).await?;
+    copies.start(
         &copy_key(plan),
         c,
         uri.clone(),
@@ -63,6 +64,6 @@ pub async fn start_copy(
 /// Lets go of the plan's copy, stopping it if it still runs: called whenever the plan's reads
 /// leave the copy out (another phase, or the plan is being deleted), so a rollback or a
 /// deletion keeps the clones as they are.
-pub fn release_copy(clients: &Clients, plan: &UpgradePlan) {
-    clients.copies.forget(&copy_key(plan));
+pub fn release_copy(copies: &Copies, plan: &UpgradePlan) {
+    copies.forget(&copy_key(plan));
 }

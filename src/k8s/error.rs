@@ -1,6 +1,7 @@
 //! Why an action could not be carried out.
 
 use super::build::BuildError;
+use crate::mongo::MongoError;
 
 /// One variant per kind of failure. `label()` is stable: it ends the reconcile error's metric
 /// label (`<action>_<label>`).
@@ -12,7 +13,7 @@ pub enum ExecError {
     Build(#[from] BuildError),
     /// The server's answer, scrubbed of the connection string.
     #[error("MongoDB: {0}")]
-    Mongo(String),
+    Mongo(#[from] MongoError),
     #[error("Deployment {0} not found")]
     BlueMissing(String),
     #[error("the new version's Deployment is not there")]
@@ -48,7 +49,7 @@ mod tests {
     fn labels_and_messages_stay_as_they_were() {
         let rows = [
             (
-                ExecError::Mongo("auth failed".into()),
+                ExecError::Mongo(MongoError::Command("auth failed".into())),
                 "mongo",
                 "MongoDB: auth failed",
             ),

@@ -3,9 +3,11 @@
 
 use kube::Client;
 
+use crate::copy::Copies;
 use crate::crd::UpgradePlan;
-use crate::mongo::{Clients, Uri};
+use crate::mongo::Clients;
 use crate::plan::{Action, Targets};
+use crate::uri::Uri;
 
 use super::apply::Writer;
 use super::build;
@@ -17,6 +19,7 @@ pub use super::error::ExecError;
 pub async fn execute(
     client: &Client,
     mongo: &Clients,
+    copies: &Copies,
     plan: &UpgradePlan,
     targets: &Targets,
     world: &World,
@@ -28,8 +31,14 @@ pub async fn execute(
     match action {
         Action::SetReadOnly { color, enabled } => k8s.set_read_only(*color, *enabled).await,
         Action::PinService { color } => k8s.pin_service(*color).await,
-        Action::CreateBackupJob => k8s.create_job(build::backup_job(plan)).await,
-        Action::CreateCloneJob => k8s.create_job(build::clone_job(plan)).await,
+        Action::CreateBackupJob => {
+            k8s.apply_tools_secret(uri()?).await?;
+            k8s.create_job(build::backup_job(plan)).await
+        }
+        Action::CreateCloneJob => {
+            k8s.apply_tools_secret(uri()?).await?;
+            k8s.create_job(build::clone_job(plan)).await
+        }
         Action::ApplyGreen { replicas } => k8s.apply_green(*replicas).await,
         Action::CreateMigrationJob => k8s.create_migration_job().await,
         Action::Scale { color, replicas } => k8s.scale(*color, *replicas).await,
@@ -42,6 +51,8 @@ pub async fn execute(
         }
         Action::DeleteBlue => k8s.delete_blue().await,
         Action::CreatePruneJob => k8s.create_job(build::prune_job(plan)).await,
-        Action::StartServerSideCopy => databases::start_copy(mongo, plan, targets, uri()?).await,
+        Action::StartServerSideCopy => {
+            databases::start_copy(mongo, copies, plan, targets, uri()?).await
+        }
     }
 }

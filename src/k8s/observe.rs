@@ -11,12 +11,14 @@ use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
+use crate::copy::Copies;
 use crate::crd::UpgradePlan;
-use crate::mongo::{self, Clients, Uri};
+use crate::mongo::{self, Clients};
 use crate::plan::names::{PLAN_LABEL, TRACK_LABEL};
 use crate::plan::needs::{JobNames, Probe};
 use crate::plan::{DatabaseView, JobState, Observed, ProbeView, Reads, SecretView};
 use crate::probe;
+use crate::uri::Uri;
 
 use super::{databases, views};
 
@@ -35,6 +37,7 @@ pub struct World {
 pub async fn observe(
     client: &Client,
     mongo: &Clients,
+    copies: &Copies,
     plan: &UpgradePlan,
     reads: &Reads,
     others: &[Arc<UpgradePlan>],
@@ -76,7 +79,7 @@ pub async fn observe(
         read_jobs(client, &ns, &uid, names, &mut obs).await?;
     }
     if reads.server_copy {
-        obs.server_copy = Some(mongo.copies.view(&databases::copy_key(plan)));
+        obs.server_copy = Some(copies.view(&databases::copy_key(plan)));
     }
     if reads.other_plans {
         obs.conflicts = views::conflicts(plan, others);
@@ -163,6 +166,7 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
     let c = match mongo.get(uri).await {
         Ok(c) => c,
         Err(e) => {
+            let e = e.to_string();
             if reads.databases.is_some() {
                 obs.database = DatabaseView::Unreachable(e.clone());
             }
@@ -175,18 +179,26 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
     if let Some(wanted) = &reads.databases {
         obs.database = match mongo::list_databases(&c, uri, wanted).await {
             Ok(databases) => DatabaseView::Reachable { databases },
-            Err(e) => DatabaseView::Unreachable(e),
+            Err(e) => DatabaseView::Unreachable(e.to_string()),
         };
     }
     if let Some(count) = &reads.source_counts
         && count.when.holds(obs)
     {
-        obs.source_counts = Some(mongo::count_documents(&c, uri, &count.databases).await);
+        obs.source_counts = Some(
+            mongo::count_documents(&c, uri, &count.databases)
+                .await
+                .map_err(|e| e.to_string()),
+        );
     }
     if let Some(count) = &reads.clone_counts
         && count.when.holds(obs)
     {
-        obs.clone_counts = Some(mongo::count_documents(&c, uri, &count.databases).await);
+        obs.clone_counts = Some(
+            mongo::count_documents(&c, uri, &count.databases)
+                .await
+                .map_err(|e| e.to_string()),
+        );
     }
     if let Some(count) = &reads.clone_documents
         && count.when.holds(obs)
@@ -195,7 +207,11 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
         obs.clone_documents = Some(dbs.values().map(|d| d.documents).sum());
     }
     if let Some(clones) = &reads.clone_collections {
-        obs.clone_collections = Some(mongo::collections_with_reads(&c, uri, clones).await);
+        obs.clone_collections = Some(
+            mongo::collections_with_reads(&c, uri, clones)
+                .await
+                .map_err(|e| e.to_string()),
+        );
     }
     if let Some(doc) = &reads.migration_doc {
         obs.migration_doc = Some(
@@ -208,7 +224,8 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
                 &doc.version_field,
                 &doc.lock_field,
             )
-            .await,
+            .await
+            .map_err(|e| e.to_string()),
         );
     }
 }

@@ -11,12 +11,12 @@ use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::ResourceExt;
 
 use crate::crd::{Mode, Phase, Prediction, UpgradePlan};
-use crate::mongo::Uri;
 use crate::plan::names::TRACK_LABEL;
 use crate::plan::{
     DeploymentView, JobState, JobView, PlanMeta, SecretView, ServiceSelector, ServiceView,
     WorkloadView, Workloads,
 };
+use crate::uri::Uri;
 
 use super::build;
 
@@ -103,10 +103,14 @@ pub fn secret_view(secret: Option<&Secret>, key: &str) -> (SecretView, Option<Ur
     let Some(value) = value else {
         return (SecretView::KeyMissing { keys }, None);
     };
-    let uri = Uri::new(value);
-    match uri.check() {
-        Ok(()) => (SecretView::Present, Some(uri)),
-        Err(why) => (SecretView::Invalid { why }, None),
+    match Uri::parse(value) {
+        Ok(uri) => (SecretView::Present, Some(uri)),
+        Err(why) => (
+            SecretView::Invalid {
+                why: why.to_string(),
+            },
+            None,
+        ),
     }
 }
 

@@ -624,17 +624,7 @@ fn source_users(w: &Workloads, sources: &[String]) -> Vec<String> {
 /// An environment value names a database when it is the name itself or a MongoDB connection
 /// string whose path is that database.
 fn names_database(value: &str, db: &str) -> bool {
-    if value == db {
-        return true;
-    }
-    let Some(rest) = value
-        .strip_prefix("mongodb://")
-        .or_else(|| value.strip_prefix("mongodb+srv://"))
-    else {
-        return false;
-    };
-    let path = rest.split_once('/').map_or("", |(_, p)| p);
-    path.split('?').next() == Some(db)
+    value == db || crate::uri::database(value) == Some(db)
 }
 
 #[cfg(test)]

@@ -1,0 +1,173 @@
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::{blue, env_of, plan, value};
+use crate::crd::EnvVarSpec;
+use crate::k8s::build::*;
+use crate::plan::names::TRACK_LABEL;
+
+#[test]
+fn picks_the_app_container() {
+    let b = blue();
+    assert_eq!(app_container(&b, Some("squidex")), Ok("squidex".into()));
+    assert!(matches!(
+        app_container(&b, None),
+        Err(BuildError::AmbiguousContainer { count: 2, .. })
+    ));
+    assert!(matches!(
+        app_container(&b, Some("nope")),
+        Err(BuildError::NoSuchContainer { .. })
+    ));
+}
+
+#[test]
+fn blue_patch_owns_only_the_label_and_the_variable() {
+    let ro = EnvVarSpec {
+        name: "MODE__ISREADONLY".into(),
+        value: "true".into(),
+    };
+    let on = blue_patch("squidex", "squidex", Some(&ro));
+    assert_eq!(
+        on["spec"]["template"]["metadata"]["labels"][TRACK_LABEL],
+        "squidex"
+    );
+    assert_eq!(
+        on["spec"]["template"]["spec"]["containers"][0]["env"][0]["name"],
+        "MODE__ISREADONLY"
+    );
+    assert!(on["spec"].get("replicas").is_none() && on["spec"].get("selector").is_none());
+    let off = blue_patch("squidex", "squidex", None);
+    assert_eq!(
+        off["spec"]["template"]["spec"]["containers"][0]["env"],
+        json!([])
+    );
+}
+
+#[test]
+fn green_runs_the_target_on_the_clones_read_only() {
+    let p = plan(
+        json!({"app": {"deployment": "squidex", "service": "squidex", "container": "squidex"}}),
+    );
+    let b = blue();
+    let uris = BTreeMap::from([(
+        "STORE__MONGODB__CONFIGURATION".to_string(),
+        "mongodb://u:pw@db/Squidex".to_string(),
+    )]);
+    let selector = BTreeMap::from([("app".to_string(), "squidex".to_string())]);
+    let (g, secret) = green(&GreenInputs {
+        plan: &p,
+        blue: &b,
+        container: "squidex",
+        replicas: 2,
+        uri_values: &uris,
+        service_selector: &selector,
+    })
+    .unwrap();
+    assert_eq!(g.metadata.name.as_deref(), Some("squidex-up7"));
+    let spec = g.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
+    assert_eq!(
+        labels.get(TRACK_LABEL).map(String::as_str),
+        Some("squidex-up7")
+    );
+    assert_eq!(
+        labels.get("tier").map(String::as_str),
+        Some("web"),
+        "blue's labels are kept"
+    );
+    let sel = spec.selector.match_labels.clone().unwrap();
+    assert_eq!(
+        sel.get(TRACK_LABEL).map(String::as_str),
+        Some("squidex-up7"),
+        "green's selector never matches blue's pods"
+    );
+    let containers = &spec.template.spec.as_ref().unwrap().containers;
+    assert_eq!(containers[0].image.as_deref(), Some("squidex/squidex:7"));
+    assert_eq!(
+        containers[1].image.as_deref(),
+        Some("envoy:1"),
+        "other containers untouched"
+    );
+    let env = env_of(&g, "squidex");
+    assert_eq!(value(&env, "STORE__MONGODB__DATABASE"), Some("Squidex-up7"));
+    assert_eq!(
+        value(&env, "STORE__MONGODB__CONTENTDATABASE"),
+        Some("SquidexContent-up7")
+    );
+    assert_eq!(value(&env, "MODE__ISREADONLY"), Some("true"));
+    assert_eq!(value(&env, "FEATURE"), Some("on"));
+    let uri_var = env
+        .iter()
+        .find(|e| e.name == "STORE__MONGODB__CONFIGURATION")
+        .unwrap();
+    assert!(
+        uri_var.value.is_none(),
+        "a Secret-held URI stays in a Secret"
+    );
+    assert_eq!(
+        uri_var
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .name,
+        "squidex-up7-env"
+    );
+    let secret = secret.expect("env Secret");
+    assert_eq!(
+        secret
+            .string_data
+            .unwrap()
+            .get("STORE__MONGODB__CONFIGURATION")
+            .map(String::as_str),
+        Some("mongodb://u:pw@db/Squidex-up7?authSource=Squidex")
+    );
+    assert_eq!(
+        g.metadata.owner_references.as_ref().unwrap()[0].uid,
+        "uid-1"
+    );
+    assert!(
+        !serde_json::to_string(&g).unwrap().contains("pw@"),
+        "no connection string in the Deployment"
+    );
+}
+
+#[test]
+fn rehearsal_green_never_matches_the_service() {
+    let p = plan(
+        json!({"mode": "rehearsal", "app": {"deployment": "squidex", "service": "squidex", "container": "squidex"}}),
+    );
+    let selector = BTreeMap::from([("app".to_string(), "squidex".to_string())]);
+    let (g, _) = green(&GreenInputs {
+        plan: &p,
+        blue: &blue(),
+        container: "squidex",
+        replicas: 1,
+        uri_values: &BTreeMap::new(),
+        service_selector: &selector,
+    })
+    .unwrap();
+    let labels = g
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
+    assert!(!crate::plan::names::selects(&selector, &labels));
+}

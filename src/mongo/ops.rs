@@ -1,0 +1,198 @@
+//! The operations the executor and observer run: what databases exist, document counts, the
+//! migration document, read counters, and dropping databases and collections.
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use mongodb::bson::{Bson, Document, doc};
+
+use super::MongoError;
+use crate::plan::{CollectionReads, DatabaseInfo, MigrationDoc};
+use crate::uri::Uri;
+
+/// A command's error, redacted of the connection string.
+fn command(uri: &Uri) -> impl Fn(mongodb::error::Error) -> MongoError + '_ {
+    move |e| MongoError::Command(uri.redact(&e.to_string()))
+}
+
+/// Those of `wanted` that exist on the server, with their collection and (estimated)
+/// document counts. Only these are inspected: a shared server may hold thousands of databases.
+pub async fn list_databases(
+    client: &mongodb::Client,
+    uri: &Uri,
+    wanted: &[String],
+) -> Result<BTreeMap<String, DatabaseInfo>, MongoError> {
+    let names = client.list_database_names().await.map_err(command(uri))?;
+    let mut out = BTreeMap::new();
+    for name in names.into_iter().filter(|n| wanted.contains(n)) {
+        let db = client.database(&name);
+        let colls = user_collections(&db).await.map_err(command(uri))?;
+        let mut documents = 0;
+        for c in &colls {
+            documents += db
+                .collection::<Document>(c)
+                .estimated_document_count()
+                .await
+                .map_err(command(uri))? as i64;
+        }
+        out.insert(
+            name,
+            DatabaseInfo {
+                collections: colls.len() as i64,
+                documents,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Collections holding data, sorted: no views, no `system.*`.
+pub async fn user_collections(
+    db: &mongodb::Database,
+) -> Result<Vec<String>, mongodb::error::Error> {
+    let specs: Vec<_> = db
+        .list_collections()
+        .filter(doc! {})
+        .await?
+        .try_collect()
+        .await?;
+    let mut names: Vec<String> = specs
+        .into_iter()
+        .filter(|s| {
+            !matches!(s.collection_type, mongodb::results::CollectionType::View)
+                && !s.name.starts_with("system.")
+        })
+        .map(|s| s.name)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Exact document counts per `database.collection` of the given databases.
+pub async fn count_documents(
+    client: &mongodb::Client,
+    uri: &Uri,
+    databases: &[String],
+) -> Result<BTreeMap<String, i64>, MongoError> {
+    let mut out = BTreeMap::new();
+    for name in databases {
+        let db = client.database(name);
+        for c in user_collections(&db).await.map_err(command(uri))? {
+            let n = db
+                .collection::<Document>(&c)
+                .count_documents(doc! {})
+                .await
+                .map_err(command(uri))?;
+            out.insert(format!("{name}.{c}"), n as i64);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the migration document (`Ok(None)` when it is not there yet).
+pub async fn migration_doc(
+    client: &mongodb::Client,
+    uri: &Uri,
+    database: &str,
+    collection: &str,
+    filter: &BTreeMap<String, String>,
+    version_field: &str,
+    lock_field: &str,
+) -> Result<Option<MigrationDoc>, MongoError> {
+    let mut f = Document::new();
+    for (k, v) in filter {
+        f.insert(k.clone(), v.clone());
+    }
+    let found = client
+        .database(database)
+        .collection::<Document>(collection)
+        .find_one(f)
+        .await
+        .map_err(command(uri))?;
+    Ok(found.map(|d| {
+        let version = match d.get(version_field) {
+            Some(Bson::Int32(v)) => Some(*v as i64),
+            Some(Bson::Int64(v)) => Some(*v),
+            Some(Bson::Double(v)) => Some(*v as i64),
+            _ => None,
+        };
+        let locked = matches!(d.get(lock_field), Some(Bson::Boolean(true)));
+        let raw = Bson::Document(d).into_relaxed_extjson().to_string();
+        MigrationDoc {
+            version,
+            locked,
+            raw,
+        }
+    }))
+}
+
+pub async fn drop_databases(
+    client: &mongodb::Client,
+    uri: &Uri,
+    names: &[String],
+) -> Result<(), MongoError> {
+    for n in names {
+        client.database(n).drop().await.map_err(command(uri))?;
+    }
+    Ok(())
+}
+
+/// The collections of `databases` (as `database.collection`) with the reads the server counted
+/// on each (`top`: readLock count since it started). `top` needs the clusterMonitor role; without
+/// it nothing can be said about reads, and the error says so.
+pub async fn collections_with_reads(
+    client: &mongodb::Client,
+    uri: &Uri,
+    databases: &[String],
+) -> Result<Vec<CollectionReads>, MongoError> {
+    let top = client
+        .database("admin")
+        .run_command(doc! {"top": 1})
+        .await
+        .map_err(|e| MongoError::Top(uri.redact(&e.to_string())))?;
+    let totals = top.get_document("totals").ok();
+    let mut out = Vec::new();
+    for db in databases {
+        let names = client
+            .database(db)
+            .list_collection_names()
+            .await
+            .map_err(command(uri))?;
+        for c in names {
+            let name = format!("{db}.{c}");
+            let reads = totals
+                .and_then(|t| t.get_document(&name).ok())
+                .and_then(|n| n.get_document("readLock").ok())
+                .and_then(|r| match r.get("count") {
+                    Some(Bson::Int32(v)) => Some(i64::from(*v)),
+                    Some(Bson::Int64(v)) => Some(*v),
+                    #[allow(clippy::cast_possible_truncation)]
+                    Some(Bson::Double(v)) => Some(*v as i64),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            out.push(CollectionReads { name, reads });
+        }
+    }
+    Ok(out)
+}
+
+/// Drops collections given as `database.collection` (the first dot separates them).
+pub async fn drop_collections(
+    client: &mongodb::Client,
+    uri: &Uri,
+    names: &[String],
+) -> Result<(), MongoError> {
+    for n in names {
+        let Some((db, coll)) = n.split_once('.') else {
+            return Err(MongoError::NotQualified(n.clone()));
+        };
+        client
+            .database(db)
+            .collection::<Document>(coll)
+            .drop()
+            .await
+            .map_err(command(uri))?;
+    }
+    Ok(())
+}
