@@ -1,10 +1,12 @@
 //! The `UpgradePlan` API (`cutover.dev/v1alpha1`) and its CRD.
 
+mod color;
 mod phase;
 mod spec;
 mod status;
 mod time;
 
+pub use color::Color;
 pub use phase::Phase;
 pub use spec::*;
 pub use status::*;
