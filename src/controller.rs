@@ -1,6 +1,7 @@
 //! The operator loop: observe -> decide -> record -> act, driven by watch events on plans,
 //! their Jobs, and the Deployments and Services they name.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,7 +20,6 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::cli::RunArgs;
 use crate::crd::{Timestamp, UpgradePlan};
 use crate::k8s::cache;
 use crate::k8s::execute::{ExecError, MANAGER, execute};
@@ -67,27 +67,25 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
 }
 
-pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
+/// What the operator is told to do, however it was configured (flags, environment).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch only this namespace; `None` watches all.
+    pub namespace: Option<String>,
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    pub http_addr: SocketAddr,
+    /// The Lease every instance takes before acting; its identity also signs events.
+    pub lease: lease::Config,
+    /// Plans reconciled at the same time.
+    pub concurrency: u16,
+}
+
+pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
-    });
-    let lease_ns = args
-        .lease_namespace
-        .clone()
-        .or_else(|| std::env::var("POD_NAMESPACE").ok())
-        .or_else(|| args.namespace.clone())
-        .unwrap_or_else(|| "default".into());
-    let lease_cfg = lease::Config {
-        namespace: lease_ns.clone(),
-        name: args.lease_name.clone(),
-        identity: identity.clone(),
-        duration: args.lease_duration.as_std(),
-        election: args.leader_election,
-    };
-    let (plans, deployments, services, jobs) = match &args.namespace {
+    let lease_cfg = settings.lease;
+    let identity = lease_cfg.identity.clone();
+    let (plans, deployments, services, jobs) = match &settings.namespace {
         Some(ns) => (
             Api::<UpgradePlan>::namespaced(client.clone(), ns),
             Api::<Deployment>::namespaced(client.clone(), ns),
@@ -107,13 +105,14 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
         .modify(cache::slim)
         .reflect(writer)
         .applied_objects();
-    let controller = Controller::for_stream(plan_events, store.clone())
-        .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency));
+    let controller = Controller::for_stream(plan_events, store.clone()).with_config(
+        kube::runtime::controller::Config::default().concurrency(settings.concurrency),
+    );
     {
         let store = store.clone();
         let metrics = metrics.clone();
         let addr = http::serve(
-            args.http_addr,
+            settings.http_addr,
             http::Endpoint {
                 ready: ready.clone(),
                 metrics: Box::new(move || {
@@ -130,7 +129,7 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
         info!(%addr, "serving /healthz, /readyz and /metrics");
     }
     // Served before the lease is taken: a standby is alive (liveness) but not ready.
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_ns);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_cfg.namespace);
     lease::acquire(&leases, &lease_cfg).await?;
     {
         let leases = leases.clone();
@@ -144,7 +143,7 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
     }
 
     // Ready once this instance holds the lease and can list plans (API reachable, RBAC right).
-    let probe_api = match &args.namespace {
+    let probe_api = match &settings.namespace {
         Some(ns) => Api::<UpgradePlan>::namespaced(client.clone(), ns),
         None => Api::<UpgradePlan>::all(client.clone()),
     };
@@ -171,7 +170,7 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
     let by_deployment = store.clone();
     let by_service = store.clone();
     info!(
-        namespace = args.namespace.as_deref().unwrap_or("<all>"),
+        namespace = settings.namespace.as_deref().unwrap_or("<all>"),
         "cutover controller starting"
     );
     controller
