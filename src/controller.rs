@@ -24,7 +24,7 @@ use crate::crd::{Timestamp, UpgradePlan};
 use crate::k8s::cache;
 use crate::k8s::execute::{ExecError, MANAGER, execute};
 use crate::k8s::observe::observe;
-use crate::metrics::Metrics;
+use crate::metrics::{ErrorLabel, Metrics};
 use crate::mongo::Clients;
 use crate::plan::{EventKind, decide, names::PLAN_LABEL};
 use crate::{http, lease};
@@ -49,13 +49,14 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn label(&self) -> String {
-        match self {
-            Error::Observe(_) => "observe".into(),
-            Error::Status(_) => "status".into(),
-            Error::Finalizer(_) => "finalizer".into(),
-            Error::Execute { action, source } => format!("{action}_{}", source.label()),
-        }
+    pub fn label(&self) -> ErrorLabel {
+        let (step, cause) = match self {
+            Error::Observe(_) => ("observe", None),
+            Error::Status(_) => ("status", None),
+            Error::Finalizer(_) => ("finalizer", None),
+            Error::Execute { action, source } => (*action, Some(source.label())),
+        };
+        ErrorLabel { step, cause }
     }
 }
 
@@ -254,7 +255,7 @@ async fn reconcile(obj: Arc<UpgradePlan>, ctx: Arc<Context>) -> Result<Requeue, 
         .await;
     let label = result.as_ref().err().map(Error::label);
     ctx.metrics
-        .reconciled(started.elapsed().as_secs_f64(), label.as_deref());
+        .reconciled(started.elapsed().as_secs_f64(), label);
     result
 }
 
@@ -343,7 +344,7 @@ fn error_policy(plan: Arc<UpgradePlan>, error: &Error, ctx: Arc<Context>) -> Req
         type_: EventType::Warning,
         reason: "ReconcileError".into(),
         note: Some(truncate(&error.to_string(), 1000)),
-        action: error.label(),
+        action: error.label().to_string(),
         secondary: None,
     };
     tokio::spawn(async move {
