@@ -1,6 +1,8 @@
 //! The operator loop: observe -> decide -> record -> act, driven by watch events on plans,
 //! their Jobs, and the Deployments and Services they name.
 
+mod retry;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +30,7 @@ use crate::metrics::{ErrorLabel, Metrics};
 use crate::mongo::Clients;
 use crate::plan::{EventKind, decide, names::PLAN_LABEL};
 use crate::{http, lease};
+use retry::Retries;
 
 pub const FINALIZER: &str = "cutover.dev/finalizer";
 
@@ -66,6 +69,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub store: Store<UpgradePlan>,
     pub metrics: Arc<Metrics>,
+    pub retries: Retries<ObjectRef<UpgradePlan>>,
 }
 
 /// What the operator is told to do, however it was configured (flags, environment).
@@ -167,6 +171,7 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         ),
         store: store.clone(),
         metrics: metrics.clone(),
+        retries: Retries::default(),
     });
     let by_deployment = store.clone();
     let by_service = store.clone();
@@ -256,6 +261,9 @@ async fn reconcile(obj: Arc<UpgradePlan>, ctx: Arc<Context>) -> Result<Requeue, 
     let label = result.as_ref().err().map(Error::label);
     ctx.metrics
         .reconciled(started.elapsed().as_secs_f64(), label);
+    if result.is_ok() {
+        ctx.retries.succeeded(&ObjectRef::from(obj.as_ref()));
+    }
     result
 }
 
@@ -336,21 +344,30 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
     })
 }
 
+/// Retries with backoff (see `retry`), and warns once per distinct error rather than on
+/// every attempt while it persists.
 fn error_policy(plan: Arc<UpgradePlan>, error: &Error, ctx: Arc<Context>) -> Requeue {
-    warn!(plan = %plan.name_any(), label = %error.label(), "reconcile failed: {error}");
-    // Errors become Warning events in one place.
-    let reference = plan.object_ref(&());
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "ReconcileError".into(),
-        note: Some(truncate(&error.to_string(), 1000)),
-        action: error.label().to_string(),
-        secondary: None,
-    };
-    tokio::spawn(async move {
-        let _ = ctx.recorder.publish(&event, &reference).await;
-    });
-    Requeue::requeue(Duration::from_secs(5))
+    let label = error.label().to_string();
+    let message = error.to_string();
+    let retry = ctx
+        .retries
+        .failed(ObjectRef::from(plan.as_ref()), &label, &message);
+    warn!(plan = %plan.name_any(), %label, retry_in = ?retry.after, "reconcile failed: {message}");
+    if retry.announce {
+        // Errors become Warning events in one place.
+        let reference = plan.object_ref(&());
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "ReconcileError".into(),
+            note: Some(truncate(&message, 1000)),
+            action: label,
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            let _ = ctx.recorder.publish(&event, &reference).await;
+        });
+    }
+    Requeue::requeue(retry.after)
 }
 
 async fn add_finalizer(api: &Api<UpgradePlan>, plan: &UpgradePlan) -> Result<(), Error> {
