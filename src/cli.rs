@@ -5,7 +5,9 @@ use clap::{Args, ValueEnum};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Api, Client, ResourceExt};
 
+use crate::controller::{self, Settings};
 use crate::crd::{Phase, UpgradePlan};
+use crate::lease;
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -80,13 +82,41 @@ pub async fn ensure_crd(client: &Client) -> anyhow::Result<()> {
     }
 }
 
+impl RunArgs {
+    /// The controller's settings, with the defaults that depend on the environment filled in.
+    pub fn settings(&self) -> Settings {
+        let identity = self.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        let lease_namespace = self
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .or_else(|| self.namespace.clone())
+            .unwrap_or_else(|| "default".into());
+        Settings {
+            namespace: self.namespace.clone(),
+            http_addr: self.http_addr,
+            lease: lease::Config {
+                namespace: lease_namespace,
+                name: self.lease_name.clone(),
+                identity,
+                duration: self.lease_duration.as_std(),
+                election: self.leader_election,
+            },
+            concurrency: self.concurrency,
+        }
+    }
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format, &args.log_filter);
     let client = Client::try_default()
         .await
         .context("connecting to Kubernetes (kubeconfig or in-cluster config)")?;
     ensure_crd(&client).await?;
-    crate::controller::run(client, args).await
+    controller::run(client, args.settings()).await
 }
 
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {

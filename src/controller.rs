@@ -1,6 +1,9 @@
 //! The operator loop: observe -> decide -> record -> act, driven by watch events on plans,
 //! their Jobs, and the Deployments and Services they name.
 
+mod retry;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,17 +22,17 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::cli::RunArgs;
 use crate::copy::Copies;
 use crate::crd::{Timestamp, UpgradePlan};
 use crate::k8s::apply::MANAGER;
 use crate::k8s::execute::{ExecError, execute};
 use crate::k8s::observe::observe;
 use crate::k8s::{cache, databases, views};
-use crate::metrics::Metrics;
+use crate::metrics::{ErrorLabel, Metrics};
 use crate::mongo::Clients;
 use crate::plan::{EventKind, decide, names::PLAN_LABEL, needs, targets};
 use crate::{http, lease};
+use retry::Retries;
 
 pub const FINALIZER: &str = "cutover.dev/finalizer";
 
@@ -51,13 +54,14 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn label(&self) -> String {
-        match self {
-            Error::Observe(_) => "observe".into(),
-            Error::Status(_) => "status".into(),
-            Error::Finalizer(_) => "finalizer".into(),
-            Error::Execute { action, source } => format!("{action}_{}", source.label()),
-        }
+    pub fn label(&self) -> ErrorLabel {
+        let (step, cause) = match self {
+            Error::Observe(_) => ("observe", None),
+            Error::Status(_) => ("status", None),
+            Error::Finalizer(_) => ("finalizer", None),
+            Error::Execute { action, source } => (*action, Some(source.label())),
+        };
+        ErrorLabel { step, cause }
     }
 }
 
@@ -69,29 +73,28 @@ pub struct Context {
     pub recorder: Recorder,
     pub store: Store<UpgradePlan>,
     pub metrics: Arc<Metrics>,
+    pub retries: Retries<ObjectRef<UpgradePlan>>,
 }
 
-pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
+/// What the operator is told to do, however it was configured (flags, environment).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch only this namespace; `None` watches all.
+    pub namespace: Option<String>,
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    pub http_addr: SocketAddr,
+    /// The Lease every instance takes before acting; its identity also signs events.
+    pub lease: lease::Config,
+    /// Plans reconciled at the same time.
+    pub concurrency: u16,
+}
+
+pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
-    });
-    let lease_ns = args
-        .lease_namespace
-        .clone()
-        .or_else(|| std::env::var("POD_NAMESPACE").ok())
-        .or_else(|| args.namespace.clone())
-        .unwrap_or_else(|| "default".into());
-    let lease_cfg = lease::Config {
-        namespace: lease_ns.clone(),
-        name: args.lease_name.clone(),
-        identity: identity.clone(),
-        duration: args.lease_duration.as_std(),
-        election: args.leader_election,
-    };
-    let (plans, deployments, services, jobs) = match &args.namespace {
+    let lease_cfg = settings.lease;
+    let identity = lease_cfg.identity.clone();
+    let (plans, deployments, services, jobs) = match &settings.namespace {
         Some(ns) => (
             Api::<UpgradePlan>::namespaced(client.clone(), ns),
             Api::<Deployment>::namespaced(client.clone(), ns),
@@ -111,13 +114,14 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
         .modify(cache::slim)
         .reflect(writer)
         .applied_objects();
-    let controller = Controller::for_stream(plan_events, store.clone())
-        .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency));
+    let controller = Controller::for_stream(plan_events, store.clone()).with_config(
+        kube::runtime::controller::Config::default().concurrency(settings.concurrency),
+    );
     {
         let store = store.clone();
         let metrics = metrics.clone();
         let addr = http::serve(
-            args.http_addr,
+            settings.http_addr,
             http::Endpoint {
                 ready: ready.clone(),
                 metrics: Box::new(move || {
@@ -134,7 +138,7 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
         info!(%addr, "serving /healthz, /readyz and /metrics");
     }
     // Served before the lease is taken: a standby is alive (liveness) but not ready.
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_ns);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_cfg.namespace);
     lease::acquire(&leases, &lease_cfg).await?;
     {
         let leases = leases.clone();
@@ -148,7 +152,7 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
     }
 
     // Ready once this instance holds the lease and can list plans (API reachable, RBAC right).
-    let probe_api = match &args.namespace {
+    let probe_api = match &settings.namespace {
         Some(ns) => Api::<UpgradePlan>::namespaced(client.clone(), ns),
         None => Api::<UpgradePlan>::all(client.clone()),
     };
@@ -172,11 +176,12 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
         ),
         store: store.clone(),
         metrics: metrics.clone(),
+        retries: Retries::default(),
     });
     let by_deployment = store.clone();
     let by_service = store.clone();
     info!(
-        namespace = args.namespace.as_deref().unwrap_or("<all>"),
+        namespace = settings.namespace.as_deref().unwrap_or("<all>"),
         "cutover controller starting"
     );
     controller
@@ -260,7 +265,10 @@ async fn reconcile(obj: Arc<UpgradePlan>, ctx: Arc<Context>) -> Result<Requeue, 
         .await;
     let label = result.as_ref().err().map(Error::label);
     ctx.metrics
-        .reconciled(started.elapsed().as_secs_f64(), label.as_deref());
+        .reconciled(started.elapsed().as_secs_f64(), label);
+    if result.is_ok() {
+        ctx.retries.succeeded(&ObjectRef::from(obj.as_ref()));
+    }
     result
 }
 
@@ -360,21 +368,30 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
     })
 }
 
+/// Retries with backoff (see `retry`), and warns once per distinct error rather than on
+/// every attempt while it persists.
 fn error_policy(plan: Arc<UpgradePlan>, error: &Error, ctx: Arc<Context>) -> Requeue {
-    warn!(plan = %plan.name_any(), label = %error.label(), "reconcile failed: {error}");
-    // Errors become Warning events in one place.
-    let reference = plan.object_ref(&());
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "ReconcileError".into(),
-        note: Some(truncate(&error.to_string(), 1000)),
-        action: error.label(),
-        secondary: None,
-    };
-    tokio::spawn(async move {
-        let _ = ctx.recorder.publish(&event, &reference).await;
-    });
-    Requeue::requeue(Duration::from_secs(5))
+    let label = error.label().to_string();
+    let message = error.to_string();
+    let retry = ctx
+        .retries
+        .failed(ObjectRef::from(plan.as_ref()), &label, &message);
+    warn!(plan = %plan.name_any(), %label, retry_in = ?retry.after, "reconcile failed: {message}");
+    if retry.announce {
+        // Errors become Warning events in one place.
+        let reference = plan.object_ref(&());
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "ReconcileError".into(),
+            note: Some(truncate(&message, 1000)),
+            action: label,
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            let _ = ctx.recorder.publish(&event, &reference).await;
+        });
+    }
+    Requeue::requeue(retry.after)
 }
 
 async fn add_finalizer(api: &Api<UpgradePlan>, plan: &UpgradePlan) -> Result<(), Error> {

@@ -52,7 +52,7 @@ pub fn step(lease: Option<&LeaseSpec>, me: &str, now: Timestamp) -> LeaseStep {
     }
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Config {
     pub namespace: String,
     pub name: String,

@@ -2,8 +2,10 @@
 //! transition); the per-phase plan gauge is computed from the plan cache at scrape time.
 
 use std::collections::HashMap;
+use std::fmt::{self, Write};
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -12,15 +14,66 @@ use prometheus_client::registry::Registry;
 
 use crate::crd::{Phase, UpgradePlanStatus};
 
-type Labels = Vec<(&'static str, String)>;
+/// The `label` of a failed reconcile: the step that failed (`observe`, `status`, `finalizer`,
+/// or an action such as `apply_green`), then how, where the step tells (`apply_green_kube`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ErrorLabel {
+    pub step: &'static str,
+    pub cause: Option<&'static str>,
+}
+
+impl fmt::Display for ErrorLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.step)?;
+        match self.cause {
+            Some(cause) => write!(f, "_{cause}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl EncodeLabelValue for ErrorLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        write!(encoder, "{self}")
+    }
+}
+
+impl EncodeLabelValue for Phase {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
+// The variants are the exposed label values.
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EncodeLabelValue)]
+enum ReconcileResult {
+    ok,
+    error,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: ReconcileResult,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ErrorLabels {
+    label: ErrorLabel,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: Phase,
+}
 
 pub struct Metrics {
     registry: Registry,
-    reconciles: Family<Labels, Counter>,
-    errors: Family<Labels, Counter>,
+    reconciles: Family<ResultLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Histogram,
-    plans: Family<Labels, Gauge>,
-    phase_duration: Family<Labels, Histogram>,
+    plans: Family<PhaseLabels, Gauge>,
+    phase_duration: Family<PhaseLabels, Histogram>,
     read_only_window: Histogram,
     backup_bytes: Histogram,
     clone_verification_failures: Counter,
@@ -29,13 +82,13 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("cutover");
-        let reconciles = Family::<Labels, Counter>::default();
+        let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register(
             "reconciles",
             "Reconciles by result (ok, error)",
             reconciles.clone(),
         );
-        let errors = Family::<Labels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "reconcile_errors",
             "Failed reconciles by error label",
@@ -47,9 +100,9 @@ impl Default for Metrics {
             "Time spent in one reconcile (observe, decide, record, act)",
             reconcile_duration.clone(),
         );
-        let plans = Family::<Labels, Gauge>::default();
+        let plans = Family::<PhaseLabels, Gauge>::default();
         registry.register("plans", "UpgradePlans by phase", plans.clone());
-        let phase_duration = Family::<Labels, Histogram>::new_with_constructor(|| {
+        let phase_duration = Family::<PhaseLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.1, 2.0, 16))
         });
         registry.register(
@@ -90,14 +143,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn reconciled(&self, seconds: f64, error_label: Option<&str>) {
+    pub fn reconciled(&self, seconds: f64, error: Option<ErrorLabel>) {
         self.reconcile_duration.observe(seconds);
-        let result = if error_label.is_some() { "error" } else { "ok" };
+        let result = match error {
+            Some(_) => ReconcileResult::error,
+            None => ReconcileResult::ok,
+        };
         self.reconciles
-            .get_or_create(&vec![("result", result.into())])
+            .get_or_create(&ResultLabels { result })
             .inc();
-        if let Some(l) = error_label {
-            self.errors.get_or_create(&vec![("label", l.into())]).inc();
+        if let Some(label) = error {
+            self.errors.get_or_create(&ErrorLabels { label }).inc();
         }
     }
 
@@ -114,7 +170,7 @@ impl Metrics {
                 && !was_finished(i)
             {
                 self.phase_duration
-                    .get_or_create(&vec![("phase", r.name.as_str().into())])
+                    .get_or_create(&PhaseLabels { phase: r.name })
                     .observe(f.since(r.started_at).as_secs_f64());
             }
         }
@@ -147,9 +203,7 @@ impl Metrics {
             *by_phase.entry(p).or_default() += 1;
         }
         for (p, n) in by_phase {
-            self.plans
-                .get_or_create(&vec![("phase", p.as_str().into())])
-                .set(n);
+            self.plans.get_or_create(&PhaseLabels { phase: p }).set(n);
         }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("metrics encode");
@@ -185,7 +239,20 @@ mod tests {
         m.transition(Some(&before), &after);
         m.transition(Some(&after), &after);
         m.reconciled(0.01, None);
-        m.reconciled(0.02, Some("observe"));
+        m.reconciled(
+            0.02,
+            Some(ErrorLabel {
+                step: "observe",
+                cause: None,
+            }),
+        );
+        m.reconciled(
+            0.03,
+            Some(ErrorLabel {
+                step: "apply_green",
+                cause: Some("kube"),
+            }),
+        );
         let text = m.render([Phase::Succeeded, Phase::Succeeded, Phase::Migrating]);
         assert!(
             text.contains("cutover_phase_duration_seconds_count{phase=\"BackingUp\"} 1"),
@@ -195,7 +262,9 @@ mod tests {
         assert!(text.contains("cutover_backup_bytes_count 1"));
         assert!(text.contains("cutover_plans{phase=\"Succeeded\"} 2"));
         assert!(text.contains("cutover_plans{phase=\"Failed\"} 0"));
-        assert!(text.contains("cutover_reconciles_total{result=\"error\"} 1"));
+        assert!(text.contains("cutover_reconciles_total{result=\"ok\"} 1"));
+        assert!(text.contains("cutover_reconciles_total{result=\"error\"} 2"));
         assert!(text.contains("cutover_reconcile_errors_total{label=\"observe\"} 1"));
+        assert!(text.contains("cutover_reconcile_errors_total{label=\"apply_green_kube\"} 1"));
     }
 }

@@ -16,7 +16,7 @@ fn committed_crd_matches_the_types() {
 
 #[test]
 fn crd_has_the_printer_columns_and_short_name() {
-    let crd: serde_yaml::Value = serde_yaml::from_str(&cutover::crd::crd_yaml()).unwrap();
+    let crd: serde_norway::Value = serde_norway::from_str(&cutover::crd::crd_yaml()).unwrap();
     let version = &crd["spec"]["versions"][0];
     let columns: Vec<&str> = version["additionalPrinterColumns"]
         .as_sequence()
@@ -38,7 +38,7 @@ fn crd_has_the_printer_columns_and_short_name() {
     assert_eq!(crd["spec"]["names"]["shortNames"][0], "up");
     assert_eq!(
         version["subresources"]["status"],
-        serde_yaml::Value::Mapping(Default::default())
+        serde_norway::Value::Mapping(Default::default())
     );
     let conditions =
         &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
@@ -48,7 +48,7 @@ fn crd_has_the_printer_columns_and_short_name() {
 
 #[test]
 fn every_spec_field_is_documented() {
-    let crd: serde_yaml::Value = serde_yaml::from_str(&cutover::crd::crd_yaml()).unwrap();
+    let crd: serde_norway::Value = serde_norway::from_str(&cutover::crd::crd_yaml()).unwrap();
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
     let mut undocumented = Vec::new();
     walk(schema, "", &mut undocumented);
@@ -58,7 +58,7 @@ fn every_spec_field_is_documented() {
     );
 }
 
-fn walk(node: &serde_yaml::Value, path: &str, out: &mut Vec<String>) {
+fn walk(node: &serde_norway::Value, path: &str, out: &mut Vec<String>) {
     if let Some(props) = node["properties"].as_mapping() {
         for (k, v) in props {
             let key = k.as_str().unwrap();

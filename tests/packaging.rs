@@ -30,9 +30,9 @@ fn read(rel: &str) -> String {
 
 /// Every non-empty document of a multi-document YAML stream, as JSON.
 fn yaml_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
+    serde_norway::Deserializer::from_str(text)
         .map(|d| {
-            let v: serde_yaml::Value = serde::Deserialize::deserialize(d).expect("valid YAML");
+            let v: serde_norway::Value = serde::Deserialize::deserialize(d).expect("valid YAML");
             serde_json::to_value(v).unwrap()
         })
         .filter(|v| !v.is_null())
@@ -200,9 +200,10 @@ fn chart_with_values(patch: Value) -> tempdir::Dir {
     let dir = tempdir::Dir::new("chart");
     copy_dir(&repo().join("charts/cutover"), dir.path());
     let path = dir.path().join("values.yaml");
-    let mut values: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut values: Value =
+        serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     json_patch::merge(&mut values, &patch);
-    std::fs::write(&path, serde_yaml::to_string(&values).unwrap()).unwrap();
+    std::fs::write(&path, serde_norway::to_string(&values).unwrap()).unwrap();
     dir
 }
 
@@ -591,7 +592,7 @@ fn crd_copies_are_the_generated_crd() {
 
 #[test]
 fn versions_agree() {
-    let chart: Value = serde_yaml::from_str(&read("charts/cutover/Chart.yaml")).unwrap();
+    let chart: Value = serde_norway::from_str(&read("charts/cutover/Chart.yaml")).unwrap();
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(
         chart["appVersion"], version,

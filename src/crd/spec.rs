@@ -10,6 +10,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::color::Color;
 use super::status::UpgradePlanStatus;
 use super::time::{GoDuration, dur};
 
@@ -445,26 +446,6 @@ pub enum PromotionMode {
     #[default]
     Auto,
     Manual,
-}
-
-/// The two versions of the application.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum Color {
-    /// The version running before the plan.
-    Blue,
-    /// The version the plan deploys.
-    #[default]
-    Green,
-}
-
-impl Color {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Color::Blue => "blue",
-            Color::Green => "green",
-        }
-    }
 }
 
 /// What a rollback may do.

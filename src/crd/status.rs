@@ -7,8 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::color::Color;
 use super::phase::Phase;
-use super::spec::Color;
 use super::time::Timestamp;
 
 /// The observed progress of an UpgradePlan.

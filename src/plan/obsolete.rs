@@ -2,26 +2,14 @@
 //! numbered match when asked (Squidex keeps `States_Contents_All<N>` generations and reads
 //! only the newest).
 
+use wildmatch::WildMatch;
+
 use crate::crd::CollectionPattern;
 
-/// True when `name` matches `pattern`, where `*` matches any run of characters.
+/// True when `name` matches `pattern`, where `*` matches any run of characters. (`?` would
+/// match one character, but the CRD's pattern syntax and validation admit only `*`.)
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == name;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
-        return false;
-    }
-    let mut rest = &name[first.len()..name.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    true
+    WildMatch::new(pattern).matches(name)
 }
 
 /// The number a collection name ends with; an unnumbered name is generation 1.
@@ -44,9 +32,10 @@ pub fn select(
     collections: &[String],
     protected: &[String],
 ) -> Vec<String> {
+    let glob = WildMatch::new(&pattern.pattern);
     let mut matched: Vec<&String> = collections
         .iter()
-        .filter(|c| glob_match(&pattern.pattern, c))
+        .filter(|c| glob.matches(c))
         .filter(|c| !c.starts_with("system."))
         .collect();
     if pattern.keep_highest
@@ -93,6 +82,7 @@ mod tests {
             !glob_match("ab*ba", "aba"),
             "prefix and suffix may not overlap"
         );
+        assert!(glob_match("a**b", "aXb"), "a run of stars is one star");
     }
 
     #[test]

@@ -109,7 +109,7 @@ mod tests {
     fn a_mounted_token_becomes_a_kubeconfig_of_its_files() {
         let api = ApiServer::from_uri(&"https://127.0.0.1:6443/".parse().unwrap()).unwrap();
         let a = access(&api, &mounts(true), "ops", "/s/p1.c.kubeconfig".into()).unwrap();
-        let doc: serde_json::Value = serde_yaml::from_str(&a.contents).unwrap();
+        let doc: serde_json::Value = serde_norway::from_str(&a.contents).unwrap();
         let cluster = &doc["clusters"][0]["cluster"];
         assert_eq!(cluster["server"], "https://127.0.0.1:6443");
         assert_eq!(

@@ -102,7 +102,7 @@ fn the_tools_config_holds_the_uri_without_its_database() {
         config,
         "uri: \"mongodb://u:p\\\"w@db:27017/?tls=false&authSource=Squidex\"\n"
     );
-    let parsed: BTreeMap<String, String> = serde_yaml::from_str(config).unwrap();
+    let parsed: BTreeMap<String, String> = serde_norway::from_str(config).unwrap();
     assert_eq!(parsed["uri"], uri.for_tools());
 }
 
