@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub use cutover::crd::{CleanupState, CleanupStep, CleanupStepName};
 use cutover::crd::{Phase, UpgradePlan};
+pub use cutover::fixtures::SquidexPlan;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret, Service};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -77,7 +78,7 @@ pub struct App {
 
 impl App {
     pub fn clone_of(&self, db: &str, plan: &str) -> String {
-        format!("{db}-{plan}")
+        cutover::fixtures::clone_of(db, plan)
     }
 }
 
@@ -169,7 +170,7 @@ impl Env {
                         "metadata": {"labels": {"app": "squidex"}},
                         "spec": {"containers": [{
                             "name": "squidex",
-                            "image": format!("cutover.dev/appsim:{}", opts.version),
+                            "image": cutover::fixtures::appsim_image(opts.version),
                             "ports": [{"containerPort": 8080}],
                             "env": env,
                             "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}
@@ -420,33 +421,7 @@ impl Operator {
 
 /// The Squidex-style plan the tests start from: two databases, the migration-document gate.
 pub fn squidex_plan(name: &str, app: &App, target_version: u32) -> serde_json::Value {
-    json!({
-        "apiVersion": "cutover.dev/v1alpha1",
-        "kind": "UpgradePlan",
-        "metadata": {"name": name},
-        "spec": {
-            "app": {"deployment": "squidex", "service": "squidex"},
-            "target": {"image": format!("cutover.dev/appsim:{target_version}")},
-            "readOnly": {
-                "env": {"name": "MODE__ISREADONLY", "value": "true"},
-                "verify": {"http": {"method": "POST", "path": "/api/contents", "port": 8080, "body": "{\"probe\":true}"}}
-            },
-            "database": {
-                "connectionSecret": {"name": "mongo", "key": "uri"},
-                "databases": [
-                    {"name": app.db, "env": ["STORE__MONGODB__DATABASE"]},
-                    {"name": app.content_db, "env": ["STORE__MONGODB__CONTENTDATABASE"]}
-                ]
-            },
-            "backup": {"image": "mongo:7.0", "volume": {"claimName": "backups"}},
-            "migration": {
-                "mongoDocument": {"database": app.db, "targetVersion": target_version, "staleLockAfter": "20s"},
-                "timeout": "3m"
-            },
-            "cleanup": {"scaleDownBlueAfter": "1s"},
-            "timeouts": {"rollout": "2m", "backup": "3m", "clone": "3m"}
-        }
-    })
+    SquidexPlan::appsim(&app.db, &app.content_db, target_version).object_json(name)
 }
 
 /// One plain HTTP/1.1 GET (the operator's /metrics, /healthz): status code and body.
