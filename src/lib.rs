@@ -7,6 +7,8 @@ pub mod cli;
 pub mod controller;
 pub mod copy;
 pub mod crd;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod http;
 pub mod k8s;
 pub mod lease;

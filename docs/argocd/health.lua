@@ -1,6 +1,6 @@
 -- Argo CD health check for cutover.dev/UpgradePlan (docs/argocd.md explains each outcome).
 -- Argo CD runs this in gopher-lua (Lua 5.1): `obj` is the live object, the result is a table
--- {status, message}. tests/packaging.rs runs it against sample statuses.
+-- {status, message}. tests/packaging/argocd.rs runs it against sample statuses.
 local hs = {}
 
 local function condition(status, ctype)

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use cutover::fixtures::clone_of;
 use serde::Serialize;
 
 use super::Bench;
@@ -14,7 +15,7 @@ use super::baseline::{self, Baseline};
 use super::cluster::{now_ms, unique};
 use super::history::{History, MigrationDocPoller};
 use super::operator::Operator;
-use super::plan::{CloneMethod, TARGET_VERSION, clone_name, upgrade_plan};
+use super::plan::{CloneMethod, TARGET_VERSION, upgrade_plan};
 use super::procfs;
 use super::proxy::tally;
 use super::seed::{Target, seed_size};
@@ -70,8 +71,8 @@ pub async fn run_size(
     let mut dbs = vec![
         db.clone(),
         content_db.clone(),
-        clone_name(&db, PLAN),
-        clone_name(&content_db, PLAN),
+        clone_of(&db, PLAN),
+        clone_of(&content_db, PLAN),
     ];
     let copies = [
         (db.clone(), format!("{db}_runbook")),
@@ -143,7 +144,7 @@ async fn run_in(
     deploy_blue(c, ns, db, content_db, Duration::from_secs(120)).await?;
 
     let history = History::start(&c.client, ns).await?;
-    let poller = MigrationDocPoller::start(c.mongo.clone(), clone_name(db, PLAN));
+    let poller = MigrationDocPoller::start(c.mongo.clone(), clone_of(db, PLAN));
     let op_start_ms = now_ms();
     let op = Operator::start(&b.cutover, ns, &b.proxy_kubeconfig, &b.work_dir).await?;
     let pid = op.pid;

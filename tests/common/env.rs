@@ -1,0 +1,172 @@
+//! The environment `hack/dev-env up` started: a client for the control plane and one for the
+//! MongoDB-wire server, and what a test reads or removes there apart from the app and plans.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret, Service};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use mongodb::bson::{Document, doc};
+use serde_json::json;
+
+use cutover::crd::UpgradePlan;
+
+pub struct Env {
+    pub client: Client,
+    pub mongo_uri: String,
+    pub mongo: mongodb::Client,
+}
+
+/// The local environment, or None when it is not running (a failure under `CI=true`).
+pub async fn env() -> Option<Env> {
+    let (kc, uri) = (
+        std::env::var("KUBECONFIG").ok(),
+        std::env::var("MONGODB_URI").ok(),
+    );
+    let (Some(_), Some(uri)) = (kc, uri) else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "CI=true but the local environment is missing: run `hack/dev-env up` and `eval \"$(hack/dev-env env)\"` (hack/test does both)"
+            );
+        }
+        eprintln!(
+            "skipping: KUBECONFIG/MONGODB_URI not set (run `hack/dev-env up` and `eval \"$(hack/dev-env env)\"`)"
+        );
+        return None;
+    };
+    let client = Client::try_default()
+        .await
+        .expect("kube client from KUBECONFIG");
+    let mongo = mongodb::Client::with_uri_str(&uri)
+        .await
+        .expect("mongodb client");
+    Some(Env {
+        client,
+        mongo_uri: uri,
+        mongo,
+    })
+}
+
+/// A short unique id for names of this test's namespace and databases.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{:x}{:x}",
+        (nanos as u64) & 0xffffff,
+        std::process::id() & 0xfff
+    )
+}
+
+impl Env {
+    /// A fresh namespace, labelled as a test's.
+    pub async fn namespace(&self, prefix: &str) -> String {
+        let name = unique(prefix);
+        let ns: Namespace = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"cutover.dev/test": "true"}}
+        }))
+        .unwrap();
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        name
+    }
+
+    /// Server-side apply of any namespaced object (field manager `test`).
+    pub async fn apply(&self, ns: &str, obj: serde_json::Value) {
+        let kind = obj["kind"].as_str().unwrap().to_string();
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        let pp = PatchParams::apply("test").force();
+        let result = match kind.as_str() {
+            "Secret" => Api::<Secret>::namespaced(self.client.clone(), ns)
+                .patch(&name, &pp, &Patch::Apply(&obj))
+                .await
+                .map(|_| ()),
+            "Service" => Api::<Service>::namespaced(self.client.clone(), ns)
+                .patch(&name, &pp, &Patch::Apply(&obj))
+                .await
+                .map(|_| ()),
+            "Deployment" => Api::<Deployment>::namespaced(self.client.clone(), ns)
+                .patch(&name, &pp, &Patch::Apply(&obj))
+                .await
+                .map(|_| ()),
+            "PersistentVolumeClaim" => {
+                Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), ns)
+                    .patch(&name, &pp, &Patch::Apply(&obj))
+                    .await
+                    .map(|_| ())
+            }
+            "UpgradePlan" => Api::<UpgradePlan>::namespaced(self.client.clone(), ns)
+                .patch(&name, &pp, &Patch::Apply(&obj))
+                .await
+                .map(|_| ()),
+            other => panic!("apply: unsupported kind {other}"),
+        };
+        result.unwrap_or_else(|e| panic!("apply {kind}/{name}: {e}"));
+    }
+
+    pub async fn counts(&self, db: &str) -> std::collections::BTreeMap<String, u64> {
+        let d = self.mongo.database(db);
+        let mut out = std::collections::BTreeMap::new();
+        for c in d.list_collection_names().await.unwrap() {
+            let n = d
+                .collection::<Document>(&c)
+                .count_documents(doc! {})
+                .await
+                .unwrap();
+            out.insert(c, n);
+        }
+        out
+    }
+
+    pub async fn migration_doc(&self, db: &str) -> Option<Document> {
+        self.mongo
+            .database(db)
+            .collection::<Document>("Migration")
+            .find_one(doc! {})
+            .await
+            .unwrap()
+    }
+
+    /// Documents tagged `tag` (by `post_contents`) in any collection of `db`.
+    pub async fn tagged(&self, db: &str, tag: &str) -> u64 {
+        let d = self.mongo.database(db);
+        let mut n = 0;
+        for c in d.list_collection_names().await.unwrap() {
+            n += d
+                .collection::<Document>(&c)
+                .count_documents(doc! {"tag": tag})
+                .await
+                .unwrap();
+        }
+        n
+    }
+
+    /// Whether the namespace holds an Event with this reason and type (`Normal`/`Warning`).
+    pub async fn has_event(&self, ns: &str, reason: &str, type_: &str) -> bool {
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(self.client.clone(), ns)
+            .list(&Default::default())
+            .await
+            .expect("list events")
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_))
+    }
+
+    /// Deletes the namespace (plans first, so finalizers run while the operator lives) and the databases.
+    pub async fn cleanup(&self, ns: &str, dbs: &[String]) {
+        cutover_devtools::teardown::remove_namespace(
+            &self.client,
+            &self.mongo,
+            ns,
+            dbs,
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+}

@@ -1,0 +1,178 @@
+//! UpgradePlans: the Squidex fixture as the tests apply it, and waiting on and reading a plan.
+
+use std::time::{Duration, Instant};
+
+use cutover::crd::{CleanupState, CleanupStep, CleanupStepName, Phase, UpgradePlan};
+use cutover::fixtures::SquidexPlan;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams};
+
+use super::{App, Env, Operator, pod_log_tails};
+
+/// The Squidex-style plan the tests start from: two databases, the migration-document gate.
+pub fn squidex_plan(name: &str, app: &App, target_version: u32) -> serde_json::Value {
+    SquidexPlan::appsim(&app.db, &app.content_db, target_version).object_json(name)
+}
+
+impl Env {
+    pub fn plans(&self, ns: &str) -> Api<UpgradePlan> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Waits until the plan reaches `phase`; on timeout or an unexpected terminal phase, panics
+    /// with the status and the operator's log.
+    pub async fn wait_phase(
+        &self,
+        op: &Operator,
+        ns: &str,
+        plan: &str,
+        phase: Phase,
+        timeout: Duration,
+    ) -> UpgradePlan {
+        let start = Instant::now();
+        loop {
+            let p = self.plans(ns).get(plan).await.expect("get plan");
+            let current = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
+            if current == phase {
+                return p;
+            }
+            // Succeeded is not final: a rollback may follow it.
+            let settled = current.is_terminal() && current != Phase::Succeeded;
+            if (settled && current != phase) || start.elapsed() > timeout {
+                panic!(
+                    "plan {ns}/{plan} is {current}, waited for {phase} ({:?}).\nstatus: {}\noperator log tail:\n{}\n{}",
+                    start.elapsed(),
+                    serde_json::to_string_pretty(&p.status).unwrap(),
+                    op.log_tail(60),
+                    pod_log_tails(ns, 12)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A JSON merge patch of a plan (what `kubectl patch --type merge` sends).
+    pub async fn patch_plan(&self, ns: &str, name: &str, patch: serde_json::Value) {
+        self.plans(ns)
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("patch plan {ns}/{name}: {e}"));
+    }
+
+    /// Server-side apply of a plan, returning the API server's refusal instead of panicking.
+    pub async fn try_apply_plan(&self, ns: &str, obj: &serde_json::Value) -> Result<(), String> {
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        self.plans(ns)
+            .patch(
+                &name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(obj),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Polls the plan until `pred` holds; panics with the status and the operator's log on
+    /// timeout or when the plan ends in a terminal phase that does not satisfy `pred`.
+    pub async fn wait_plan(
+        &self,
+        op: &Operator,
+        ns: &str,
+        plan: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&UpgradePlan) -> bool,
+    ) -> UpgradePlan {
+        let start = Instant::now();
+        loop {
+            let p = self.plans(ns).get(plan).await.expect("get plan");
+            if pred(&p) {
+                return p;
+            }
+            let phase = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
+            // A Succeeded plan still changes: cleanup runs and a rollback may be requested.
+            if (phase.is_terminal() && phase != Phase::Succeeded) || start.elapsed() > timeout {
+                panic!(
+                    "plan {ns}/{plan}: waited {:?} for {what}, it is {phase}.\nstatus: {}\noperator log tail:\n{}",
+                    start.elapsed(),
+                    serde_json::to_string_pretty(&p.status).unwrap(),
+                    op.log_tail(60)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until a cleanup step of a Succeeded plan reaches `state`.
+    pub async fn wait_cleanup(
+        &self,
+        op: &Operator,
+        ns: &str,
+        plan: &str,
+        step: CleanupStepName,
+        state: CleanupState,
+        timeout: Duration,
+    ) -> UpgradePlan {
+        let start = Instant::now();
+        loop {
+            let p = self.plans(ns).get(plan).await.expect("get plan");
+            if cleanup_step(&p, step).is_some_and(|s| s.state == state) {
+                return p;
+            }
+            let phase = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
+            if (phase.is_terminal() && phase != Phase::Succeeded) || start.elapsed() > timeout {
+                panic!(
+                    "plan {ns}/{plan}: waited {:?} for cleanup step {step:?} to be {state:?}, the plan is {phase}.\nstatus: {}\noperator log tail:\n{}\n{}",
+                    start.elapsed(),
+                    serde_json::to_string_pretty(&p.status).unwrap(),
+                    op.log_tail(60),
+                    pod_log_tails(ns, 12)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Deletes the namespace's plans and waits until their finalizers ran (the operator must
+    /// still be alive), then deletes the namespace and the databases. Without this the
+    /// namespace stays Terminating once the operator is gone.
+    pub async fn finish(&self, op: &Operator, ns: &str, dbs: &[String]) {
+        let plans = self.plans(ns);
+        let _ = plans
+            .delete_collection(&DeleteParams::default(), &Default::default())
+            .await;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            match plans.list(&Default::default()).await {
+                Ok(l) if l.items.is_empty() => break,
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        let _ = op;
+        self.cleanup(ns, dbs).await;
+    }
+}
+
+/// A cleanup step as recorded in the plan's status.
+pub fn cleanup_step(plan: &UpgradePlan, name: CleanupStepName) -> Option<&CleanupStep> {
+    plan.status
+        .as_ref()?
+        .cleanup
+        .as_ref()?
+        .steps
+        .iter()
+        .find(|s| s.name == name)
+}
+
+/// The phase and a plan's current condition of `type_`, for assertions.
+pub fn condition<'a>(
+    plan: &'a UpgradePlan,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    plan.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}

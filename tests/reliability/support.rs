@@ -1,0 +1,113 @@
+//! What every unhappy path shares: the app's data before the upgrade, and the checks that
+//! the old version serves read-write again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use cutover::crd::{Phase, UpgradePlan};
+use mongodb::bson::Document;
+
+use crate::common::*;
+
+pub const PLAN_TIMEOUT: Duration = Duration::from_secs(120);
+pub const BLUE: &str = "squidex";
+pub const TRACK: &str = "cutover.dev/track";
+pub const RO: &str = "MODE__ISREADONLY";
+
+pub type Counts = (BTreeMap<String, u64>, BTreeMap<String, u64>);
+
+pub async fn source_counts(env: &Env, app: &App) -> Counts {
+    (env.counts(&app.db).await, env.counts(&app.content_db).await)
+}
+
+pub fn all_dbs(app: &App, plans: &[&str]) -> Vec<String> {
+    let mut v = vec![app.db.clone(), app.content_db.clone()];
+    for p in plans {
+        v.push(app.clone_of(&app.db, p));
+        v.push(app.clone_of(&app.content_db, p));
+    }
+    v
+}
+
+pub fn status(p: &UpgradePlan) -> cutover::crd::UpgradePlanStatus {
+    p.status.clone().expect("status")
+}
+
+pub fn phase_names(p: &UpgradePlan) -> Vec<Phase> {
+    status(p).phases.iter().map(|r| r.name).collect()
+}
+
+pub fn version_of(d: &Document) -> i64 {
+    d.get_i32("Version")
+        .map(i64::from)
+        .or_else(|_| d.get_i64("Version"))
+        .expect("Version")
+}
+
+/// Writes `n` documents through blue's HTTP API before any plan exists.
+pub async fn write_before_upgrade(env: &Env, app: &App, n: usize) {
+    let codes = env
+        .post_contents(&app.ns, "app=squidex", "before-upgrade", n)
+        .await;
+    assert!(codes.iter().all(|c| *c == 201), "writes refused: {codes:?}");
+    assert_eq!(
+        env.tagged(&app.content_db, "before-upgrade").await,
+        n as u64
+    );
+}
+
+/// The old version is the app again: the Service selects it, its template has no read-only
+/// variable, it runs its replicas, and every one of its pods accepts a write.
+pub async fn assert_blue_serves_read_write(env: &Env, app: &App, replicas: i32) {
+    let selector = env.service_selector(&app.ns, "squidex").await;
+    assert_eq!(
+        selector.get(TRACK).map(String::as_str),
+        Some(BLUE),
+        "the Service selects the old version: {selector:?}"
+    );
+    assert_eq!(selector.get("app").map(String::as_str), Some("squidex"));
+    let blue = env.deployment(&app.ns, BLUE).await.unwrap();
+    assert_eq!(
+        container_env(&blue, RO),
+        None,
+        "read-only lifted on the old version"
+    );
+    assert_eq!(blue.spec.as_ref().unwrap().replicas, Some(replicas));
+    env.wait_rollout(&app.ns, BLUE, Duration::from_secs(60))
+        .await;
+    let codes = env
+        .post_contents(&app.ns, &format!("{TRACK}={BLUE}"), "after-rollback", 1)
+        .await;
+    assert_eq!(codes, vec![201], "the old version accepts writes again");
+}
+
+pub async fn database_names(env: &Env) -> BTreeSet<String> {
+    env.mongo
+        .list_database_names()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// The databases of one test (their names carry the test's id): the server is shared.
+pub async fn databases_of(env: &Env, app: &App) -> BTreeSet<String> {
+    database_names(env)
+        .await
+        .into_iter()
+        .filter(|n| n.contains(&app.id))
+        .collect()
+}
+
+/// An operator with a fixed identity, as in a pod whose container restarts (it renews its own
+/// Lease at once after a restart).
+pub fn operator_in_pod(ns: &str) -> Operator {
+    Operator::start_with(ns, &[], &[("POD_NAME", "cutover-0")])
+}
+
+/// SIGKILLs the operator as soon as the plan is seen in `phase`, and restarts it in its pod.
+pub async fn kill_in(env: &Env, op: &mut Operator, ns: &str, plan: &str, phase: Phase) {
+    env.wait_phase(op, ns, plan, phase, PLAN_TIMEOUT).await;
+    op.kill_hard().await;
+    *op = operator_in_pod(ns);
+}
