@@ -1,5 +1,11 @@
 //! The state machine. `decide` is pure: the same spec, status, observation and `now` always
 //! give the same decision, so every situation is a table row in the tests.
+//!
+//! Here: the `Machine` a call works on, its step loop, and the bookkeeping every phase shares
+//! (wait, act, enter, advance, fail). Each phase group's handlers are an `impl Machine` block
+//! of their own: `pending`, `read_only`, `data` (backup and clone), `green` (new version and
+//! migration gates), `switch`, `rehearsal`, `unwind` (interrupts and rollback), `cleanup`
+//! (guarded steps after success) and `progress` (copy progress).
 
 use std::time::Duration;
 
@@ -11,7 +17,7 @@ use crate::crd::{
 use super::conditions as cond;
 use super::decision::{Action, Decision, EventKind, EventNote};
 use super::names;
-use super::observed::{DatabaseView, JobView, Observed};
+use super::observed::{JobView, Observed};
 
 mod cleanup;
 mod data;
@@ -19,6 +25,7 @@ mod green;
 mod pending;
 mod progress;
 mod read_only;
+mod rehearsal;
 mod switch;
 mod unwind;
 
@@ -129,88 +136,6 @@ impl Machine<'_> {
             Phase::Succeeded if self.spec.mode == Mode::Upgrade => self.clean_up_after_success(),
             Phase::Succeeded | Phase::Rehearsed | Phase::RolledBack | Phase::Failed => {}
         }
-    }
-
-    // ---- the forward sequence -------------------------------------------------------------
-
-    fn rehearsal_teardown(&mut self) {
-        if self.obs.green.is_some() {
-            self.act(
-                Action::DeleteGreen,
-                format!("Removing rehearsal Deployment {}", self.green_name()),
-            );
-            return;
-        }
-        let clones: Vec<String> = self
-            .st
-            .clone
-            .as_ref()
-            .filter(|_| !self.spec.rehearsal.keep_clone)
-            .map(|c| c.databases.values().cloned().collect())
-            .unwrap_or_default();
-        match &self.obs.database {
-            _ if clones.is_empty() => {}
-            DatabaseView::Unknown => {
-                return self.wait(
-                    "Listing databases before dropping the rehearsal clones".into(),
-                    NEXT,
-                );
-            }
-            DatabaseView::Unreachable(e) => {
-                return self.wait(
-                    format!("Cannot reach MongoDB to drop the rehearsal clones, retrying: {e}"),
-                    SAFETY,
-                );
-            }
-            DatabaseView::Reachable { databases } => {
-                let left: Vec<String> = clones
-                    .into_iter()
-                    .filter(|c| databases.contains_key(c))
-                    .collect();
-                if !left.is_empty() {
-                    self.act(
-                        Action::DropDatabases {
-                            names: left.clone(),
-                        },
-                        format!("Dropping rehearsal clones {}", left.join(", ")),
-                    );
-                    return;
-                }
-            }
-        }
-        let predicted: Duration = self
-            .st
-            .phases
-            .iter()
-            .filter(|r| {
-                matches!(
-                    r.name,
-                    Phase::BackingUp | Phase::Cloning | Phase::DeployingGreen | Phase::Migrating
-                )
-            })
-            .filter_map(|r| r.finished_at.map(|f| f.since(r.started_at)))
-            .sum();
-        let kept = if self.spec.rehearsal.keep_clone {
-            let names: Vec<String> = self
-                .st
-                .clone
-                .iter()
-                .flat_map(|c| c.databases.values().cloned())
-                .collect();
-            format!("; clones kept: {}", names.join(", "))
-        } else {
-            String::new()
-        };
-        let detail = format!(
-            "Rehearsal complete; predicted read-only window for the real upgrade: {:.1}s (backup + clone + deploy + migration){kept}",
-            predicted.as_secs_f64()
-        );
-        self.st.prediction = Some(crate::crd::Prediction {
-            read_only_seconds: (predicted.as_millis() as f64 / 100.0).round() / 10.0,
-            rehearsal: self.obs.plan.name.clone(),
-            at: self.now,
-        });
-        self.advance(Phase::Rehearsed, &detail);
     }
 
     // ---- helpers ---------------------------------------------------------------------------
