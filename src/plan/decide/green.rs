@@ -1,6 +1,8 @@
 //! The new version: `DeployingGreen` creates it against the clones, read-only; `Migrating`
 //! waits for the migration gates; `AwaitingPromotion` waits for an approval.
 
+use std::ops::ControlFlow;
+
 use crate::crd::{MigrationStatus, Mode, Phase, PromotionMode};
 
 use super::super::conditions as cond;
@@ -52,40 +54,11 @@ impl Machine<'_> {
         g.image == self.spec.target.image && g.read_only_env && g.replicas == replicas && g.tracked
     }
 
+    /// Every configured gate is looked at each time, so the message lists all that are pending.
     pub(super) fn migrating(&mut self) {
-        let spec = self.spec;
         let mut pending: Vec<String> = Vec::new();
-
-        if spec.migration.job.is_some()
-            && !self.st.migration.as_ref().is_some_and(|m| m.job_succeeded)
-        {
-            match self.obs.migration_job.clone() {
-                None => {
-                    let job = names::migration_job(&self.obs.plan.name);
-                    self.act(
-                        Action::CreateMigrationJob,
-                        format!(
-                            "Migration Job {job} ({}) is migrating the clones",
-                            spec.target.image
-                        ),
-                    );
-                    return;
-                }
-                Some(j) if j.state == JobState::Failed => {
-                    self.fail(
-                        "MigrationJobFailed",
-                        format!("Migration Job {} failed: {}", j.name, one_line(&j.message)),
-                    );
-                    return;
-                }
-                Some(j) if j.state == JobState::Succeeded => {
-                    self.st
-                        .migration
-                        .get_or_insert_with(Default::default)
-                        .job_succeeded = true;
-                }
-                Some(j) => pending.push(format!("migration Job {} is running", j.name)),
-            }
+        if self.job_gate(&mut pending).is_break() {
+            return;
         }
 
         let want = self.green_replicas();
@@ -114,83 +87,149 @@ impl Machine<'_> {
             ));
         }
 
-        let mut stale = None;
-        if let Some(gate) = &spec.migration.mongo_document {
-            match &self.obs.migration_doc {
-                None => pending.push("reading the migration document".into()),
-                Some(Err(e)) => pending.push(format!("the migration document cannot be read: {e}")),
-                Some(Ok(None)) => pending.push(format!(
+        let stale = self.mongo_document_gate(&green, &mut pending);
+        self.http_get_gate(&mut pending);
+        if self.stale_lock(stale).is_break() {
+            return;
+        }
+        self.gates_verdict(pending);
+    }
+
+    /// `migration.job`: the Job runs to completion before the new version starts. Breaks when
+    /// this reconcile created the Job or failed the plan.
+    fn job_gate(&mut self, pending: &mut Vec<String>) -> ControlFlow<()> {
+        if self.spec.migration.job.is_none()
+            || self.st.migration.as_ref().is_some_and(|m| m.job_succeeded)
+        {
+            return ControlFlow::Continue(());
+        }
+        match self.obs.migration_job.clone() {
+            None => {
+                let job = names::migration_job(&self.obs.plan.name);
+                self.act(
+                    Action::CreateMigrationJob,
+                    format!(
+                        "Migration Job {job} ({}) is migrating the clones",
+                        self.spec.target.image
+                    ),
+                );
+                return ControlFlow::Break(());
+            }
+            Some(j) if j.state == JobState::Failed => {
+                self.fail(
+                    "MigrationJobFailed",
+                    format!("Migration Job {} failed: {}", j.name, one_line(&j.message)),
+                );
+                return ControlFlow::Break(());
+            }
+            Some(j) if j.state == JobState::Succeeded => {
+                self.st
+                    .migration
+                    .get_or_insert_with(Default::default)
+                    .job_succeeded = true;
+            }
+            Some(j) => pending.push(format!("migration Job {} is running", j.name)),
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// `migration.mongoDocument`: the app's own migration record in the clone reaches the
+    /// target version with its lock released. Records what it saw in status; returns the
+    /// stale-lock message when the lock is held by no one.
+    fn mongo_document_gate(
+        &mut self,
+        green: &DeploymentView,
+        pending: &mut Vec<String>,
+    ) -> Option<String> {
+        let spec = self.spec;
+        let gate = spec.migration.mongo_document.as_ref()?;
+        let doc = match &self.obs.migration_doc {
+            None => {
+                pending.push("reading the migration document".into());
+                return None;
+            }
+            Some(Err(e)) => {
+                pending.push(format!("the migration document cannot be read: {e}"));
+                return None;
+            }
+            Some(Ok(None)) => {
+                pending.push(format!(
                     "no migration document in {}.{} yet",
                     self.clone_of(&gate.database),
                     gate.collection
-                )),
-                Some(Ok(Some(doc))) => {
-                    let mig = self
-                        .st
-                        .migration
-                        .get_or_insert_with(MigrationStatus::default);
-                    if mig.version != doc.version
-                        || mig.locked != Some(doc.locked)
-                        || mig.since.is_none()
-                    {
-                        mig.version = doc.version;
-                        mig.locked = Some(doc.locked);
-                        mig.since = Some(self.now);
-                    }
-                    let since = mig.since.expect("set above");
-                    let version_ok = match gate.target_version {
-                        Some(t) => doc.version.is_some_and(|v| v >= t),
-                        // Without a target the lock released after the new version started is the signal.
-                        None => green.ready_replicas > 0,
-                    };
-                    if doc.locked || !version_ok {
-                        pending.push(format!(
-                            "migration document: version {}{}, {}",
-                            doc.version.map_or("?".into(), |v| v.to_string()),
-                            gate.target_version
-                                .map_or(String::new(), |t| format!(" of {t}")),
-                            if doc.locked { "locked" } else { "unlocked" }
-                        ));
-                    }
-                    let job_running = self
-                        .obs
-                        .migration_job
-                        .as_ref()
-                        .is_some_and(|j| j.state == JobState::Active);
-                    if doc.locked
-                        && self.now.since(since) >= gate.stale_lock_after.as_std()
-                        && green.ready_replicas == 0
-                        && (green.restarts > 0 || green.running_pods == 0)
-                        && !job_running
-                    {
-                        let filter = if gate.filter.is_empty() {
-                            "{}".to_string()
-                        } else {
-                            serde_json::to_string(&gate.filter).unwrap_or_default()
-                        };
-                        stale = Some(format!(
-                            "The migration lock in {db}.{coll} has been held since {since} with no version movement, no ready pod of the new version and no running migration (the migrating process probably crashed). Document: {raw}. \
-                             Check that no migration is running, then release it: mongosh \"$URI\" --eval 'db.getSiblingDB(\"{db}\").getCollection(\"{coll}\").updateOne({filter}, {{$set: {{\"{lock}\": false}}}})' \
-                             (URI: the connection string in Secret {secret}). The plan continues once the lock is released; set spec.traffic: blue to abandon it.",
-                            db = self.clone_of(&gate.database),
-                            coll = gate.collection,
-                            raw = doc.raw,
-                            lock = gate.lock_field,
-                            secret = spec.database.connection_secret.name,
-                        ));
-                    }
-                }
+                ));
+                return None;
             }
+            Some(Ok(Some(doc))) => doc,
+        };
+        let mig = self
+            .st
+            .migration
+            .get_or_insert_with(MigrationStatus::default);
+        if mig.version != doc.version || mig.locked != Some(doc.locked) || mig.since.is_none() {
+            mig.version = doc.version;
+            mig.locked = Some(doc.locked);
+            mig.since = Some(self.now);
         }
+        let since = mig.since.expect("set above");
+        let version_ok = match gate.target_version {
+            Some(t) => doc.version.is_some_and(|v| v >= t),
+            // Without a target the lock released after the new version started is the signal.
+            None => green.ready_replicas > 0,
+        };
+        if doc.locked || !version_ok {
+            pending.push(format!(
+                "migration document: version {}{}, {}",
+                doc.version.map_or("?".into(), |v| v.to_string()),
+                gate.target_version
+                    .map_or(String::new(), |t| format!(" of {t}")),
+                if doc.locked { "locked" } else { "unlocked" }
+            ));
+        }
+        let job_running = self
+            .obs
+            .migration_job
+            .as_ref()
+            .is_some_and(|j| j.state == JobState::Active);
+        let stale = doc.locked
+            && self.now.since(since) >= gate.stale_lock_after.as_std()
+            && green.ready_replicas == 0
+            && (green.restarts > 0 || green.running_pods == 0)
+            && !job_running;
+        if !stale {
+            return None;
+        }
+        let filter = if gate.filter.is_empty() {
+            "{}".to_string()
+        } else {
+            serde_json::to_string(&gate.filter).unwrap_or_default()
+        };
+        Some(format!(
+            "The migration lock in {db}.{coll} has been held since {since} with no version movement, no ready pod of the new version and no running migration (the migrating process probably crashed). Document: {raw}. \
+             Check that no migration is running, then release it: mongosh \"$URI\" --eval 'db.getSiblingDB(\"{db}\").getCollection(\"{coll}\").updateOne({filter}, {{$set: {{\"{lock}\": false}}}})' \
+             (URI: the connection string in Secret {secret}). The plan continues once the lock is released; set spec.traffic: blue to abandon it.",
+            db = self.clone_of(&gate.database),
+            coll = gate.collection,
+            raw = doc.raw,
+            lock = gate.lock_field,
+            secret = spec.database.connection_secret.name,
+        ))
+    }
 
-        if let Some(h) = &spec.migration.http_get {
+    /// `migration.httpGet`: every pod of the new version answers the health probe.
+    fn http_get_gate(&self, pending: &mut Vec<String>) {
+        if let Some(h) = &self.spec.migration.http_get {
             match &self.obs.health {
                 None => pending.push(format!("probing {}:{}", h.path, h.port)),
                 Some(p) if !p.ok => pending.push(format!("health gate: {}", p.detail)),
                 Some(_) => {}
             }
         }
+    }
 
+    /// A stale lock holds the plan (no timeout) until a person releases it; breaks then.
+    /// Clears the condition once the lock moved.
+    fn stale_lock(&mut self, stale: Option<String>) -> ControlFlow<()> {
         if let Some(msg) = stale {
             if self.set_cond(cond::MIGRATION_LOCK_STALE, true, "LockHeldByNoOne", &msg) {
                 self.warn("MigrationLockStale", &msg);
@@ -202,7 +241,7 @@ impl Machine<'_> {
                 "The migration lock is stale; see MigrationLockStale",
             );
             self.wait(msg, SAFETY);
-            return;
+            return ControlFlow::Break(());
         }
         if cond::is_true(&self.st.conditions, cond::MIGRATION_LOCK_STALE) {
             self.set_cond(
@@ -213,7 +252,13 @@ impl Machine<'_> {
             );
             self.set_cond(cond::DEGRADED, false, "MigrationProceeding", "");
         }
+        ControlFlow::Continue(())
+    }
 
+    /// All gates passed: on to the promotion (or the rehearsal's teardown); otherwise wait
+    /// until `migration.timeout`.
+    fn gates_verdict(&mut self, pending: Vec<String>) {
+        let spec = self.spec;
         if pending.is_empty() {
             self.set_cond(
                 cond::MIGRATED,
