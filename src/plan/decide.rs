@@ -18,6 +18,7 @@ use super::conditions as cond;
 use super::decision::{Action, Decision, EventKind, EventNote};
 use super::names;
 use super::observed::{JobView, Observed};
+use super::reason::Reason;
 
 mod cleanup;
 mod data;
@@ -175,7 +176,7 @@ impl Machine<'_> {
         self.requeue = Some(requeue);
     }
 
-    fn wait_or_timeout(&mut self, message: String, limit: &GoDuration, reason: &str) {
+    fn wait_or_timeout(&mut self, message: String, limit: &GoDuration, reason: Reason) {
         if self.phase_deadline_passed(limit) {
             self.fail(reason, format!("{message} (gave up after {limit})"));
         } else {
@@ -183,7 +184,7 @@ impl Machine<'_> {
         }
     }
 
-    fn wait_job(&mut self, j: &JobView, limit: &GoDuration, reason: &str, what: &str) {
+    fn wait_job(&mut self, j: &JobView, limit: &GoDuration, reason: Reason, what: &str) {
         if self.phase_deadline_passed(limit) {
             self.fail(
                 reason,
@@ -200,15 +201,26 @@ impl Machine<'_> {
         self.requeue = Some(SAFETY);
     }
 
-    fn warn(&mut self, reason: &str, note: &str) {
+    fn warn(&mut self, reason: Reason, note: &str) {
         self.events.push(EventNote {
             kind: EventKind::Warning,
-            reason: reason.into(),
+            reason,
             note: note.into(),
         });
     }
 
-    fn set_cond(&mut self, type_: &str, status: bool, reason: &str, message: &str) -> bool {
+    fn set_cond(&mut self, type_: &str, status: bool, reason: Reason, message: &str) -> bool {
+        self.set_cond_recorded(type_, status, reason.as_str(), message)
+    }
+
+    /// `set_cond` with a reason read back from status (a failure's), where it is a string.
+    fn set_cond_recorded(
+        &mut self,
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: &str,
+    ) -> bool {
         cond::set(
             &mut self.st.conditions,
             type_,
@@ -247,7 +259,7 @@ impl Machine<'_> {
     fn advance(&mut self, next: Phase, detail: &str) {
         if self.spec.suspend {
             let msg = format!("Suspended before {next}: set spec.suspend to false to continue");
-            self.set_cond(cond::PROGRESSING, false, "Suspended", &msg);
+            self.set_cond(cond::PROGRESSING, false, Reason::Suspended, &msg);
             self.st.message = msg;
             self.requeue = None;
             return;
@@ -263,16 +275,16 @@ impl Machine<'_> {
     fn enter(&mut self, next: Phase, detail: &str) {
         self.push_record(next, detail);
         self.st.message = detail.into();
-        self.set_cond(cond::PROGRESSING, true, next.as_str(), detail);
+        self.set_cond(cond::PROGRESSING, true, Reason::Phase(next), detail);
         self.set_cond(
             cond::READY,
             false,
-            next.as_str(),
+            Reason::Phase(next),
             "The upgrade is in progress",
         );
         self.events.push(EventNote {
             kind: EventKind::Normal,
-            reason: next.as_str().into(),
+            reason: Reason::Phase(next),
             note: detail.into(),
         });
         self.requeue = Some(NEXT);
@@ -295,9 +307,9 @@ impl Machine<'_> {
             .filter(|_| phase == Phase::Failed)
             .map_or(phase.as_str().to_string(), |f| f.reason.clone());
         let ready = matches!(phase, Phase::Succeeded | Phase::Rehearsed);
-        self.set_cond(cond::READY, ready, &reason, detail);
-        self.set_cond(cond::PROGRESSING, false, phase.as_str(), detail);
-        self.set_cond(
+        self.set_cond_recorded(cond::READY, ready, &reason, detail);
+        self.set_cond(cond::PROGRESSING, false, Reason::Phase(phase), detail);
+        self.set_cond_recorded(
             cond::DEGRADED,
             phase == Phase::Failed,
             &reason,
@@ -309,18 +321,18 @@ impl Machine<'_> {
             } else {
                 EventKind::Normal
             },
-            reason: phase.as_str().into(),
+            reason: Reason::Phase(phase),
             note: detail.into(),
         });
     }
 
     /// Something went wrong: before any side effect the plan simply fails; afterwards it first
     /// restores the old version (RollingBack) and ends Failed.
-    fn fail(&mut self, reason: &str, message: String) {
+    fn fail(&mut self, reason: Reason, message: String) {
         let phase = self.st.phase;
         self.st.failure = Some(Failure {
             phase,
-            reason: reason.into(),
+            reason: reason.as_str().into(),
             message: message.clone(),
         });
         self.warn(reason, &message);

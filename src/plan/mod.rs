@@ -7,11 +7,13 @@ mod decision;
 pub mod names;
 mod observed;
 pub mod obsolete;
+mod reason;
 mod validate;
 
 pub use decide::decide;
 pub use decision::{Action, Decision, EventKind, EventNote};
 pub use observed::*;
+pub use reason::Reason;
 pub use validate::validate;
 
 #[cfg(test)]

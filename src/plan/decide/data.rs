@@ -9,6 +9,7 @@ use super::super::conditions as cond;
 use super::super::decision::Action;
 use super::super::names;
 use super::super::observed::{BackupResult, CopyState, JobState};
+use super::super::reason::Reason;
 use super::{Machine, NEXT, POLL, one_line};
 
 impl Machine<'_> {
@@ -43,7 +44,7 @@ impl Machine<'_> {
                 Some(CopyState::Failed(e)) => {
                     let e = e.clone();
                     return self.fail(
-                        "ServerSideCopyFailed",
+                        Reason::ServerSideCopyFailed,
                         format!("The server-side copy into the clones failed: {e}"),
                     );
                 }
@@ -52,14 +53,14 @@ impl Machine<'_> {
         }
         match j.state {
             JobState::Active => {
-                self.wait_job(&j, &self.spec.timeouts.backup.clone(), "BackupTimedOut", "Backup");
+                self.wait_job(&j, &self.spec.timeouts.backup.clone(), Reason::BackupTimedOut, "Backup");
                 if let Some(p) = self.st.progress.as_ref().filter(|_| self.server_side()) {
                     self.st.message = format!("{}; copying inside the server: {}", self.st.message, p.summary);
                     self.requeue = Some(POLL);
                 }
             }
             JobState::Failed => self.fail(
-                "BackupJobFailed",
+                Reason::BackupJobFailed,
                 format!(
                     "Backup Job {} failed: {}. The sources were not changed; the backup in {path} may be partial",
                     j.name,
@@ -73,7 +74,7 @@ impl Machine<'_> {
                         return self.wait_or_timeout(
                             format!("Counting documents in the sources failed, retrying: {e}"),
                             &self.spec.timeouts.backup.clone(),
-                            "BackupTimedOut",
+                            Reason::BackupTimedOut,
                         );
                     }
                     Some(Ok(c)) => c.clone(),
@@ -116,10 +117,14 @@ impl Machine<'_> {
                             .as_ref()
                             .map_or("starting".into(), |p| p.summary.clone())
                     );
-                    self.wait_or_timeout(msg, &self.spec.timeouts.clone.clone(), "CloneTimedOut");
+                    self.wait_or_timeout(
+                        msg,
+                        &self.spec.timeouts.clone.clone(),
+                        Reason::CloneTimedOut,
+                    );
                 }
                 Some(CopyState::Failed(e)) => self.fail(
-                    "ServerSideCopyFailed",
+                    Reason::ServerSideCopyFailed,
                     format!("The server-side copy into the clones failed: {e}"),
                 ),
                 Some(CopyState::Succeeded) => self.verify_clones(),
@@ -140,7 +145,7 @@ impl Machine<'_> {
                 self.wait_job(
                     &j,
                     &self.spec.timeouts.clone.clone(),
-                    "CloneTimedOut",
+                    Reason::CloneTimedOut,
                     "Clone",
                 );
                 if let Some(p) = &self.st.progress {
@@ -150,7 +155,7 @@ impl Machine<'_> {
                 }
             }
             JobState::Failed => self.fail(
-                "CloneJobFailed",
+                Reason::CloneJobFailed,
                 format!("Clone Job {} failed: {}", j.name, one_line(&j.message)),
             ),
             JobState::Succeeded => self.verify_clones(),
@@ -165,7 +170,7 @@ impl Machine<'_> {
                 return self.wait_or_timeout(
                     format!("Counting documents in the clones failed, retrying: {e}"),
                     &self.spec.timeouts.clone.clone(),
-                    "CloneTimedOut",
+                    Reason::CloneTimedOut,
                 );
             }
             Some(Ok(c)) => c.clone(),
@@ -180,14 +185,14 @@ impl Machine<'_> {
                 self.set_cond(
                     cond::BACKUP_VERIFIED,
                     false,
-                    "NotRestored",
+                    Reason::NotRestored,
                     "The clones were copied inside the server and match the frozen sources' counts; the backup archive was written and checksummed but not restored",
                 );
             } else {
                 self.set_cond(
                     cond::BACKUP_VERIFIED,
                     true,
-                    "CountsMatch",
+                    Reason::CountsMatch,
                     "The backup restored into the clones with the same document count in every collection",
                 );
             }
@@ -200,15 +205,15 @@ impl Machine<'_> {
                 "Rehearsal: the live sources changed during the copy, counts differ ({}); continuing",
                 mismatches.join("; ")
             );
-            self.set_cond(cond::BACKUP_VERIFIED, false, "SourcesInUse", &detail);
+            self.set_cond(cond::BACKUP_VERIFIED, false, Reason::SourcesInUse, &detail);
             self.advance(Phase::DeployingGreen, &detail);
         } else {
             let msg = format!(
                 "The clones do not match the frozen sources: {}. The copy cannot be trusted; the clones are kept for inspection",
                 mismatches.join("; ")
             );
-            self.set_cond(cond::BACKUP_VERIFIED, false, "CountsDiffer", &msg);
-            self.fail("CloneVerificationFailed", msg);
+            self.set_cond(cond::BACKUP_VERIFIED, false, Reason::CountsDiffer, &msg);
+            self.fail(Reason::CloneVerificationFailed, msg);
         }
     }
 

@@ -9,6 +9,7 @@ use super::super::conditions as cond;
 use super::super::decision::Action;
 use super::super::names;
 use super::super::observed::{DeploymentView, JobState};
+use super::super::reason::Reason;
 use super::{Machine, POLL, SAFETY, one_line};
 
 impl Machine<'_> {
@@ -64,7 +65,7 @@ impl Machine<'_> {
         let want = self.green_replicas();
         let Some(green) = self.obs.green.clone() else {
             self.fail(
-                "GreenDeploymentMissing",
+                Reason::GreenDeploymentMissing,
                 format!(
                     "Deployment {} disappeared while migrating",
                     self.green_name()
@@ -117,7 +118,7 @@ impl Machine<'_> {
             }
             Some(j) if j.state == JobState::Failed => {
                 self.fail(
-                    "MigrationJobFailed",
+                    Reason::MigrationJobFailed,
                     format!("Migration Job {} failed: {}", j.name, one_line(&j.message)),
                 );
                 return ControlFlow::Break(());
@@ -231,13 +232,18 @@ impl Machine<'_> {
     /// Clears the condition once the lock moved.
     fn stale_lock(&mut self, stale: Option<String>) -> ControlFlow<()> {
         if let Some(msg) = stale {
-            if self.set_cond(cond::MIGRATION_LOCK_STALE, true, "LockHeldByNoOne", &msg) {
-                self.warn("MigrationLockStale", &msg);
+            if self.set_cond(
+                cond::MIGRATION_LOCK_STALE,
+                true,
+                Reason::LockHeldByNoOne,
+                &msg,
+            ) {
+                self.warn(Reason::MigrationLockStale, &msg);
             }
             self.set_cond(
                 cond::DEGRADED,
                 true,
-                "MigrationLockStale",
+                Reason::MigrationLockStale,
                 "The migration lock is stale; see MigrationLockStale",
             );
             self.wait(msg, SAFETY);
@@ -247,10 +253,10 @@ impl Machine<'_> {
             self.set_cond(
                 cond::MIGRATION_LOCK_STALE,
                 false,
-                "LockMoved",
+                Reason::LockMoved,
                 "The migration lock was released or the version moved",
             );
-            self.set_cond(cond::DEGRADED, false, "MigrationProceeding", "");
+            self.set_cond(cond::DEGRADED, false, Reason::MigrationProceeding, "");
         }
         ControlFlow::Continue(())
     }
@@ -263,7 +269,7 @@ impl Machine<'_> {
             self.set_cond(
                 cond::MIGRATED,
                 true,
-                "GatesPassed",
+                Reason::GatesPassed,
                 "Every migration gate passed",
             );
             if spec.mode == Mode::Rehearsal {
@@ -288,7 +294,7 @@ impl Machine<'_> {
             }
         } else if self.phase_deadline_passed(&spec.migration.timeout) {
             self.fail(
-                "MigrationTimedOut",
+                Reason::MigrationTimedOut,
                 format!(
                     "The migration gates did not pass within {}: {}",
                     spec.migration.timeout,

@@ -5,6 +5,7 @@ use crate::crd::{CloneStatus, Color, Mode, Phase};
 
 use super::super::names;
 use super::super::observed::{DatabaseView, SecretView};
+use super::super::reason::Reason;
 use super::super::validate::validate;
 use super::{Machine, POLL};
 
@@ -16,7 +17,7 @@ impl Machine<'_> {
         let errors = validate(self.spec, &self.obs.plan.name);
         if !errors.is_empty() {
             self.fail(
-                "InvalidSpec",
+                Reason::InvalidSpec,
                 format!(
                     "The plan is invalid (nothing was changed); fix it and it is checked again: {}",
                     errors.join("; ")
@@ -30,7 +31,7 @@ impl Machine<'_> {
         self.preflight(&mut errors, &mut waiting);
         if !errors.is_empty() {
             self.fail(
-                "PreflightFailed",
+                Reason::PreflightFailed,
                 format!(
                     "The plan cannot start (nothing was changed): {}",
                     errors.join("; ")

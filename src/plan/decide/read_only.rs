@@ -6,6 +6,7 @@ use crate::crd::{Color, Phase};
 use super::super::conditions as cond;
 use super::super::decision::Action;
 use super::super::names;
+use super::super::reason::Reason;
 use super::{Machine, POLL, SAFETY};
 
 impl Machine<'_> {
@@ -20,7 +21,7 @@ impl Machine<'_> {
             self.set_cond(
                 cond::READ_ONLY,
                 true,
-                "ReadOnlyRequested",
+                Reason::ReadOnlyRequested,
                 &format!("The old version is being restarted read-only (since {since})"),
             );
             self.act(
@@ -35,7 +36,7 @@ impl Machine<'_> {
         if !blue.rolled_out() {
             if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
                 self.fail(
-                    "ReadOnlyRolloutTimedOut",
+                    Reason::ReadOnlyRolloutTimedOut,
                     format!(
                         "Deployment {} did not roll out read-only within {} ({}); check its pods' events",
                         blue.name, self.spec.timeouts.rollout, blue.rollout_summary()
@@ -79,7 +80,7 @@ impl Machine<'_> {
                 }
                 Some(p) if !p.ok => {
                     self.fail(
-                        "ReadOnlyNotEffective",
+                        Reason::ReadOnlyNotEffective,
                         format!(
                             "The old version still accepts writes with {}={}: {}. Check spec.readOnly.env",
                             self.spec.read_only.env.name, self.spec.read_only.env.value, p.detail
@@ -93,7 +94,7 @@ impl Machine<'_> {
         self.set_cond(
             cond::READ_ONLY,
             true,
-            "ReadOnly",
+            Reason::ReadOnly,
             "The old version refuses writes; the sources are frozen",
         );
         self.advance(
@@ -104,7 +105,7 @@ impl Machine<'_> {
 
     fn fail_missing_blue(&mut self) {
         self.fail(
-            "BlueDeploymentMissing",
+            Reason::BlueDeploymentMissing,
             format!(
                 "Deployment {} disappeared during the upgrade",
                 self.spec.app.deployment

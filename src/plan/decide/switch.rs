@@ -5,6 +5,7 @@ use crate::crd::{Color, Phase};
 
 use super::super::conditions as cond;
 use super::super::decision::Action;
+use super::super::reason::Reason;
 use super::{Machine, NEXT, SAFETY};
 
 impl Machine<'_> {
@@ -12,7 +13,7 @@ impl Machine<'_> {
         let green = self.green_name();
         if self.obs.service.is_none() {
             self.fail(
-                "ServiceMissing",
+                Reason::ServiceMissing,
                 format!(
                     "Service {} disappeared before the switch",
                     self.spec.app.service
@@ -44,7 +45,7 @@ impl Machine<'_> {
             self.set_cond(
                 cond::DEGRADED,
                 true,
-                "GreenDeploymentMissing",
+                Reason::GreenDeploymentMissing,
                 "The new version's Deployment is gone after the switch",
             );
             self.wait(
@@ -73,7 +74,7 @@ impl Machine<'_> {
             self.set_cond(
                 cond::READ_ONLY,
                 false,
-                "Lifted",
+                Reason::Lifted,
                 &format!("Read-only lifted on the new version at {lifted}"),
             );
             self.act(
@@ -90,7 +91,7 @@ impl Machine<'_> {
                 self.set_cond(
                     cond::DEGRADED,
                     true,
-                    "RolloutSlow",
+                    Reason::RolloutSlow,
                     &format!(
                         "Deployment {} has not rolled out read-write within {}",
                         green.name, self.spec.timeouts.rollout
@@ -107,7 +108,7 @@ impl Machine<'_> {
             );
             return;
         }
-        self.set_cond(cond::DEGRADED, false, "Healthy", "");
+        self.set_cond(cond::DEGRADED, false, Reason::Healthy, "");
         self.advance(
             Phase::CleaningUp,
             "The new version serves read-write; handing it over",
@@ -126,7 +127,7 @@ impl Machine<'_> {
         self.set_cond(
             cond::READ_ONLY,
             false,
-            "Lifted",
+            Reason::Lifted,
             "The application serves read-write",
         );
         let detail = format!("Upgrade to {} complete", self.spec.target.image);

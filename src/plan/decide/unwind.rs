@@ -6,6 +6,7 @@ use crate::crd::{Color, Failure, Mode, Outcome, Phase};
 use super::super::conditions as cond;
 use super::super::decision::Action;
 use super::super::observed::JobState;
+use super::super::reason::Reason;
 use super::{Machine, SAFETY};
 
 impl Machine<'_> {
@@ -18,7 +19,7 @@ impl Machine<'_> {
             }
             if !phase.is_terminal() {
                 self.fail(
-                    "PlanDeleted",
+                    Reason::PlanDeleted,
                     "The plan was deleted mid-way; restoring the old version before letting go"
                         .into(),
                 );
@@ -36,7 +37,7 @@ impl Machine<'_> {
                 self.set_cond(
                     cond::ROLLBACK_BLOCKED,
                     false,
-                    "TrafficOnGreen",
+                    Reason::TrafficOnGreen,
                     "spec.traffic is green again; no rollback pending",
                 );
             }
@@ -44,7 +45,7 @@ impl Machine<'_> {
                 self.set_cond(
                     cond::DATA_DIVERGED,
                     false,
-                    "TrafficOnGreen",
+                    Reason::TrafficOnGreen,
                     "spec.traffic is green again; no rollback pending",
                 );
             }
@@ -64,8 +65,8 @@ impl Machine<'_> {
             let msg = format!(
                 "Rollback refused: {why}. The new version keeps serving; set spec.traffic back to green"
             );
-            if self.set_cond(cond::ROLLBACK_BLOCKED, true, "CleanedUp", &msg) {
-                self.warn("RollbackBlocked", &msg);
+            if self.set_cond(cond::ROLLBACK_BLOCKED, true, Reason::CleanedUp, &msg) {
+                self.warn(Reason::RollbackBlocked, &msg);
             }
             self.st.message = msg;
             self.requeue = Some(SAFETY);
@@ -80,8 +81,8 @@ impl Machine<'_> {
                 "Rollback refused: read-only was lifted on the new version at {lifted}; writes since then exist only in the clones{writes} and would be lost. \
                  Set spec.rollback.acceptDataLoss: true to roll back anyway, or set spec.traffic back to green."
             );
-            if self.set_cond(cond::DATA_DIVERGED, true, "WritesSinceLift", &msg) {
-                self.warn("DataDiverged", &msg);
+            if self.set_cond(cond::DATA_DIVERGED, true, Reason::WritesSinceLift, &msg) {
+                self.warn(Reason::DataDiverged, &msg);
             }
             self.st.message = msg;
             self.requeue = Some(SAFETY);
@@ -92,7 +93,7 @@ impl Machine<'_> {
         self.set_cond(
             cond::DATA_DIVERGED,
             false,
-            "RollbackAccepted",
+            Reason::RollbackAccepted,
             "Rolling back; writes made on the new version since read-only was lifted are left in the clones",
         );
         self.enter(
@@ -230,7 +231,7 @@ impl Machine<'_> {
         self.set_cond(
             cond::READ_ONLY,
             false,
-            "LiftedOnBlue",
+            Reason::LiftedOnBlue,
             "The old version serves read-write again",
         );
         if let Some(g) = &self.obs.green {
@@ -271,7 +272,7 @@ impl Machine<'_> {
         } else if !problem.is_empty() {
             self.st.failure = Some(Failure {
                 phase: Phase::RollingBack,
-                reason: "BlueDeploymentMissing".into(),
+                reason: Reason::BlueDeploymentMissing.as_str().into(),
                 message: problem.clone(),
             });
             self.enter_terminal(Phase::Failed, &problem);

@@ -292,7 +292,11 @@ fn stale_migration_lock_is_reported_not_waited_on() {
     );
     assert!(c.message.contains("Squidex-up7"));
     assert!(c.message.contains("\"Version\":1"));
-    assert!(d.events.iter().any(|e| e.reason == "MigrationLockStale"));
+    assert!(
+        d.events
+            .iter()
+            .any(|e| e.reason.as_str() == "MigrationLockStale")
+    );
     // Even past the migration timeout a stale lock waits for a human instead of failing.
     let d2 = decide(&s, Some(&d.status), &w, t(1000));
     assert_eq!(d2.status.phase, Phase::Migrating);

@@ -219,7 +219,7 @@ fn failures_before_any_side_effect_end_failed_with_condition_and_event() {
     assert!(
         d.events
             .iter()
-            .any(|e| e.kind == EventKind::Warning && e.reason == "PreflightFailed")
+            .any(|e| e.kind == EventKind::Warning && e.reason.as_str() == "PreflightFailed")
     );
     assert_eq!(d.status.failure.as_ref().unwrap().phase, Phase::Pending);
 }
