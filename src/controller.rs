@@ -332,13 +332,13 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
                 EventKind::Normal => EventType::Normal,
                 EventKind::Warning => EventType::Warning,
             },
-            reason: e.reason.clone(),
+            reason: e.reason.as_str().into(),
             note: Some(truncate(&e.note, 1000)),
             action: decision.status.phase.as_str().into(),
             secondary: None,
         };
         if let Err(err) = ctx.recorder.publish(&event, &reference).await {
-            warn!("publishing event {}: {err}", e.reason);
+            warn!("publishing event {}: {err}", e.reason.as_str());
         }
     }
     if let Some(action) = &decision.action {

@@ -1,31 +1,40 @@
 //! The state machine. `decide` is pure: the same spec, status, observation and `now` always
 //! give the same decision, so every situation is a table row in the tests.
+//!
+//! Here: the `Machine` a call works on, its step loop, and the bookkeeping every phase shares
+//! (wait, act, enter, advance, fail). Each phase group's handlers are an `impl Machine` block
+//! of their own: `pending`, `read_only`, `data` (backup and clone), `green` (new version and
+//! migration gates), `switch`, `rehearsal`, `unwind` (interrupts and rollback), `cleanup`
+//! (guarded steps after success) and `progress` (copy progress).
 
 use std::time::Duration;
 
 use crate::crd::{
-    BackupStatus, CloneStatus, Color, Failure, GoDuration, MigrationStatus, Mode, Outcome, Phase,
-    PhaseRecord, PromotionMode, Timestamp, UpgradePlanSpec, UpgradePlanStatus,
+    Failure, GoDuration, Mode, Outcome, Phase, PhaseRecord, Timestamp, UpgradePlanSpec,
+    UpgradePlanStatus,
 };
 
 use super::conditions as cond;
 use super::decision::{Action, Decision, EventKind, EventNote};
 use super::names;
-use super::observed::{
-    BackupResult, CopyState, DatabaseView, DeploymentView, JobState, JobView, Observed, SecretView,
-};
-use super::validate::validate;
+use super::observed::{JobView, Observed};
+use super::reason::Reason;
 
 mod cleanup;
+mod data;
+mod green;
+mod pending;
 mod progress;
+mod read_only;
+mod rehearsal;
+mod switch;
+mod unwind;
 
 /// How soon to look again while something external is expected to change without a watch
 /// event (MongoDB documents, HTTP probes).
 const POLL: Duration = Duration::from_secs(2);
 /// Safety-net requeue while waiting for watched objects (Jobs, Deployments).
 const SAFETY: Duration = Duration::from_secs(30);
-/// Other active plans named in a refusal; the rest are counted.
-const MAX_CONFLICTS_LISTED: usize = 3;
 /// After a phase change the status write wakes the controller; this is only a fallback.
 const NEXT: Duration = Duration::from_secs(1);
 
@@ -130,1294 +139,6 @@ impl Machine<'_> {
         }
     }
 
-    // ---- interrupts: deletion and requested rollback -------------------------------------
-
-    /// Deletion and `spec.traffic: blue` pre-empt the forward sequence. True when handled.
-    fn interrupted(&mut self) -> bool {
-        let phase = self.st.phase;
-        if self.obs.plan.deleting {
-            if phase == Phase::RollingBack {
-                return false;
-            }
-            if !phase.is_terminal() {
-                self.fail(
-                    "PlanDeleted",
-                    "The plan was deleted mid-way; restoring the old version before letting go"
-                        .into(),
-                );
-            }
-            return true;
-        }
-
-        let rollback_possible = self.spec.mode == Mode::Upgrade
-            && !matches!(
-                phase,
-                Phase::RollingBack | Phase::RolledBack | Phase::Failed | Phase::Rehearsed
-            );
-        if self.spec.traffic == Color::Green || !rollback_possible {
-            if cond::is_true(&self.st.conditions, cond::ROLLBACK_BLOCKED) {
-                self.set_cond(
-                    cond::ROLLBACK_BLOCKED,
-                    false,
-                    "TrafficOnGreen",
-                    "spec.traffic is green again; no rollback pending",
-                );
-            }
-            if cond::is_true(&self.st.conditions, cond::DATA_DIVERGED) {
-                self.set_cond(
-                    cond::DATA_DIVERGED,
-                    false,
-                    "TrafficOnGreen",
-                    "spec.traffic is green again; no rollback pending",
-                );
-            }
-            return false;
-        }
-
-        if phase == Phase::Pending {
-            self.close_current(Outcome::Interrupted, "");
-            self.enter_terminal(
-                Phase::RolledBack,
-                "spec.traffic is blue before anything was changed; nothing to undo",
-            );
-            return true;
-        }
-
-        if let Some(why) = self.rollback_impossible() {
-            let msg = format!(
-                "Rollback refused: {why}. The new version keeps serving; set spec.traffic back to green"
-            );
-            if self.set_cond(cond::ROLLBACK_BLOCKED, true, "CleanedUp", &msg) {
-                self.warn("RollbackBlocked", &msg);
-            }
-            self.st.message = msg;
-            self.requeue = Some(SAFETY);
-            return true;
-        }
-
-        if let Some(lifted) = self.st.read_only_lifted_at
-            && !self.spec.rollback.accept_data_loss
-        {
-            let writes = self.writes_since_lift();
-            let msg = format!(
-                "Rollback refused: read-only was lifted on the new version at {lifted}; writes since then exist only in the clones{writes} and would be lost. \
-                 Set spec.rollback.acceptDataLoss: true to roll back anyway, or set spec.traffic back to green."
-            );
-            if self.set_cond(cond::DATA_DIVERGED, true, "WritesSinceLift", &msg) {
-                self.warn("DataDiverged", &msg);
-            }
-            self.st.message = msg;
-            self.requeue = Some(SAFETY);
-            return true;
-        }
-
-        self.close_current(Outcome::Interrupted, "rollback requested");
-        self.set_cond(
-            cond::DATA_DIVERGED,
-            false,
-            "RollbackAccepted",
-            "Rolling back; writes made on the new version since read-only was lifted are left in the clones",
-        );
-        self.enter(
-            Phase::RollingBack,
-            "Rolling back to the old version as requested (spec.traffic: blue)",
-        );
-        true
-    }
-
-    /// " (N documents added since read-only was lifted)", when the clones were counted then
-    /// and now. Compared with the counts at the lift, not after the restore: the new version's
-    /// own migration writes to the clones too, and those writes are not lost by a rollback.
-    fn writes_since_lift(&self) -> String {
-        let (Some(Ok(now)), Some(clone)) = (&self.obs.clone_counts, &self.st.clone) else {
-            return String::new();
-        };
-        if clone.collections_at_lift.is_empty() {
-            return String::new();
-        }
-        let added: i64 = now
-            .iter()
-            .map(|(c, n)| (n - clone.collections_at_lift.get(c).copied().unwrap_or(0)).max(0))
-            .sum();
-        format!(" ({added} documents added since read-only was lifted)")
-    }
-
-    // ---- the forward sequence -------------------------------------------------------------
-
-    fn pending(&mut self) {
-        let errors = validate(self.spec, &self.obs.plan.name);
-        if !errors.is_empty() {
-            self.fail(
-                "InvalidSpec",
-                format!(
-                    "The plan is invalid (nothing was changed); fix it and it is checked again: {}",
-                    errors.join("; ")
-                ),
-            );
-            return;
-        }
-
-        let mut errors = Vec::new();
-        let mut waiting = None;
-        self.preflight(&mut errors, &mut waiting);
-        if !errors.is_empty() {
-            self.fail(
-                "PreflightFailed",
-                format!(
-                    "The plan cannot start (nothing was changed): {}",
-                    errors.join("; ")
-                ),
-            );
-            return;
-        }
-        if let Some(w) = waiting {
-            self.wait(w, POLL);
-            return;
-        }
-
-        let plan = &self.obs.plan.name;
-        let blue = self.obs.blue.as_ref().expect("preflight checked blue");
-        self.st.blue_replicas = Some(blue.replicas);
-        self.st.green_deployment = Some(names::green_deployment(self.spec, plan));
-        self.st.clone = Some(CloneStatus {
-            databases: self
-                .spec
-                .database
-                .databases
-                .iter()
-                .map(|d| (d.name.clone(), names::clone_database(d, plan)))
-                .collect(),
-            ..Default::default()
-        });
-        self.st.active_color = Some(Color::Blue);
-        if self.spec.mode == Mode::Upgrade {
-            self.st.prediction = self.obs.rehearsal.clone();
-        }
-        match self.spec.mode {
-            Mode::Upgrade => {
-                let env = &self.spec.read_only.env;
-                let detail = format!(
-                    "Making Deployment {} read-only ({}={})",
-                    self.spec.app.deployment, env.name, env.value
-                );
-                self.advance(Phase::EnteringReadOnly, &detail);
-            }
-            Mode::Rehearsal => self.advance(
-                Phase::BackingUp,
-                "Rehearsal: backing up the live databases without read-only; the copy is of databases in use, so counts may differ",
-            ),
-        }
-    }
-
-    /// Checks the cluster and the database before any side effect.
-    fn preflight(&self, errors: &mut Vec<String>, waiting: &mut Option<String>) {
-        let spec = self.spec;
-        let plan = &self.obs.plan.name;
-        // Bounded: with many plans on one target the list would grow with their number, in
-        // every one of them (statuses of O(N) each, O(N^2) in all).
-        errors.extend(
-            self.obs
-                .conflicts
-                .iter()
-                .take(MAX_CONFLICTS_LISTED)
-                .cloned(),
-        );
-        if self.obs.conflicts.len() > MAX_CONFLICTS_LISTED {
-            errors.push(format!(
-                "and {} more active plan(s) on the same target",
-                self.obs.conflicts.len() - MAX_CONFLICTS_LISTED
-            ));
-        }
-
-        let blue = match &self.obs.blue {
-            None => {
-                errors.push(format!(
-                    "Deployment {:?} not found in the plan's namespace: create it or correct spec.app.deployment",
-                    spec.app.deployment
-                ));
-                None
-            }
-            Some(b) => {
-                if let Err(e) = &b.container {
-                    errors.push(e.clone());
-                }
-                if b.replicas == 0 {
-                    errors.push(format!(
-                        "Deployment {:?} is scaled to 0; scale it up first (the new version gets the same replica count)",
-                        b.name
-                    ));
-                }
-                Some(b)
-            }
-        };
-
-        match &self.obs.service {
-            None => errors.push(format!(
-                "Service {:?} not found in the plan's namespace: create it or correct spec.app.service",
-                spec.app.service
-            )),
-            Some(svc) if svc.selector.is_empty() => errors.push(format!(
-                "Service {:?} has no selector; cutover switches traffic by changing the selector",
-                spec.app.service
-            )),
-            Some(svc) => {
-                if let Some(b) = blue
-                    && !names::selects(&svc.selector, &b.pod_labels)
-                {
-                    errors.push(format!(
-                        "Service {:?} selects {:?}, which does not match the pods of Deployment {:?} ({:?})",
-                        spec.app.service, svc.selector, b.name, b.pod_labels
-                    ));
-                }
-            }
-        }
-
-        if let Some(g) = &self.obs.green
-            && !g.owned_by_plan
-        {
-            errors.push(format!(
-                "Deployment {:?} already exists and does not belong to this plan: set spec.target.deploymentName to a free name",
-                g.name
-            ));
-        }
-
-        let secret = &spec.database.connection_secret;
-        match &self.obs.secret {
-            SecretView::Unknown => *waiting = Some("Reading the connection Secret".into()),
-            SecretView::Missing => errors.push(format!(
-                "Secret {:?} (spec.database.connectionSecret) not found in the plan's namespace",
-                secret.name
-            )),
-            SecretView::KeyMissing { keys } => errors.push(format!(
-                "Secret {:?} has no key {:?} (its keys: {})",
-                secret.name,
-                secret.key,
-                if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
-            )),
-            SecretView::Invalid { why } => errors.push(format!(
-                "Secret {:?} key {:?} is not a usable MongoDB connection string: {why}",
-                secret.name, secret.key
-            )),
-            SecretView::Present => match &self.obs.database {
-                DatabaseView::Unknown => *waiting = Some("Connecting to MongoDB".into()),
-                DatabaseView::Unreachable(why) => errors.push(format!(
-                    "Cannot reach MongoDB with the connection Secret {:?}: {why}. Check the host, the credentials and that the operator may connect",
-                    secret.name
-                )),
-                DatabaseView::Reachable { databases } => {
-                    for db in &spec.database.databases {
-                        if !databases.contains_key(&db.name) {
-                            errors.push(format!(
-                                "Source database {:?} does not exist on the server (or is empty)",
-                                db.name
-                            ));
-                        }
-                        let clone = names::clone_database(db, plan);
-                        if let Some(info) = databases.get(&clone)
-                            && info.collections > 0
-                        {
-                            errors.push(format!(
-                                "Clone database {clone:?} already exists with {} collections ({} documents): drop it or choose another cloneName; cutover never restores over existing data",
-                                info.collections, info.documents
-                            ));
-                        }
-                    }
-                }
-            },
-        }
-    }
-
-    fn entering_read_only(&mut self) {
-        let Some(blue) = self.obs.blue.clone() else {
-            self.fail_missing_blue();
-            return;
-        };
-        if !blue.read_only_env || !blue.tracked {
-            self.st.read_only_since.get_or_insert(self.now);
-            let since = self.st.read_only_since.expect("set above");
-            self.set_cond(
-                cond::READ_ONLY,
-                true,
-                "ReadOnlyRequested",
-                &format!("The old version is being restarted read-only (since {since})"),
-            );
-            self.act(
-                Action::SetReadOnly {
-                    color: Color::Blue,
-                    enabled: true,
-                },
-                format!("Restarting Deployment {} read-only", blue.name),
-            );
-            return;
-        }
-        if !blue.rolled_out() {
-            if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
-                self.fail(
-                    "ReadOnlyRolloutTimedOut",
-                    format!(
-                        "Deployment {} did not roll out read-only within {} ({}); check its pods' events",
-                        blue.name, self.spec.timeouts.rollout, blue.rollout_summary()
-                    ),
-                );
-            } else {
-                self.wait(
-                    format!(
-                        "Waiting for Deployment {} to roll out read-only: {}",
-                        blue.name,
-                        blue.rollout_summary()
-                    ),
-                    SAFETY,
-                );
-            }
-            return;
-        }
-        if !self.service_tracks(&blue.name) {
-            self.act(
-                Action::PinService { color: Color::Blue },
-                format!(
-                    "Pinning Service {} to the old version's pods by label {}={} (same pods, no traffic change)",
-                    self.spec.app.service,
-                    names::TRACK_LABEL,
-                    blue.name
-                ),
-            );
-            return;
-        }
-        if self
-            .spec
-            .read_only
-            .verify
-            .as_ref()
-            .is_some_and(|v| v.http.is_some())
-        {
-            match &self.obs.read_only_probe {
-                None => {
-                    self.wait("Verifying that the old version refuses writes".into(), POLL);
-                    return;
-                }
-                Some(p) if !p.ok => {
-                    self.fail(
-                        "ReadOnlyNotEffective",
-                        format!(
-                            "The old version still accepts writes with {}={}: {}. Check spec.readOnly.env",
-                            self.spec.read_only.env.name, self.spec.read_only.env.value, p.detail
-                        ),
-                    );
-                    return;
-                }
-                Some(_) => {}
-            }
-        }
-        self.set_cond(
-            cond::READ_ONLY,
-            true,
-            "ReadOnly",
-            "The old version refuses writes; the sources are frozen",
-        );
-        self.advance(
-            Phase::BackingUp,
-            "The old version is read-only; backing up the databases",
-        );
-    }
-
-    fn backing_up(&mut self) {
-        let plan = &self.obs.plan.name;
-        let job = names::backup_job(plan);
-        let path = names::backup_dir(self.spec, plan);
-        let Some(j) = self.obs.backup_job.clone() else {
-            self.st.backup = Some(BackupStatus {
-                job: job.clone(),
-                path: path.clone(),
-                ..Default::default()
-            });
-            self.act(
-                Action::CreateBackupJob,
-                format!("Backup Job {job} is dumping the databases to {path}"),
-            );
-            return;
-        };
-        if self.server_side() && j.state != JobState::Failed {
-            match self.obs.server_copy.as_ref().map(|c| &c.state) {
-                Some(CopyState::Absent) => {
-                    self.act(
-                        Action::StartServerSideCopy,
-                        format!(
-                            "Backup Job {} is running; copying the collections into the clones inside the server at the same time",
-                            j.name
-                        ),
-                    );
-                    return;
-                }
-                Some(CopyState::Failed(e)) => {
-                    let e = e.clone();
-                    return self.fail(
-                        "ServerSideCopyFailed",
-                        format!("The server-side copy into the clones failed: {e}"),
-                    );
-                }
-                _ => self.server_copy_progress(),
-            }
-        }
-        match j.state {
-            JobState::Active => {
-                self.wait_job(&j, &self.spec.timeouts.backup.clone(), "BackupTimedOut", "Backup");
-                if let Some(p) = self.st.progress.as_ref().filter(|_| self.server_side()) {
-                    self.st.message = format!("{}; copying inside the server: {}", self.st.message, p.summary);
-                    self.requeue = Some(POLL);
-                }
-            }
-            JobState::Failed => self.fail(
-                "BackupJobFailed",
-                format!(
-                    "Backup Job {} failed: {}. The sources were not changed; the backup in {path} may be partial",
-                    j.name,
-                    one_line(&j.message)
-                ),
-            ),
-            JobState::Succeeded => {
-                let counts = match &self.obs.source_counts {
-                    None => return self.wait("Counting documents in the sources".into(), NEXT),
-                    Some(Err(e)) => {
-                        return self.wait_or_timeout(
-                            format!("Counting documents in the sources failed, retrying: {e}"),
-                            &self.spec.timeouts.backup.clone(),
-                            "BackupTimedOut",
-                        );
-                    }
-                    Some(Ok(c)) => c.clone(),
-                };
-                let result = parse_backup_result(&j.message);
-                let backup = self.st.backup.get_or_insert_with(Default::default);
-                backup.job = j.name.clone();
-                // The path inside the volume, not where the Job's process saw it mounted.
-                backup.path = path;
-                backup.bytes = result.bytes;
-                backup.checksum = result.sha256;
-                backup.collections = counts;
-                backup.completed_at = Some(self.now);
-                let detail = format!(
-                    "Backup complete: {} collections, {} documents, {} bytes; restoring it into the clones",
-                    backup.collections.len(),
-                    backup.collections.values().sum::<i64>(),
-                    backup.bytes.map_or("?".into(), |b| b.to_string())
-                );
-                self.advance(Phase::Cloning, &detail);
-            }
-        }
-    }
-
-    fn cloning(&mut self) {
-        if self.server_side() {
-            match self.obs.server_copy.as_ref().map(|c| c.state.clone()) {
-                None => self.wait("Looking at the server-side copy".into(), NEXT),
-                // Not running in this process: never started, or the operator restarted.
-                Some(CopyState::Absent) => self.act(
-                    Action::StartServerSideCopy,
-                    "Copying the collections into the clones inside the server".into(),
-                ),
-                Some(CopyState::Running) => {
-                    self.server_copy_progress();
-                    let msg = format!(
-                        "Copying into the clones inside the server: {}",
-                        self.st
-                            .progress
-                            .as_ref()
-                            .map_or("starting".into(), |p| p.summary.clone())
-                    );
-                    self.wait_or_timeout(msg, &self.spec.timeouts.clone.clone(), "CloneTimedOut");
-                }
-                Some(CopyState::Failed(e)) => self.fail(
-                    "ServerSideCopyFailed",
-                    format!("The server-side copy into the clones failed: {e}"),
-                ),
-                Some(CopyState::Succeeded) => self.verify_clones(),
-            }
-            return;
-        }
-        let Some(j) = self.obs.clone_job.clone() else {
-            let job = names::clone_job(&self.obs.plan.name);
-            self.act(
-                Action::CreateCloneJob,
-                format!("Clone Job {job} is restoring the backup into the clones"),
-            );
-            return;
-        };
-        match j.state {
-            JobState::Active => {
-                self.restore_progress();
-                self.wait_job(
-                    &j,
-                    &self.spec.timeouts.clone.clone(),
-                    "CloneTimedOut",
-                    "Clone",
-                );
-                if let Some(p) = &self.st.progress {
-                    self.st.message = format!("{}: {}", self.st.message, p.summary);
-                    // Progress comes from counting, not from a watch event.
-                    self.requeue = Some(POLL);
-                }
-            }
-            JobState::Failed => self.fail(
-                "CloneJobFailed",
-                format!("Clone Job {} failed: {}", j.name, one_line(&j.message)),
-            ),
-            JobState::Succeeded => self.verify_clones(),
-        }
-    }
-
-    /// The clones' counts must equal the frozen sources'.
-    fn verify_clones(&mut self) {
-        let counts = match &self.obs.clone_counts {
-            None => return self.wait("Counting documents in the clones".into(), NEXT),
-            Some(Err(e)) => {
-                return self.wait_or_timeout(
-                    format!("Counting documents in the clones failed, retrying: {e}"),
-                    &self.spec.timeouts.clone.clone(),
-                    "CloneTimedOut",
-                );
-            }
-            Some(Ok(c)) => c.clone(),
-        };
-        let mismatches = self.compare_counts(&counts);
-        let clone = self.st.clone.get_or_insert_with(Default::default);
-        clone.collections = counts;
-        if mismatches.is_empty() {
-            clone.verified = true;
-            if self.server_side() {
-                // The clones match, but the archive itself was never restored.
-                self.set_cond(
-                    cond::BACKUP_VERIFIED,
-                    false,
-                    "NotRestored",
-                    "The clones were copied inside the server and match the frozen sources' counts; the backup archive was written and checksummed but not restored",
-                );
-            } else {
-                self.set_cond(
-                    cond::BACKUP_VERIFIED,
-                    true,
-                    "CountsMatch",
-                    "The backup restored into the clones with the same document count in every collection",
-                );
-            }
-            self.advance(
-                Phase::DeployingGreen,
-                "Clones verified; deploying the new version against them",
-            );
-        } else if self.spec.mode == Mode::Rehearsal {
-            let detail = format!(
-                "Rehearsal: the live sources changed during the copy, counts differ ({}); continuing",
-                mismatches.join("; ")
-            );
-            self.set_cond(cond::BACKUP_VERIFIED, false, "SourcesInUse", &detail);
-            self.advance(Phase::DeployingGreen, &detail);
-        } else {
-            let msg = format!(
-                "The clones do not match the frozen sources: {}. The copy cannot be trusted; the clones are kept for inspection",
-                mismatches.join("; ")
-            );
-            self.set_cond(cond::BACKUP_VERIFIED, false, "CountsDiffer", &msg);
-            self.fail("CloneVerificationFailed", msg);
-        }
-    }
-
-    /// Collections whose clone count differs from the source count, each as a sentence.
-    fn compare_counts(
-        &self,
-        clone_counts: &std::collections::BTreeMap<String, i64>,
-    ) -> Vec<String> {
-        let mapping = self
-            .st
-            .clone
-            .as_ref()
-            .map(|c| c.databases.clone())
-            .unwrap_or_default();
-        let source_counts = self
-            .st
-            .backup
-            .as_ref()
-            .map(|b| b.collections.clone())
-            .unwrap_or_default();
-        let to_clone_ns = |ns: &str| -> String {
-            match ns.split_once('.') {
-                Some((db, coll)) => {
-                    format!("{}.{coll}", mapping.get(db).map_or(db, |c| c.as_str()))
-                }
-                None => ns.to_string(),
-            }
-        };
-        let mut out = Vec::new();
-        let mut expected = std::collections::BTreeSet::new();
-        for (ns, n) in &source_counts {
-            let cns = to_clone_ns(ns);
-            match clone_counts.get(&cns) {
-                Some(m) if m == n => {}
-                Some(m) => out.push(format!("{ns}: source {n}, clone {m}")),
-                None => out.push(format!("{ns}: source {n}, missing in the clone")),
-            }
-            expected.insert(cns);
-        }
-        for (cns, m) in clone_counts {
-            if !expected.contains(cns) {
-                out.push(format!(
-                    "{cns}: {m} documents in the clone but not in the source"
-                ));
-            }
-        }
-        out
-    }
-
-    /// Replicas the new version runs with: none until a migration Job has finished.
-    fn green_replicas(&self) -> i32 {
-        let job_pending = self.spec.migration.job.is_some()
-            && !self.st.migration.as_ref().is_some_and(|m| m.job_succeeded);
-        if job_pending {
-            0
-        } else {
-            self.st.blue_replicas.unwrap_or(1).max(1)
-        }
-    }
-
-    fn deploying_green(&mut self) {
-        let want = self.green_replicas();
-        let name = self.green_name();
-        match self.obs.green.clone() {
-            Some(g) if self.green_matches(&g, want) => {
-                if g.observed_generation < g.generation {
-                    self.wait(
-                        format!("Waiting for Deployment {name} to be observed"),
-                        SAFETY,
-                    );
-                } else {
-                    self.advance(
-                        Phase::Migrating,
-                        &format!("Deployment {name} created; waiting for the migration gates"),
-                    );
-                }
-            }
-            _ => self.act(
-                Action::ApplyGreen { replicas: want },
-                format!(
-                    "Creating Deployment {name} ({}) against the clones, read-only",
-                    self.spec.target.image
-                ),
-            ),
-        }
-    }
-
-    fn green_matches(&self, g: &DeploymentView, replicas: i32) -> bool {
-        g.image == self.spec.target.image && g.read_only_env && g.replicas == replicas && g.tracked
-    }
-
-    fn migrating(&mut self) {
-        let spec = self.spec;
-        let mut pending: Vec<String> = Vec::new();
-
-        if spec.migration.job.is_some()
-            && !self.st.migration.as_ref().is_some_and(|m| m.job_succeeded)
-        {
-            match self.obs.migration_job.clone() {
-                None => {
-                    let job = names::migration_job(&self.obs.plan.name);
-                    self.act(
-                        Action::CreateMigrationJob,
-                        format!(
-                            "Migration Job {job} ({}) is migrating the clones",
-                            spec.target.image
-                        ),
-                    );
-                    return;
-                }
-                Some(j) if j.state == JobState::Failed => {
-                    self.fail(
-                        "MigrationJobFailed",
-                        format!("Migration Job {} failed: {}", j.name, one_line(&j.message)),
-                    );
-                    return;
-                }
-                Some(j) if j.state == JobState::Succeeded => {
-                    self.st
-                        .migration
-                        .get_or_insert_with(Default::default)
-                        .job_succeeded = true;
-                }
-                Some(j) => pending.push(format!("migration Job {} is running", j.name)),
-            }
-        }
-
-        let want = self.green_replicas();
-        let Some(green) = self.obs.green.clone() else {
-            self.fail(
-                "GreenDeploymentMissing",
-                format!(
-                    "Deployment {} disappeared while migrating",
-                    self.green_name()
-                ),
-            );
-            return;
-        };
-        if !self.green_matches(&green, want) && pending.is_empty() {
-            self.act(
-                Action::ApplyGreen { replicas: want },
-                format!("Starting Deployment {} with {want} replicas", green.name),
-            );
-            return;
-        }
-        if !green.rolled_out() {
-            pending.push(format!(
-                "Deployment {}: {}",
-                green.name,
-                green.rollout_summary()
-            ));
-        }
-
-        let mut stale = None;
-        if let Some(gate) = &spec.migration.mongo_document {
-            match &self.obs.migration_doc {
-                None => pending.push("reading the migration document".into()),
-                Some(Err(e)) => pending.push(format!("the migration document cannot be read: {e}")),
-                Some(Ok(None)) => pending.push(format!(
-                    "no migration document in {}.{} yet",
-                    self.clone_of(&gate.database),
-                    gate.collection
-                )),
-                Some(Ok(Some(doc))) => {
-                    let mig = self
-                        .st
-                        .migration
-                        .get_or_insert_with(MigrationStatus::default);
-                    if mig.version != doc.version
-                        || mig.locked != Some(doc.locked)
-                        || mig.since.is_none()
-                    {
-                        mig.version = doc.version;
-                        mig.locked = Some(doc.locked);
-                        mig.since = Some(self.now);
-                    }
-                    let since = mig.since.expect("set above");
-                    let version_ok = match gate.target_version {
-                        Some(t) => doc.version.is_some_and(|v| v >= t),
-                        // Without a target the lock released after the new version started is the signal.
-                        None => green.ready_replicas > 0,
-                    };
-                    if doc.locked || !version_ok {
-                        pending.push(format!(
-                            "migration document: version {}{}, {}",
-                            doc.version.map_or("?".into(), |v| v.to_string()),
-                            gate.target_version
-                                .map_or(String::new(), |t| format!(" of {t}")),
-                            if doc.locked { "locked" } else { "unlocked" }
-                        ));
-                    }
-                    let job_running = self
-                        .obs
-                        .migration_job
-                        .as_ref()
-                        .is_some_and(|j| j.state == JobState::Active);
-                    if doc.locked
-                        && self.now.since(since) >= gate.stale_lock_after.as_std()
-                        && green.ready_replicas == 0
-                        && (green.restarts > 0 || green.running_pods == 0)
-                        && !job_running
-                    {
-                        let filter = if gate.filter.is_empty() {
-                            "{}".to_string()
-                        } else {
-                            serde_json::to_string(&gate.filter).unwrap_or_default()
-                        };
-                        stale = Some(format!(
-                            "The migration lock in {db}.{coll} has been held since {since} with no version movement, no ready pod of the new version and no running migration (the migrating process probably crashed). Document: {raw}. \
-                             Check that no migration is running, then release it: mongosh \"$URI\" --eval 'db.getSiblingDB(\"{db}\").getCollection(\"{coll}\").updateOne({filter}, {{$set: {{\"{lock}\": false}}}})' \
-                             (URI: the connection string in Secret {secret}). The plan continues once the lock is released; set spec.traffic: blue to abandon it.",
-                            db = self.clone_of(&gate.database),
-                            coll = gate.collection,
-                            raw = doc.raw,
-                            lock = gate.lock_field,
-                            secret = spec.database.connection_secret.name,
-                        ));
-                    }
-                }
-            }
-        }
-
-        if let Some(h) = &spec.migration.http_get {
-            match &self.obs.health {
-                None => pending.push(format!("probing {}:{}", h.path, h.port)),
-                Some(p) if !p.ok => pending.push(format!("health gate: {}", p.detail)),
-                Some(_) => {}
-            }
-        }
-
-        if let Some(msg) = stale {
-            if self.set_cond(cond::MIGRATION_LOCK_STALE, true, "LockHeldByNoOne", &msg) {
-                self.warn("MigrationLockStale", &msg);
-            }
-            self.set_cond(
-                cond::DEGRADED,
-                true,
-                "MigrationLockStale",
-                "The migration lock is stale; see MigrationLockStale",
-            );
-            self.wait(msg, SAFETY);
-            return;
-        }
-        if cond::is_true(&self.st.conditions, cond::MIGRATION_LOCK_STALE) {
-            self.set_cond(
-                cond::MIGRATION_LOCK_STALE,
-                false,
-                "LockMoved",
-                "The migration lock was released or the version moved",
-            );
-            self.set_cond(cond::DEGRADED, false, "MigrationProceeding", "");
-        }
-
-        if pending.is_empty() {
-            self.set_cond(
-                cond::MIGRATED,
-                true,
-                "GatesPassed",
-                "Every migration gate passed",
-            );
-            if spec.mode == Mode::Rehearsal {
-                self.advance(
-                    Phase::CleaningUp,
-                    "Rehearsal gates passed; tearing the new version down",
-                );
-            } else {
-                let next = self
-                    .st
-                    .phase
-                    .on_success(spec.promotion.mode == PromotionMode::Manual);
-                let detail = if next == Phase::AwaitingPromotion {
-                    self.approval_hint()
-                } else {
-                    format!(
-                        "Migration done; switching Service {} to the new version",
-                        spec.app.service
-                    )
-                };
-                self.advance(next, &detail);
-            }
-        } else if self.phase_deadline_passed(&spec.migration.timeout) {
-            self.fail(
-                "MigrationTimedOut",
-                format!(
-                    "The migration gates did not pass within {}: {}",
-                    spec.migration.timeout,
-                    pending.join("; ")
-                ),
-            );
-        } else {
-            self.wait(
-                format!("Waiting for the migration: {}", pending.join("; ")),
-                POLL,
-            );
-        }
-    }
-
-    fn approval_hint(&self) -> String {
-        format!(
-            "Migration done; waiting for approval: kubectl patch upgradeplan {} --type merge -p '{{\"spec\":{{\"promotion\":{{\"approved\":true}}}}}}'",
-            self.obs.plan.name
-        )
-    }
-
-    fn awaiting_promotion(&mut self) {
-        if self.spec.promotion.approved || self.spec.promotion.mode == PromotionMode::Auto {
-            let detail = format!(
-                "Approved; switching Service {} to the new version",
-                self.spec.app.service
-            );
-            self.advance(Phase::SwitchingTraffic, &detail);
-        } else {
-            self.st.message = self.approval_hint();
-            self.requeue = None;
-        }
-    }
-
-    fn switching_traffic(&mut self) {
-        let green = self.green_name();
-        if self.obs.service.is_none() {
-            self.fail(
-                "ServiceMissing",
-                format!(
-                    "Service {} disappeared before the switch",
-                    self.spec.app.service
-                ),
-            );
-            return;
-        }
-        if self.service_tracks(&green) {
-            self.st.active_color = Some(Color::Green);
-            self.advance(
-                Phase::LiftingReadOnly,
-                &format!(
-                    "Service {} now sends traffic to {green}; lifting read-only",
-                    self.spec.app.service
-                ),
-            );
-        } else {
-            self.act(
-                Action::PinService {
-                    color: Color::Green,
-                },
-                format!("Switching Service {} to {green}", self.spec.app.service),
-            );
-        }
-    }
-
-    fn lifting_read_only(&mut self) {
-        let Some(green) = self.obs.green.clone() else {
-            self.set_cond(
-                cond::DEGRADED,
-                true,
-                "GreenDeploymentMissing",
-                "The new version's Deployment is gone after the switch",
-            );
-            self.wait(
-                format!("Deployment {} is missing after the switch; restore it or roll back with spec.traffic: blue", self.green_name()),
-                SAFETY,
-            );
-            return;
-        };
-        if green.read_only_env {
-            if self.st.read_only_lifted_at.is_none() && self.obs.clone_counts.is_none() {
-                // Entered in this reconcile from the switch: the clones were not counted yet,
-                // and that count is the baseline DataDiverged measures writes against.
-                self.wait("Counting the clones before lifting read-only".into(), NEXT);
-                return;
-            }
-            if self.st.read_only_lifted_at.is_none()
-                && let Some(Ok(counts)) = &self.obs.clone_counts
-            {
-                // Still read-only: nothing but the migration has written to the clones yet.
-                self.st
-                    .clone
-                    .get_or_insert_with(Default::default)
-                    .collections_at_lift = counts.clone();
-            }
-            let lifted = *self.st.read_only_lifted_at.get_or_insert(self.now);
-            self.set_cond(
-                cond::READ_ONLY,
-                false,
-                "Lifted",
-                &format!("Read-only lifted on the new version at {lifted}"),
-            );
-            self.act(
-                Action::SetReadOnly {
-                    color: Color::Green,
-                    enabled: false,
-                },
-                format!("Lifting read-only on Deployment {}", green.name),
-            );
-            return;
-        }
-        if !green.rolled_out() {
-            if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
-                self.set_cond(
-                    cond::DEGRADED,
-                    true,
-                    "RolloutSlow",
-                    &format!(
-                        "Deployment {} has not rolled out read-write within {}",
-                        green.name, self.spec.timeouts.rollout
-                    ),
-                );
-            }
-            self.wait(
-                format!(
-                    "Waiting for Deployment {} to roll out read-write: {}",
-                    green.name,
-                    green.rollout_summary()
-                ),
-                SAFETY,
-            );
-            return;
-        }
-        self.set_cond(cond::DEGRADED, false, "Healthy", "");
-        self.advance(
-            Phase::CleaningUp,
-            "The new version serves read-write; handing it over",
-        );
-    }
-
-    /// Hands the new Deployment over; the guarded cleanup steps run after `Succeeded`.
-    fn cleaning_up(&mut self) {
-        if self.obs.green.as_ref().is_some_and(|g| g.owned_by_plan) {
-            self.act(
-                Action::ReleaseGreen,
-                "Handing Deployment over: the plan no longer owns the new version".into(),
-            );
-            return;
-        }
-        self.set_cond(
-            cond::READ_ONLY,
-            false,
-            "Lifted",
-            "The application serves read-write",
-        );
-        let detail = format!("Upgrade to {} complete", self.spec.target.image);
-        self.advance(Phase::Succeeded, &detail);
-        if self.st.phase == Phase::Succeeded {
-            self.clean_up_after_success();
-        }
-    }
-
-    fn rehearsal_teardown(&mut self) {
-        if self.obs.green.is_some() {
-            self.act(
-                Action::DeleteGreen,
-                format!("Removing rehearsal Deployment {}", self.green_name()),
-            );
-            return;
-        }
-        let clones: Vec<String> = self
-            .st
-            .clone
-            .as_ref()
-            .filter(|_| !self.spec.rehearsal.keep_clone)
-            .map(|c| c.databases.values().cloned().collect())
-            .unwrap_or_default();
-        match &self.obs.database {
-            _ if clones.is_empty() => {}
-            DatabaseView::Unknown => {
-                return self.wait(
-                    "Listing databases before dropping the rehearsal clones".into(),
-                    NEXT,
-                );
-            }
-            DatabaseView::Unreachable(e) => {
-                return self.wait(
-                    format!("Cannot reach MongoDB to drop the rehearsal clones, retrying: {e}"),
-                    SAFETY,
-                );
-            }
-            DatabaseView::Reachable { databases } => {
-                let left: Vec<String> = clones
-                    .into_iter()
-                    .filter(|c| databases.contains_key(c))
-                    .collect();
-                if !left.is_empty() {
-                    self.act(
-                        Action::DropDatabases {
-                            names: left.clone(),
-                        },
-                        format!("Dropping rehearsal clones {}", left.join(", ")),
-                    );
-                    return;
-                }
-            }
-        }
-        let predicted: Duration = self
-            .st
-            .phases
-            .iter()
-            .filter(|r| {
-                matches!(
-                    r.name,
-                    Phase::BackingUp | Phase::Cloning | Phase::DeployingGreen | Phase::Migrating
-                )
-            })
-            .filter_map(|r| r.finished_at.map(|f| f.since(r.started_at)))
-            .sum();
-        let kept = if self.spec.rehearsal.keep_clone {
-            let names: Vec<String> = self
-                .st
-                .clone
-                .iter()
-                .flat_map(|c| c.databases.values().cloned())
-                .collect();
-            format!("; clones kept: {}", names.join(", "))
-        } else {
-            String::new()
-        };
-        let detail = format!(
-            "Rehearsal complete; predicted read-only window for the real upgrade: {:.1}s (backup + clone + deploy + migration){kept}",
-            predicted.as_secs_f64()
-        );
-        self.st.prediction = Some(crate::crd::Prediction {
-            read_only_seconds: (predicted.as_millis() as f64 / 100.0).round() / 10.0,
-            rehearsal: self.obs.plan.name.clone(),
-            at: self.now,
-        });
-        self.advance(Phase::Rehearsed, &detail);
-    }
-
-    // ---- unwinding -------------------------------------------------------------------------
-
-    fn rolling_back(&mut self) {
-        let failed = self.st.failure.is_some();
-        let any_job_running = [
-            &self.obs.backup_job,
-            &self.obs.clone_job,
-            &self.obs.migration_job,
-        ]
-        .into_iter()
-        .flatten()
-        .any(|j| j.state == JobState::Active);
-        if any_job_running {
-            self.act(Action::StopJobs, "Stopping this plan's running Jobs".into());
-            return;
-        }
-        let green_name = self.green_name();
-        let on_green = self.service_tracks(&green_name);
-
-        // Writes may have reached the new version: freeze it before traffic moves back.
-        if self.st.read_only_lifted_at.is_some()
-            && on_green
-            && let Some(g) = &self.obs.green
-            && g.replicas > 0
-        {
-            if !g.read_only_env {
-                self.act(
-                    Action::SetReadOnly {
-                        color: Color::Green,
-                        enabled: true,
-                    },
-                    format!("Making {green_name} read-only before traffic moves back"),
-                );
-                return;
-            }
-            if !g.rolled_out() && !self.phase_deadline_passed(&self.spec.timeouts.rollout) {
-                self.wait(
-                    format!(
-                        "Waiting for {green_name} to roll out read-only: {}",
-                        g.rollout_summary()
-                    ),
-                    SAFETY,
-                );
-                return;
-            }
-        }
-
-        let Some(blue) = self.obs.blue.clone() else {
-            self.finish_unwinding(format!(
-                "Deployment {} no longer exists, so cutover cannot restore it; traffic was not moved. Restore the old version by hand",
-                self.spec.app.deployment
-            ));
-            return;
-        };
-        let blue_replicas = self.st.blue_replicas.unwrap_or(1);
-        if blue.replicas == 0 && blue_replicas > 0 {
-            self.act(
-                Action::Scale {
-                    color: Color::Blue,
-                    replicas: blue_replicas,
-                },
-                format!(
-                    "Scaling the old version {} back to {blue_replicas}",
-                    blue.name
-                ),
-            );
-            return;
-        }
-        if on_green {
-            if blue.ready_replicas == 0 {
-                self.wait(
-                    format!(
-                        "Waiting for a ready pod of {} before moving traffic back",
-                        blue.name
-                    ),
-                    SAFETY,
-                );
-                return;
-            }
-            self.act(
-                Action::PinService { color: Color::Blue },
-                format!(
-                    "Switching Service {} back to {}",
-                    self.spec.app.service, blue.name
-                ),
-            );
-            return;
-        }
-        self.st.active_color = Some(Color::Blue);
-        if blue.read_only_env {
-            self.act(
-                Action::SetReadOnly {
-                    color: Color::Blue,
-                    enabled: false,
-                },
-                format!("Lifting read-only on the old version {}", blue.name),
-            );
-            return;
-        }
-        if !blue.rolled_out() {
-            self.wait(
-                format!(
-                    "Waiting for {} to roll out read-write: {}",
-                    blue.name,
-                    blue.rollout_summary()
-                ),
-                SAFETY,
-            );
-            return;
-        }
-        self.set_cond(
-            cond::READ_ONLY,
-            false,
-            "LiftedOnBlue",
-            "The old version serves read-write again",
-        );
-        if let Some(g) = &self.obs.green {
-            if failed || self.spec.mode == Mode::Rehearsal {
-                self.act(
-                    Action::DeleteGreen,
-                    format!(
-                        "Removing Deployment {}; the clones are kept for inspection",
-                        g.name
-                    ),
-                );
-                return;
-            }
-            if g.replicas > 0 {
-                self.act(
-                    Action::Scale {
-                        color: Color::Green,
-                        replicas: 0,
-                    },
-                    format!("Scaling Deployment {} to 0; the clones are kept", g.name),
-                );
-                return;
-            }
-        }
-        self.finish_unwinding(String::new());
-    }
-
-    fn finish_unwinding(&mut self, problem: String) {
-        if let Some(f) = self.st.failure.clone() {
-            let mut msg = format!(
-                "{} The old version serves read-write; the clones are kept for inspection.",
-                f.message
-            );
-            if !problem.is_empty() {
-                msg = format!("{} {problem}", f.message);
-            }
-            self.enter_terminal(Phase::Failed, &msg);
-        } else if !problem.is_empty() {
-            self.st.failure = Some(Failure {
-                phase: Phase::RollingBack,
-                reason: "BlueDeploymentMissing".into(),
-                message: problem.clone(),
-            });
-            self.enter_terminal(Phase::Failed, &problem);
-        } else {
-            self.enter_terminal(
-                Phase::RolledBack,
-                "Traffic is back on the old version, which serves read-write; the new version is scaled to 0 and the clones are kept",
-            );
-        }
-    }
-
-    fn fail_missing_blue(&mut self) {
-        self.fail(
-            "BlueDeploymentMissing",
-            format!(
-                "Deployment {} disappeared during the upgrade",
-                self.spec.app.deployment
-            ),
-        );
-    }
-
     // ---- helpers ---------------------------------------------------------------------------
 
     fn green_name(&self) -> String {
@@ -1455,7 +176,7 @@ impl Machine<'_> {
         self.requeue = Some(requeue);
     }
 
-    fn wait_or_timeout(&mut self, message: String, limit: &GoDuration, reason: &str) {
+    fn wait_or_timeout(&mut self, message: String, limit: &GoDuration, reason: Reason) {
         if self.phase_deadline_passed(limit) {
             self.fail(reason, format!("{message} (gave up after {limit})"));
         } else {
@@ -1463,7 +184,7 @@ impl Machine<'_> {
         }
     }
 
-    fn wait_job(&mut self, j: &JobView, limit: &GoDuration, reason: &str, what: &str) {
+    fn wait_job(&mut self, j: &JobView, limit: &GoDuration, reason: Reason, what: &str) {
         if self.phase_deadline_passed(limit) {
             self.fail(
                 reason,
@@ -1480,15 +201,26 @@ impl Machine<'_> {
         self.requeue = Some(SAFETY);
     }
 
-    fn warn(&mut self, reason: &str, note: &str) {
+    fn warn(&mut self, reason: Reason, note: &str) {
         self.events.push(EventNote {
             kind: EventKind::Warning,
-            reason: reason.into(),
+            reason,
             note: note.into(),
         });
     }
 
-    fn set_cond(&mut self, type_: &str, status: bool, reason: &str, message: &str) -> bool {
+    fn set_cond(&mut self, type_: &str, status: bool, reason: Reason, message: &str) -> bool {
+        self.set_cond_recorded(type_, status, reason.as_str(), message)
+    }
+
+    /// `set_cond` with a reason read back from status (a failure's), where it is a string.
+    fn set_cond_recorded(
+        &mut self,
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: &str,
+    ) -> bool {
         cond::set(
             &mut self.st.conditions,
             type_,
@@ -1527,7 +259,7 @@ impl Machine<'_> {
     fn advance(&mut self, next: Phase, detail: &str) {
         if self.spec.suspend {
             let msg = format!("Suspended before {next}: set spec.suspend to false to continue");
-            self.set_cond(cond::PROGRESSING, false, "Suspended", &msg);
+            self.set_cond(cond::PROGRESSING, false, Reason::Suspended, &msg);
             self.st.message = msg;
             self.requeue = None;
             return;
@@ -1543,16 +275,16 @@ impl Machine<'_> {
     fn enter(&mut self, next: Phase, detail: &str) {
         self.push_record(next, detail);
         self.st.message = detail.into();
-        self.set_cond(cond::PROGRESSING, true, next.as_str(), detail);
+        self.set_cond(cond::PROGRESSING, true, Reason::Phase(next), detail);
         self.set_cond(
             cond::READY,
             false,
-            next.as_str(),
+            Reason::Phase(next),
             "The upgrade is in progress",
         );
         self.events.push(EventNote {
             kind: EventKind::Normal,
-            reason: next.as_str().into(),
+            reason: Reason::Phase(next),
             note: detail.into(),
         });
         self.requeue = Some(NEXT);
@@ -1575,9 +307,9 @@ impl Machine<'_> {
             .filter(|_| phase == Phase::Failed)
             .map_or(phase.as_str().to_string(), |f| f.reason.clone());
         let ready = matches!(phase, Phase::Succeeded | Phase::Rehearsed);
-        self.set_cond(cond::READY, ready, &reason, detail);
-        self.set_cond(cond::PROGRESSING, false, phase.as_str(), detail);
-        self.set_cond(
+        self.set_cond_recorded(cond::READY, ready, &reason, detail);
+        self.set_cond(cond::PROGRESSING, false, Reason::Phase(phase), detail);
+        self.set_cond_recorded(
             cond::DEGRADED,
             phase == Phase::Failed,
             &reason,
@@ -1589,18 +321,18 @@ impl Machine<'_> {
             } else {
                 EventKind::Normal
             },
-            reason: phase.as_str().into(),
+            reason: Reason::Phase(phase),
             note: detail.into(),
         });
     }
 
     /// Something went wrong: before any side effect the plan simply fails; afterwards it first
     /// restores the old version (RollingBack) and ends Failed.
-    fn fail(&mut self, reason: &str, message: String) {
+    fn fail(&mut self, reason: Reason, message: String) {
         let phase = self.st.phase;
         self.st.failure = Some(Failure {
             phase,
-            reason: reason.into(),
+            reason: reason.as_str().into(),
             message: message.clone(),
         });
         self.warn(reason, &message);
@@ -1614,14 +346,6 @@ impl Machine<'_> {
             );
         }
     }
-}
-
-fn parse_backup_result(message: &str) -> BackupResult {
-    message
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<BackupResult>(l.trim()).ok())
-        .unwrap_or_default()
 }
 
 fn one_line(s: &str) -> String {

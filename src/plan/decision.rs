@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use crate::crd::{Color, UpgradePlanStatus};
 
+use super::reason::Reason;
+
 /// The one side effect of a reconcile. Each is idempotent: carrying it out twice leaves the
 /// world as carrying it out once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,8 +78,7 @@ pub enum EventKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventNote {
     pub kind: EventKind,
-    /// CamelCase reason (`BackingUp`, `BackupJobFailed`, ...).
-    pub reason: String,
+    pub reason: Reason,
     pub note: String,
 }
 

@@ -9,6 +9,7 @@ pub mod names;
 pub mod needs;
 mod observed;
 pub mod obsolete;
+mod reason;
 pub mod targets;
 mod validate;
 
@@ -16,6 +17,7 @@ pub use decide::decide;
 pub use decision::{Action, Decision, EventKind, EventNote};
 pub use needs::{Reads, needs};
 pub use observed::*;
+pub use reason::Reason;
 pub use targets::{Targets, targets};
 pub use validate::validate;
 

@@ -16,6 +16,7 @@ use super::super::decision::{Action, EventKind, EventNote};
 use super::super::names;
 use super::super::observed::{DatabaseView, JobState, Workloads};
 use super::super::obsolete;
+use super::super::reason::Reason;
 use super::{Machine, SAFETY};
 
 /// How often a refused step is looked at again (its cause is usually fixed by hand).
@@ -118,7 +119,7 @@ impl Machine<'_> {
                     {
                         self.events.push(EventNote {
                             kind: EventKind::Warning,
-                            reason: "CleanupRefused".into(),
+                            reason: Reason::CleanupRefused,
                             note: format!("{name:?}: {message}"),
                         });
                     }
@@ -154,7 +155,7 @@ impl Machine<'_> {
                 self.set_cond(
                     cond::CLEANUP_BLOCKED,
                     false,
-                    "Unblocked",
+                    Reason::Unblocked,
                     "No cleanup step is refused",
                 );
             }
@@ -162,7 +163,7 @@ impl Machine<'_> {
             self.set_cond(
                 cond::CLEANUP_BLOCKED,
                 true,
-                "GuardFailed",
+                Reason::GuardFailed,
                 &refusals.join("; "),
             );
         }
@@ -193,7 +194,7 @@ impl Machine<'_> {
         });
         self.events.push(EventNote {
             kind: EventKind::Normal,
-            reason: format!("{name:?}"),
+            reason: name.into(),
             note: message.into(),
         });
     }

@@ -113,7 +113,11 @@ fn delete_blue_is_refused_while_a_service_selects_its_pods() {
         del.message
     );
     assert!(cond::is_true(&d.status.conditions, cond::CLEANUP_BLOCKED));
-    assert!(d.events.iter().any(|e| e.reason == "CleanupRefused"));
+    assert!(
+        d.events
+            .iter()
+            .any(|e| e.reason.as_str() == "CleanupRefused")
+    );
 
     // Fixing the Service lets it run; the condition clears.
     w.workloads.as_mut().unwrap().services.pop();

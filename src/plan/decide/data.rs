@@ -1,0 +1,270 @@
+//! The data phases: `BackingUp` dumps the frozen sources, `Cloning` restores (or copies inside
+//! the server) into the clones, and the clones' counts must equal the sources'.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::crd::{BackupStatus, Mode, Phase};
+
+use super::super::conditions as cond;
+use super::super::decision::Action;
+use super::super::names;
+use super::super::observed::{BackupResult, CopyState, JobState};
+use super::super::reason::Reason;
+use super::{Machine, NEXT, POLL, one_line};
+
+impl Machine<'_> {
+    pub(super) fn backing_up(&mut self) {
+        let plan = &self.obs.plan.name;
+        let job = names::backup_job(plan);
+        let path = names::backup_dir(self.spec, plan);
+        let Some(j) = self.obs.backup_job.clone() else {
+            self.st.backup = Some(BackupStatus {
+                job: job.clone(),
+                path: path.clone(),
+                ..Default::default()
+            });
+            self.act(
+                Action::CreateBackupJob,
+                format!("Backup Job {job} is dumping the databases to {path}"),
+            );
+            return;
+        };
+        if self.server_side() && j.state != JobState::Failed {
+            match self.obs.server_copy.as_ref().map(|c| &c.state) {
+                Some(CopyState::Absent) => {
+                    self.act(
+                        Action::StartServerSideCopy,
+                        format!(
+                            "Backup Job {} is running; copying the collections into the clones inside the server at the same time",
+                            j.name
+                        ),
+                    );
+                    return;
+                }
+                Some(CopyState::Failed(e)) => {
+                    let e = e.clone();
+                    return self.fail(
+                        Reason::ServerSideCopyFailed,
+                        format!("The server-side copy into the clones failed: {e}"),
+                    );
+                }
+                _ => self.server_copy_progress(),
+            }
+        }
+        match j.state {
+            JobState::Active => {
+                self.wait_job(&j, &self.spec.timeouts.backup.clone(), Reason::BackupTimedOut, "Backup");
+                if let Some(p) = self.st.progress.as_ref().filter(|_| self.server_side()) {
+                    self.st.message = format!("{}; copying inside the server: {}", self.st.message, p.summary);
+                    self.requeue = Some(POLL);
+                }
+            }
+            JobState::Failed => self.fail(
+                Reason::BackupJobFailed,
+                format!(
+                    "Backup Job {} failed: {}. The sources were not changed; the backup in {path} may be partial",
+                    j.name,
+                    one_line(&j.message)
+                ),
+            ),
+            JobState::Succeeded => {
+                let counts = match &self.obs.source_counts {
+                    None => return self.wait("Counting documents in the sources".into(), NEXT),
+                    Some(Err(e)) => {
+                        return self.wait_or_timeout(
+                            format!("Counting documents in the sources failed, retrying: {e}"),
+                            &self.spec.timeouts.backup.clone(),
+                            Reason::BackupTimedOut,
+                        );
+                    }
+                    Some(Ok(c)) => c.clone(),
+                };
+                let result = parse_backup_result(&j.message);
+                let backup = self.st.backup.get_or_insert_with(Default::default);
+                backup.job = j.name.clone();
+                // The path inside the volume, not where the Job's process saw it mounted.
+                backup.path = path;
+                backup.bytes = result.bytes;
+                backup.checksum = result.sha256;
+                backup.collections = counts;
+                backup.completed_at = Some(self.now);
+                let detail = format!(
+                    "Backup complete: {} collections, {} documents, {} bytes; restoring it into the clones",
+                    backup.collections.len(),
+                    backup.collections.values().sum::<i64>(),
+                    backup.bytes.map_or("?".into(), |b| b.to_string())
+                );
+                self.advance(Phase::Cloning, &detail);
+            }
+        }
+    }
+
+    pub(super) fn cloning(&mut self) {
+        if self.server_side() {
+            match self.obs.server_copy.as_ref().map(|c| c.state.clone()) {
+                None => self.wait("Looking at the server-side copy".into(), NEXT),
+                // Not running in this process: never started, or the operator restarted.
+                Some(CopyState::Absent) => self.act(
+                    Action::StartServerSideCopy,
+                    "Copying the collections into the clones inside the server".into(),
+                ),
+                Some(CopyState::Running) => {
+                    self.server_copy_progress();
+                    let msg = format!(
+                        "Copying into the clones inside the server: {}",
+                        self.st
+                            .progress
+                            .as_ref()
+                            .map_or("starting".into(), |p| p.summary.clone())
+                    );
+                    self.wait_or_timeout(
+                        msg,
+                        &self.spec.timeouts.clone.clone(),
+                        Reason::CloneTimedOut,
+                    );
+                }
+                Some(CopyState::Failed(e)) => self.fail(
+                    Reason::ServerSideCopyFailed,
+                    format!("The server-side copy into the clones failed: {e}"),
+                ),
+                Some(CopyState::Succeeded) => self.verify_clones(),
+            }
+            return;
+        }
+        let Some(j) = self.obs.clone_job.clone() else {
+            let job = names::clone_job(&self.obs.plan.name);
+            self.act(
+                Action::CreateCloneJob,
+                format!("Clone Job {job} is restoring the backup into the clones"),
+            );
+            return;
+        };
+        match j.state {
+            JobState::Active => {
+                self.restore_progress();
+                self.wait_job(
+                    &j,
+                    &self.spec.timeouts.clone.clone(),
+                    Reason::CloneTimedOut,
+                    "Clone",
+                );
+                if let Some(p) = &self.st.progress {
+                    self.st.message = format!("{}: {}", self.st.message, p.summary);
+                    // Progress comes from counting, not from a watch event.
+                    self.requeue = Some(POLL);
+                }
+            }
+            JobState::Failed => self.fail(
+                Reason::CloneJobFailed,
+                format!("Clone Job {} failed: {}", j.name, one_line(&j.message)),
+            ),
+            JobState::Succeeded => self.verify_clones(),
+        }
+    }
+
+    /// The clones' counts must equal the frozen sources'.
+    fn verify_clones(&mut self) {
+        let counts = match &self.obs.clone_counts {
+            None => return self.wait("Counting documents in the clones".into(), NEXT),
+            Some(Err(e)) => {
+                return self.wait_or_timeout(
+                    format!("Counting documents in the clones failed, retrying: {e}"),
+                    &self.spec.timeouts.clone.clone(),
+                    Reason::CloneTimedOut,
+                );
+            }
+            Some(Ok(c)) => c.clone(),
+        };
+        let mismatches = self.compare_counts(&counts);
+        let clone = self.st.clone.get_or_insert_with(Default::default);
+        clone.collections = counts;
+        if mismatches.is_empty() {
+            clone.verified = true;
+            if self.server_side() {
+                // The clones match, but the archive itself was never restored.
+                self.set_cond(
+                    cond::BACKUP_VERIFIED,
+                    false,
+                    Reason::NotRestored,
+                    "The clones were copied inside the server and match the frozen sources' counts; the backup archive was written and checksummed but not restored",
+                );
+            } else {
+                self.set_cond(
+                    cond::BACKUP_VERIFIED,
+                    true,
+                    Reason::CountsMatch,
+                    "The backup restored into the clones with the same document count in every collection",
+                );
+            }
+            self.advance(
+                Phase::DeployingGreen,
+                "Clones verified; deploying the new version against them",
+            );
+        } else if self.spec.mode == Mode::Rehearsal {
+            let detail = format!(
+                "Rehearsal: the live sources changed during the copy, counts differ ({}); continuing",
+                mismatches.join("; ")
+            );
+            self.set_cond(cond::BACKUP_VERIFIED, false, Reason::SourcesInUse, &detail);
+            self.advance(Phase::DeployingGreen, &detail);
+        } else {
+            let msg = format!(
+                "The clones do not match the frozen sources: {}. The copy cannot be trusted; the clones are kept for inspection",
+                mismatches.join("; ")
+            );
+            self.set_cond(cond::BACKUP_VERIFIED, false, Reason::CountsDiffer, &msg);
+            self.fail(Reason::CloneVerificationFailed, msg);
+        }
+    }
+
+    /// Collections whose clone count differs from the source count, each as a sentence.
+    fn compare_counts(&self, clone_counts: &BTreeMap<String, i64>) -> Vec<String> {
+        let mapping = self
+            .st
+            .clone
+            .as_ref()
+            .map(|c| c.databases.clone())
+            .unwrap_or_default();
+        let source_counts = self
+            .st
+            .backup
+            .as_ref()
+            .map(|b| b.collections.clone())
+            .unwrap_or_default();
+        let to_clone_ns = |ns: &str| -> String {
+            match ns.split_once('.') {
+                Some((db, coll)) => {
+                    format!("{}.{coll}", mapping.get(db).map_or(db, |c| c.as_str()))
+                }
+                None => ns.to_string(),
+            }
+        };
+        let mut out = Vec::new();
+        let mut expected = BTreeSet::new();
+        for (ns, n) in &source_counts {
+            let cns = to_clone_ns(ns);
+            match clone_counts.get(&cns) {
+                Some(m) if m == n => {}
+                Some(m) => out.push(format!("{ns}: source {n}, clone {m}")),
+                None => out.push(format!("{ns}: source {n}, missing in the clone")),
+            }
+            expected.insert(cns);
+        }
+        for (cns, m) in clone_counts {
+            if !expected.contains(cns) {
+                out.push(format!(
+                    "{cns}: {m} documents in the clone but not in the source"
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn parse_backup_result(message: &str) -> BackupResult {
+    message
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<BackupResult>(l.trim()).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,170 @@
+//! Why: the reason of every failure (`status.failure.reason`), condition and event that
+//! `decide` produces. Users, alerts, Argo CD and the integration tests match on these strings,
+//! so `as_str` is a stable name, written out, never derived from the variant's spelling.
+
+use crate::crd::{CleanupStepName, Phase};
+
+/// Declares `Reason` and its `ALL` list from one table, so no reason can be missing from `ALL`
+/// (the test that every reason is documented walks it).
+macro_rules! reasons {
+    ($($(#[doc = $doc:literal])* $variant:ident => $text:literal,)*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Reason {
+            $($(#[doc = $doc])* $variant,)*
+            /// The phase entered: the `Progressing` and `Ready` reason while it runs, and the
+            /// Normal event's reason on entering it.
+            Phase(Phase),
+        }
+
+        impl Reason {
+            /// Every reason but `Phase` (whose values are `Phase::ALL`).
+            pub const ALL: &[Reason] = &[$(Reason::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $text,)*
+                    Reason::Phase(p) => p.as_str(),
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    // ---- failures: status.failure.reason, the Degraded and Ready reason, a Warning event
+    /// The spec is invalid; nothing was changed.
+    InvalidSpec => "InvalidSpec",
+    /// The cluster or the database is not ready for the plan; nothing was changed.
+    PreflightFailed => "PreflightFailed",
+    ReadOnlyRolloutTimedOut => "ReadOnlyRolloutTimedOut",
+    /// The read-only probe's write was accepted.
+    ReadOnlyNotEffective => "ReadOnlyNotEffective",
+    BackupJobFailed => "BackupJobFailed",
+    BackupTimedOut => "BackupTimedOut",
+    ServerSideCopyFailed => "ServerSideCopyFailed",
+    CloneJobFailed => "CloneJobFailed",
+    CloneTimedOut => "CloneTimedOut",
+    /// The clones' counts differ from the frozen sources'.
+    CloneVerificationFailed => "CloneVerificationFailed",
+    MigrationJobFailed => "MigrationJobFailed",
+    MigrationTimedOut => "MigrationTimedOut",
+    BlueDeploymentMissing => "BlueDeploymentMissing",
+    /// Also the Degraded reason when the new version is gone after the switch.
+    GreenDeploymentMissing => "GreenDeploymentMissing",
+    ServiceMissing => "ServiceMissing",
+    PlanDeleted => "PlanDeleted",
+
+    // ---- ReadOnly
+    ReadOnlyRequested => "ReadOnlyRequested",
+    ReadOnly => "ReadOnly",
+    Lifted => "Lifted",
+    LiftedOnBlue => "LiftedOnBlue",
+
+    // ---- BackupVerified
+    CountsMatch => "CountsMatch",
+    CountsDiffer => "CountsDiffer",
+    /// A rehearsal copies live sources: differences are expected.
+    SourcesInUse => "SourcesInUse",
+    /// The server-side copy matched, but the archive was never restored.
+    NotRestored => "NotRestored",
+
+    // ---- Migrated, MigrationLockStale, Degraded
+    GatesPassed => "GatesPassed",
+    LockHeldByNoOne => "LockHeldByNoOne",
+    LockMoved => "LockMoved",
+    /// The Degraded reason and the Warning event while the lock is stale.
+    MigrationLockStale => "MigrationLockStale",
+    MigrationProceeding => "MigrationProceeding",
+    RolloutSlow => "RolloutSlow",
+    Healthy => "Healthy",
+
+    // ---- RollbackBlocked, DataDiverged
+    /// The Warning event when a rollback is refused because cleanup removed what it needs.
+    RollbackBlocked => "RollbackBlocked",
+    /// The RollbackBlocked reason: cleanup already removed what a rollback needs.
+    CleanedUp => "CleanedUp",
+    /// The Warning event when a rollback would lose writes.
+    DataDiverged => "DataDiverged",
+    WritesSinceLift => "WritesSinceLift",
+    RollbackAccepted => "RollbackAccepted",
+    TrafficOnGreen => "TrafficOnGreen",
+
+    // ---- Progressing
+    Suspended => "Suspended",
+
+    // ---- cleanup after success: CleanupBlocked, its Warning event, one Normal event per step done
+    GuardFailed => "GuardFailed",
+    Unblocked => "Unblocked",
+    CleanupRefused => "CleanupRefused",
+    ScaleDownBlue => "ScaleDownBlue",
+    DeleteBlue => "DeleteBlue",
+    DropSourceDatabases => "DropSourceDatabases",
+    DropObsoleteCollections => "DropObsoleteCollections",
+    PruneBackups => "PruneBackups",
+}
+
+impl From<CleanupStepName> for Reason {
+    /// A finished cleanup step's Normal event is named after the step.
+    fn from(step: CleanupStepName) -> Self {
+        match step {
+            CleanupStepName::ScaleDownBlue => Reason::ScaleDownBlue,
+            CleanupStepName::DeleteBlue => Reason::DeleteBlue,
+            CleanupStepName::DropSourceDatabases => Reason::DropSourceDatabases,
+            CleanupStepName::DropObsoleteCollections => Reason::DropObsoleteCollections,
+            CleanupStepName::PruneBackups => Reason::PruneBackups,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPERATIONS: &str = include_str!("../../docs/operations.md");
+
+    #[test]
+    fn every_reason_is_documented_in_operations_md() {
+        let phases = Phase::ALL.map(Reason::Phase);
+        let missing: Vec<&str> = Reason::ALL
+            .iter()
+            .chain(&phases)
+            .map(|r| r.as_str())
+            .filter(|r| !OPERATIONS.contains(&format!("`{r}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/operations.md does not name (in backticks): {missing:?}"
+        );
+    }
+
+    #[test]
+    fn reasons_are_distinct_camel_case_names() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL.iter().chain(&Phase::ALL.map(Reason::Phase)) {
+            let s = r.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(
+                s.starts_with(|c: char| c.is_ascii_uppercase())
+                    && s.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{s} is not CamelCase"
+            );
+        }
+    }
+
+    #[test]
+    fn cleanup_steps_are_named_as_in_status() {
+        // status.cleanup.steps[].name and the step's event agree.
+        for step in [
+            CleanupStepName::ScaleDownBlue,
+            CleanupStepName::DeleteBlue,
+            CleanupStepName::DropSourceDatabases,
+            CleanupStepName::DropObsoleteCollections,
+            CleanupStepName::PruneBackups,
+        ] {
+            assert_eq!(
+                serde_json::to_value(step).unwrap(),
+                serde_json::json!(Reason::from(step).as_str())
+            );
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! What the tests share: the Squidex plan, worlds and statuses as they typically are in each
+//! phase, and a small simulated cluster that carries out actions, for walks of whole plans.
+
+use super::*;
+
+pub(super) const PLAN: &str = "up7";
+
+pub(super) fn spec() -> UpgradePlanSpec {
+    serde_json::from_value(serde_json::json!({
+        "app": {"deployment": "squidex", "service": "squidex"},
+        "target": {"image": "squidex/squidex:7.0.0"},
+        "readOnly": {"env": {"name": "MODE__ISREADONLY", "value": "true"}},
+        "database": {
+            "connectionSecret": {"name": "mongo", "key": "uri"},
+            "databases": [
+                {"name": "Squidex", "env": ["STORE__MONGODB__DATABASE"]},
+                {"name": "SquidexContent", "env": ["STORE__MONGODB__CONTENTDATABASE"]}
+            ]
+        },
+        "backup": {"volume": {"claimName": "backups"}},
+        "migration": {
+            "mongoDocument": {"database": "Squidex", "targetVersion": 2, "staleLockAfter": "1m"},
+            "timeout": "10m"
+        },
+        "cleanup": {"scaleDownBlueAfter": "0s"}
+    }))
+    .expect("fixture spec parses")
+}
+
+pub(super) fn t(secs: i64) -> Timestamp {
+    Timestamp::from_millis(1_800_000_000_000 + secs * 1000)
+}
+
+pub(super) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub(super) fn deployment(name: &str, replicas: i32) -> DeploymentView {
+    DeploymentView {
+        name: name.into(),
+        replicas,
+        generation: 1,
+        observed_generation: 1,
+        current_replicas: replicas,
+        updated_replicas: replicas,
+        ready_replicas: replicas,
+        container: Ok("squidex".into()),
+        read_only_env: false,
+        tracked: false,
+        image: "squidex/squidex:6.0.0".into(),
+        pod_labels: labels(&[("app", "squidex")]),
+        running_pods: replicas,
+        restarts: 0,
+        owned_by_plan: false,
+    }
+}
+
+pub(super) fn green_view(replicas: i32) -> DeploymentView {
+    DeploymentView {
+        image: "squidex/squidex:7.0.0".into(),
+        read_only_env: true,
+        tracked: true,
+        owned_by_plan: true,
+        pod_labels: labels(&[("app", "squidex"), (names::TRACK_LABEL, "squidex-up7")]),
+        ..deployment("squidex-up7", replicas)
+    }
+}
+
+pub(super) fn source_counts() -> BTreeMap<String, i64> {
+    [
+        ("Squidex.Migration", 1),
+        ("Squidex.Events", 50),
+        ("SquidexContent.States_Contents_All1", 1000),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+pub(super) fn clone_counts_of(src: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
+    src.iter()
+        .map(|(k, v)| {
+            let (db, coll) = k.split_once('.').unwrap();
+            (format!("{db}-{PLAN}.{coll}"), *v)
+        })
+        .collect()
+}
+
+pub(super) fn world() -> Observed {
+    let mut dbs = BTreeMap::new();
+    for d in ["Squidex", "SquidexContent"] {
+        dbs.insert(
+            d.to_string(),
+            DatabaseInfo {
+                collections: 2,
+                documents: 500,
+            },
+        );
+    }
+    Observed {
+        plan: PlanMeta {
+            name: PLAN.into(),
+            generation: Some(1),
+            deleting: false,
+        },
+        blue: Some(deployment("squidex", 2)),
+        green: None,
+        service: Some(ServiceView {
+            selector: labels(&[("app", "squidex")]),
+        }),
+        secret: SecretView::Present,
+        database: DatabaseView::Reachable { databases: dbs },
+        ..Default::default()
+    }
+}
+
+pub(super) fn job(name: &str, state: JobState, message: &str) -> Option<JobView> {
+    Some(JobView {
+        name: name.into(),
+        state,
+        message: message.into(),
+    })
+}
+
+/// A status as it is right after entering `phase` at time 0, with the facts earlier phases recorded.
+pub(super) fn status_in(phase: Phase) -> UpgradePlanStatus {
+    let mut st = UpgradePlanStatus {
+        phase,
+        observed_generation: Some(1),
+        blue_replicas: Some(2),
+        green_deployment: Some("squidex-up7".into()),
+        active_color: Some(Color::Blue),
+        clone: Some(CloneStatus {
+            databases: [
+                ("Squidex", "Squidex-up7"),
+                ("SquidexContent", "SquidexContent-up7"),
+            ]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+            ..Default::default()
+        }),
+        phases: vec![PhaseRecord {
+            name: phase,
+            started_at: t(0),
+            finished_at: None,
+            outcome: None,
+            detail: String::new(),
+        }],
+        ..Default::default()
+    };
+    let idx = Phase::ALL.iter().position(|p| *p == phase).unwrap();
+    let after = |p: Phase| {
+        idx > Phase::ALL.iter().position(|q| *q == p).unwrap() && phase.is_before_switch()
+            || !phase.is_before_switch()
+    };
+    if phase != Phase::Pending {
+        st.read_only_since = Some(t(-100));
+    }
+    if after(Phase::BackingUp) {
+        st.backup = Some(BackupStatus {
+            job: "up7-backup".into(),
+            path: "/backup/squidex/up7".into(),
+            collections: source_counts(),
+            checksum: Some("c0ffee".into()),
+            completed_at: Some(t(-90)),
+            ..Default::default()
+        });
+    }
+    if after(Phase::Cloning) {
+        let c = st.clone.as_mut().unwrap();
+        c.verified = true;
+        c.collections = clone_counts_of(&source_counts());
+        cond::set(
+            &mut st.conditions,
+            cond::BACKUP_VERIFIED,
+            true,
+            "CountsMatch",
+            "verified",
+            Some(1),
+            t(-80),
+        );
+    }
+    if after(Phase::Migrating) {
+        cond::set(
+            &mut st.conditions,
+            cond::MIGRATED,
+            true,
+            "Migrated",
+            "migrated",
+            Some(1),
+            t(-20),
+        );
+    }
+    if matches!(phase, Phase::CleaningUp | Phase::Succeeded) {
+        st.read_only_lifted_at = Some(t(-10));
+        st.active_color = Some(Color::Green);
+        st.clone.as_mut().unwrap().collections_at_lift = migrated_clone_counts();
+    }
+    st
+}
+
+/// The clones after the new version migrated them (read-only still on): the migration copied
+/// the contents into a new collection.
+pub(super) fn migrated_clone_counts() -> BTreeMap<String, i64> {
+    let mut c = clone_counts_of(&source_counts());
+    c.insert("SquidexContent-up7.States_Contents_All2".into(), 1000);
+    c
+}
+
+/// The world as it typically is when a plan is in `phase`.
+pub(super) fn world_in(phase: Phase) -> Observed {
+    let mut w = world();
+    let blue = w.blue.as_mut().unwrap();
+    if phase != Phase::Pending {
+        blue.read_only_env = true;
+        blue.tracked = true;
+        blue.pod_labels
+            .insert(names::TRACK_LABEL.into(), "squidex".into());
+        w.service
+            .as_mut()
+            .unwrap()
+            .selector
+            .insert(names::TRACK_LABEL.into(), "squidex".into());
+    }
+    if matches!(
+        phase,
+        Phase::Migrating
+            | Phase::AwaitingPromotion
+            | Phase::SwitchingTraffic
+            | Phase::LiftingReadOnly
+            | Phase::CleaningUp
+            | Phase::Succeeded
+    ) {
+        w.green = Some(green_view(2));
+    }
+    if matches!(
+        phase,
+        Phase::LiftingReadOnly | Phase::CleaningUp | Phase::Succeeded
+    ) {
+        w.service
+            .as_mut()
+            .unwrap()
+            .selector
+            .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
+    }
+    if phase == Phase::LiftingReadOnly {
+        // Counted just before the lift: the DataDiverged baseline.
+        w.clone_counts = Some(Ok(migrated_clone_counts()));
+    }
+    if matches!(phase, Phase::CleaningUp | Phase::Succeeded) {
+        w.green.as_mut().unwrap().read_only_env = false;
+    }
+    if phase == Phase::Succeeded {
+        w.green.as_mut().unwrap().owned_by_plan = false;
+    }
+    w
+}
+
+/// A tiny world that carries out actions instantly, as a well-behaved cluster would.
+pub(super) struct Sim {
+    pub(super) w: Observed,
+}
+
+impl Sim {
+    pub(super) fn new() -> Self {
+        Sim { w: world() }
+    }
+
+    pub(super) fn apply(&mut self, a: &Action, spec: &UpgradePlanSpec) {
+        let w = &mut self.w;
+        match a {
+            Action::SetReadOnly { color, enabled } => {
+                let d = match color {
+                    Color::Blue => w.blue.as_mut().unwrap(),
+                    Color::Green => w.green.as_mut().unwrap(),
+                };
+                d.read_only_env = *enabled;
+                if *color == Color::Blue && *enabled {
+                    d.tracked = true;
+                    d.pod_labels
+                        .insert(names::TRACK_LABEL.into(), d.name.clone());
+                }
+                d.generation += 1;
+                d.observed_generation = d.generation;
+            }
+            Action::PinService { color } => {
+                let name = match color {
+                    Color::Blue => "squidex",
+                    Color::Green => "squidex-up7",
+                };
+                w.service
+                    .as_mut()
+                    .unwrap()
+                    .selector
+                    .insert(names::TRACK_LABEL.into(), name.into());
+            }
+            Action::CreateBackupJob => {
+                w.backup_job = job(
+                    "up7-backup",
+                    JobState::Succeeded,
+                    r#"{"bytes":1234,"sha256":"cafe"}"#,
+                );
+                w.source_counts = Some(Ok(source_counts()));
+            }
+            Action::CreateCloneJob => {
+                w.clone_job = job("up7-clone", JobState::Succeeded, "");
+                w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+                if let DatabaseView::Reachable { databases } = &mut w.database {
+                    for c in ["Squidex-up7", "SquidexContent-up7"] {
+                        databases.insert(
+                            c.into(),
+                            DatabaseInfo {
+                                collections: 2,
+                                documents: 500,
+                            },
+                        );
+                    }
+                }
+            }
+            Action::ApplyGreen { replicas } => {
+                w.green = Some(green_view(*replicas));
+                if spec.migration.job.is_none() || w.migration_job.is_some() {
+                    w.migration_doc = Some(Ok(Some(MigrationDoc {
+                        version: Some(2),
+                        locked: false,
+                        raw: "{}".into(),
+                    })));
+                }
+            }
+            Action::CreateMigrationJob => {
+                w.migration_job = job("up7-migrate", JobState::Succeeded, "");
+            }
+            Action::Scale { color, replicas } => {
+                let d = match color {
+                    Color::Blue => w.blue.as_mut().unwrap(),
+                    Color::Green => w.green.as_mut().unwrap(),
+                };
+                d.replicas = *replicas;
+                d.current_replicas = *replicas;
+                d.updated_replicas = *replicas;
+                d.ready_replicas = *replicas;
+            }
+            Action::DeleteGreen => w.green = None,
+            Action::StopJobs => {
+                for j in [&mut w.backup_job, &mut w.clone_job, &mut w.migration_job] {
+                    if j.as_ref().is_some_and(|j| j.state == JobState::Active) {
+                        *j = None;
+                    }
+                }
+            }
+            Action::ReleaseGreen => w.green.as_mut().unwrap().owned_by_plan = false,
+            Action::DropDatabases { names } => {
+                if let DatabaseView::Reachable { databases } = &mut w.database {
+                    for n in names {
+                        databases.remove(n);
+                    }
+                }
+            }
+            Action::DropCollections { names } => {
+                if let Some(Ok(cs)) = &mut w.clone_collections {
+                    cs.retain(|c| !names.contains(&c.name));
+                }
+            }
+            Action::DeleteBlue => w.blue = None,
+            Action::StartServerSideCopy => {
+                w.server_copy = Some(CopyView {
+                    state: CopyState::Succeeded,
+                    documents_done: 1051,
+                    documents_total: 1051,
+                    collections_done: 3,
+                    collections_total: 3,
+                });
+                w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+            }
+            Action::CreatePruneJob => {
+                w.prune_job = job(
+                    "up7-prune",
+                    JobState::Succeeded,
+                    r#"{"kept":["up7"],"deleted":["up5"],"incomplete":[]}"#,
+                );
+            }
+        }
+    }
+}
+
+/// Runs decide/apply until the plan is terminal; returns the final status and the actions.
+pub(super) fn walk(
+    spec: &UpgradePlanSpec,
+    sim: &mut Sim,
+    mut st: Option<UpgradePlanStatus>,
+    mut on_step: impl FnMut(usize, &UpgradePlanStatus, &mut UpgradePlanSpec, &mut Sim),
+) -> (UpgradePlanStatus, Vec<Action>) {
+    let mut spec = spec.clone();
+    let mut actions = Vec::new();
+    for step in 0..200 {
+        let d = decide(&spec, st.as_ref(), &sim.w, t(step as i64));
+        if let Some(a) = &d.action {
+            sim.apply(a, &spec);
+            actions.push(a.clone());
+        }
+        let done = d.status.phase.is_terminal();
+        on_step(step, &d.status, &mut spec, sim);
+        st = Some(d.status);
+        if done {
+            return (st.unwrap(), actions);
+        }
+    }
+    panic!(
+        "plan did not finish: {:?}",
+        st.map(|s| (s.phase, s.message))
+    );
+}
+
+pub(super) fn phase_names(st: &UpgradePlanStatus) -> Vec<Phase> {
+    st.phases.iter().map(|r| r.name).collect()
+}
