@@ -284,13 +284,7 @@ impl Machine<'_> {
         let Some(after) = &self.spec.cleanup.drop_source_databases_after else {
             return Verdict::new(CleanupState::Done, "not asked for".into());
         };
-        let sources: Vec<String> = self
-            .spec
-            .database
-            .databases
-            .iter()
-            .map(|d| d.name.clone())
-            .collect();
+        let sources = self.targets.sources();
         let due = self.due(lifted, after);
         if self.now < due {
             return Verdict::scheduled(
@@ -535,8 +529,7 @@ impl Machine<'_> {
                 Action::CreatePruneJob,
                 format!(
                     "Backup retention Job {} keeps the last {keep} backup(s) of {}",
-                    names::prune_job(&self.obs.plan.name),
-                    self.spec.app.deployment
+                    self.targets.prune_job, self.spec.app.deployment
                 ),
             ),
             Some(j) => match j.state {

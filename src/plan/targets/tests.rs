@@ -68,6 +68,7 @@ fn before_anything_is_recorded_the_rules_name_everything() {
             migration_job: s("up7-migrate"),
             prune_job: s("up7-prune"),
             migration_env_secret: s("up7-migrate-env"),
+            tools_secret: s("up7-mongo-tools"),
             backup_dir: s("/backup/squidex/up7"),
         }
     );
@@ -114,14 +115,17 @@ fn lookups() {
     );
 }
 
-/// Callers not moved to `targets` yet still use the rules directly; both must agree.
+/// The targets are the rules applied, long names shortened the rules' way.
 #[test]
-fn agrees_with_the_rules_still_called_directly() {
+fn apply_the_rules() {
     let spec = spec();
     let plan = &format!("a-plan-with-a-very-long-name-{}", "x".repeat(40));
     let t = targets(&spec, plan, None);
     assert_eq!(t.green, names::green_deployment(&spec, plan));
-    assert_eq!(t.preview_service, names::preview_service(&spec, plan));
+    assert_eq!(
+        t.preview_service,
+        names::shorten(&format!("{}-preview", t.green), names::MAX_K8S_NAME)
+    );
     assert_eq!(
         t.green_env_secret,
         names::shorten(&format!("{}-env", t.green), names::MAX_K8S_NAME)

@@ -5,9 +5,11 @@ mod jobs;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::EnvVar;
+use kube::ResourceExt;
 use serde_json::json;
 
 use crate::crd::{UpgradePlan, UpgradePlanSpec};
+use crate::plan::{Targets, targets};
 
 pub(super) fn plan(extra: serde_json::Value) -> UpgradePlan {
     let mut spec = json!({
@@ -35,6 +37,11 @@ pub(super) fn plan(extra: serde_json::Value) -> UpgradePlan {
     p.metadata.namespace = Some("apps".into());
     p.metadata.uid = Some("uid-1".into());
     p
+}
+
+/// The names the builders are given, as the executor resolves them for `p`.
+pub(super) fn targets_of(p: &UpgradePlan) -> Targets {
+    targets(&p.spec, &p.name_any(), p.status.as_ref())
 }
 
 pub(super) fn blue() -> Deployment {
