@@ -7,8 +7,8 @@
 
 use serde_json::{Value, json};
 
-use crate::crd::{CloneMethod, DatabaseMapping, UpgradePlan, UpgradePlanSpec};
-use crate::plan::names;
+use crate::crd::{CloneMethod, UpgradePlan, UpgradePlanSpec};
+use crate::plan::targets;
 
 /// The image of the Squidex-like app simulator at a schema version.
 pub fn appsim_image(version: u32) -> String {
@@ -17,9 +17,15 @@ pub fn appsim_image(version: u32) -> String {
 
 /// The clone the operator makes of database `db` for plan `plan` (no `cloneName` set).
 pub fn clone_of(db: &str, plan: &str) -> String {
-    let mapping: DatabaseMapping =
-        serde_json::from_value(json!({ "name": db })).expect("a database mapping parses");
-    names::clone_database(&mapping, plan)
+    let spec = SquidexPlan {
+        db: db.into(),
+        ..SquidexPlan::unit()
+    }
+    .spec();
+    targets(&spec, plan, None)
+        .clone_of(db)
+        .expect("the plan's own database")
+        .to_string()
 }
 
 /// `spec.timeouts`, as Go durations.
@@ -199,9 +205,10 @@ mod tests {
         let p = SquidexPlan::appsim("Sq_1", "SqC_1", 2);
         let spec = p.spec();
         assert_eq!(
-            p.clone_db("up"),
-            names::clone_database(&spec.database.databases[0], "up")
+            Some(p.clone_db("up").as_str()),
+            targets(&spec, "up", None).clone_of("Sq_1")
         );
+        assert_eq!(p.clone_db("up"), "Sq_1-up");
         assert_eq!(p.clone_content_db("up"), "SqC_1-up");
     }
 }

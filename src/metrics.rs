@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::crd::{Phase, UpgradePlanStatus};
+use crate::plan::Reason;
 
 /// The `label` of a failed reconcile: the step that failed (`observe`, `status`, `finalizer`,
 /// or an action such as `apply_green`), then how, where the step tells (`apply_green_kube`).
@@ -189,7 +190,7 @@ impl Metrics {
         }
         let failed_verification = |s: Option<&UpgradePlanStatus>| {
             s.and_then(|s| s.failure.as_ref())
-                .is_some_and(|f| f.reason == "CloneVerificationFailed")
+                .is_some_and(|f| f.reason == Reason::CloneVerificationFailed.as_str())
         };
         if failed_verification(Some(after)) && !failed_verification(before) {
             self.clone_verification_failures.inc();

@@ -134,7 +134,7 @@ impl<'a> Writer<'a> {
     /// The connection string for the backup and clone Jobs, as the tools' config file in a
     /// plan-owned Secret (never on their command line).
     pub async fn apply_tools_secret(&self, uri: &Uri) -> Result {
-        let s = build::tools_secret(self.plan, uri);
+        let s = build::tools_secret(self.plan, self.targets, uri);
         self.secrets
             .patch(&s.name_any(), &apply(), &Patch::Apply(s))
             .await?;
@@ -179,6 +179,7 @@ impl<'a> Writer<'a> {
             .unwrap_or_default();
         let (d, secret) = build::green(&build::GreenInputs {
             plan,
+            targets: self.targets,
             blue: b,
             container: &container,
             replicas,
@@ -196,7 +197,7 @@ impl<'a> Writer<'a> {
         if plan.spec.mode == Mode::Rehearsal
             && let Some(svc) = &self.world.service
         {
-            let preview = build::preview_service(plan, svc, &d.name_any());
+            let preview = build::preview_service(plan, self.targets, svc);
             self.services
                 .patch(&preview.name_any(), &apply(), &Patch::Apply(preview))
                 .await?;
@@ -208,14 +209,15 @@ impl<'a> Writer<'a> {
         let plan = self.plan;
         let g = self.green()?;
         let container = self.container(g)?;
-        let job = build::migration_job(plan, g, &container).ok_or(ExecError::NoMigrationJob)?;
+        let job = build::migration_job(plan, self.targets, g, &container)
+            .ok_or(ExecError::NoMigrationJob)?;
         if let Some(cred) = plan
             .spec
             .migration
             .job
             .as_ref()
             .and_then(|j| j.credentials_secret.as_ref())
-            .filter(|_| build::migration_credentials_clone(plan).is_some())
+            .filter(|_| build::migration_credentials_clone(plan, self.targets).is_some())
         {
             let value = self
                 .secrets
@@ -230,7 +232,7 @@ impl<'a> Writer<'a> {
                     name: cred.name.clone(),
                     key: cred.key.clone(),
                 })?;
-            if let Some(s) = build::migration_env_secret(plan, &value) {
+            if let Some(s) = build::migration_env_secret(plan, self.targets, &value) {
                 self.secrets
                     .patch(&s.name_any(), &apply(), &Patch::Apply(s))
                     .await?;

@@ -33,11 +33,11 @@ pub async fn execute(
         Action::PinService { color } => k8s.pin_service(*color).await,
         Action::CreateBackupJob => {
             k8s.apply_tools_secret(uri()?).await?;
-            k8s.create_job(build::backup_job(plan)).await
+            k8s.create_job(build::backup_job(plan, targets)).await
         }
         Action::CreateCloneJob => {
             k8s.apply_tools_secret(uri()?).await?;
-            k8s.create_job(build::clone_job(plan)).await
+            k8s.create_job(build::clone_job(plan, targets)).await
         }
         Action::ApplyGreen { replicas } => k8s.apply_green(*replicas).await,
         Action::CreateMigrationJob => k8s.create_migration_job().await,
@@ -50,7 +50,7 @@ pub async fn execute(
             databases::drop_collections(mongo, uri()?, names).await
         }
         Action::DeleteBlue => k8s.delete_blue().await,
-        Action::CreatePruneJob => k8s.create_job(build::prune_job(plan)).await,
+        Action::CreatePruneJob => k8s.create_job(build::prune_job(plan, targets)).await,
         Action::StartServerSideCopy => {
             databases::start_copy(mongo, copies, plan, targets, uri()?).await
         }

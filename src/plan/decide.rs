@@ -19,6 +19,7 @@ use super::decision::{Action, Decision, EventKind, EventNote};
 use super::names;
 use super::observed::{JobView, Observed};
 use super::reason::Reason;
+use super::targets::{Targets, targets};
 
 mod cleanup;
 mod data;
@@ -48,6 +49,7 @@ pub fn decide(
     let mut m = Machine {
         spec,
         obs: observed,
+        targets: targets(spec, &observed.plan.name, status),
         now,
         st: status.cloned().unwrap_or_default(),
         action: None,
@@ -66,6 +68,8 @@ pub fn decide(
 struct Machine<'a> {
     spec: &'a UpgradePlanSpec,
     obs: &'a Observed,
+    /// Every name the plan works with, as `st` records them (see `retarget`).
+    targets: Targets,
     now: Timestamp,
     st: UpgradePlanStatus,
     action: Option<Action>,
@@ -98,6 +102,7 @@ impl Machine<'_> {
                 conditions: std::mem::take(&mut self.st.conditions),
                 ..Default::default()
             };
+            self.retarget();
             self.push_record(Phase::Pending, "The plan changed; checking it again");
         }
 
@@ -141,19 +146,19 @@ impl Machine<'_> {
 
     // ---- helpers ---------------------------------------------------------------------------
 
-    fn green_name(&self) -> String {
-        self.st
-            .green_deployment
-            .clone()
-            .unwrap_or_else(|| names::green_deployment(self.spec, &self.obs.plan.name))
+    /// Resolves the targets again after `st`'s recorded names changed (reset or recorded).
+    fn retarget(&mut self) {
+        self.targets = targets(self.spec, &self.obs.plan.name, Some(&self.st));
     }
 
+    fn green_name(&self) -> String {
+        self.targets.green.clone()
+    }
+
+    /// The clone of `source`, one of the plan's databases (validation checks every database a
+    /// gate or a cleanup pattern names is one).
     fn clone_of(&self, source: &str) -> String {
-        self.st
-            .clone
-            .as_ref()
-            .and_then(|c| c.databases.get(source).cloned())
-            .unwrap_or_else(|| source.to_string())
+        self.targets.clone_of(source).unwrap_or(source).to_string()
     }
 
     /// The Service's track label names this Deployment.

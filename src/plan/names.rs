@@ -78,11 +78,6 @@ pub fn prune_job(plan: &str) -> String {
     shorten(&format!("{plan}-prune"), MAX_K8S_NAME)
 }
 
-/// The rehearsal's preview Service (a plus for inspecting the new version before the switch).
-pub fn preview_service(spec: &UpgradePlanSpec, plan: &str) -> String {
-    preview_service_of(&green_deployment(spec, plan))
-}
-
 /// The preview Service of the new version's Deployment `green`.
 pub(super) fn preview_service_of(green: &str) -> String {
     shorten(&format!("{green}-preview"), MAX_K8S_NAME)

@@ -39,6 +39,9 @@ pub struct Targets {
     pub prune_job: String,
     /// The Secret holding the migration user's connection string to the clone.
     pub migration_env_secret: String,
+    /// The Secret holding the MongoDB tools' config file (the connection string) for the
+    /// backup and clone Jobs.
+    pub tools_secret: String,
     /// Where the backup goes on the volume.
     pub backup_dir: String,
 }
@@ -75,8 +78,15 @@ pub fn targets(spec: &UpgradePlanSpec, plan: &str, status: Option<&UpgradePlanSt
         migration_job: names::migration_job(plan),
         prune_job: names::prune_job(plan),
         migration_env_secret: names::migration_env_secret(plan),
+        tools_secret: tools_secret(plan),
         backup_dir: names::backup_dir(spec, plan),
     }
+}
+
+/// The tools' config Secret of plan `plan`. The one naming rule not in `names` yet (that module
+/// is being changed elsewhere); it belongs beside `migration_env_secret` there.
+fn tools_secret(plan: &str) -> String {
+    names::shorten(&format!("{plan}-mongo-tools"), names::MAX_K8S_NAME)
 }
 
 impl Targets {

@@ -7,8 +7,8 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::BuildError;
-use crate::crd::{Color, EnvVarSpec, UpgradePlan};
-use crate::plan::names::{self, TRACK_LABEL};
+use crate::crd::EnvVarSpec;
+use crate::plan::names::TRACK_LABEL;
 
 /// The application container of a Deployment: the one named in the plan, or the only one.
 pub fn app_container(deployment: &Deployment, wanted: Option<&str>) -> Result<String, BuildError> {
@@ -97,12 +97,4 @@ pub fn for_reapply(mut d: Deployment) -> Deployment {
     d.metadata.generation = None;
     d.status = None;
     d
-}
-
-/// Which Deployment name a color refers to in this plan.
-pub fn deployment_for(plan: &UpgradePlan, color: Color) -> String {
-    match color {
-        Color::Blue => plan.spec.app.deployment.clone(),
-        Color::Green => names::green_deployment(&plan.spec, &plan.name_any()),
-    }
 }

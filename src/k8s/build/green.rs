@@ -11,12 +11,14 @@ use kube::{Resource, ResourceExt};
 
 use super::{BuildError, owned_secret, plain, secret_env};
 use crate::crd::{Mode, UpgradePlan};
-use crate::plan::names::{self, PLAN_LABEL, ROLE_LABEL, TRACK_LABEL};
+use crate::plan::Targets;
+use crate::plan::names::{PLAN_LABEL, ROLE_LABEL, TRACK_LABEL};
 use crate::uri;
 
 /// What the executor read that the new version's Deployment is built from.
 pub struct GreenInputs<'a> {
     pub plan: &'a UpgradePlan,
+    pub targets: &'a Targets,
     pub blue: &'a Deployment,
     pub container: &'a str,
     pub replicas: i32,
@@ -33,8 +35,8 @@ pub fn green(inputs: &GreenInputs) -> Result<(Deployment, Option<Secret>), Build
     let plan = inputs.plan;
     let spec = &plan.spec;
     let plan_name = plan.name_any();
-    let name = names::green_deployment(spec, &plan_name);
-    let env_secret_name = names::shorten(&format!("{name}-env"), names::MAX_K8S_NAME);
+    let name = inputs.targets.green.clone();
+    let env_secret_name = inputs.targets.green_env_secret.clone();
     let blue_spec = inputs.blue.spec.clone().unwrap_or_default();
 
     let mut labels = blue_spec
@@ -141,16 +143,18 @@ fn rewire_env(
     env_secret: &str,
 ) -> BTreeMap<String, String> {
     let spec = &inputs.plan.spec;
-    let plan_name = inputs.plan.name_any();
     let mut secret_data = BTreeMap::new();
     let set = |env: &mut Vec<EnvVar>, var: EnvVar| {
         env.retain(|e| e.name != var.name);
         env.push(var);
     };
     for db in &spec.database.databases {
-        let clone = names::clone_database(db, &plan_name);
+        let clone = inputs
+            .targets
+            .clone_of(&db.name)
+            .expect("the targets name a clone for every database of the spec");
         for var in &db.env {
-            set(env, plain(var, &clone));
+            set(env, plain(var, clone));
         }
         for var in &db.uri_env {
             let current_plain = env
@@ -159,10 +163,10 @@ fn rewire_env(
                 .and_then(|e| e.value.clone());
             match current_plain {
                 // A plain value is already visible in the Deployment; rewrite it in place.
-                Some(v) => set(env, plain(var, uri::with_database(&v, &clone))),
+                Some(v) => set(env, plain(var, uri::with_database(&v, clone))),
                 None => {
                     let source = inputs.uri_values.get(var).cloned().unwrap_or_default();
-                    secret_data.insert(var.clone(), uri::with_database(&source, &clone));
+                    secret_data.insert(var.clone(), uri::with_database(&source, clone));
                     set(env, secret_env(var, env_secret, var));
                 }
             }

@@ -15,7 +15,8 @@ use kube::ResourceExt;
 
 use super::{owned_meta, owned_secret, plain};
 use crate::crd::UpgradePlan;
-use crate::plan::names::{self, BACKUP_MOUNT, PLAN_LABEL, ROLE_LABEL};
+use crate::plan::Targets;
+use crate::plan::names::{BACKUP_MOUNT, PLAN_LABEL, ROLE_LABEL};
 use crate::uri::Uri;
 
 const BACKUP_SH: &str = include_str!("scripts/backup.sh");
@@ -45,26 +46,14 @@ pub(super) fn backup_volume(plan: &UpgradePlan, read_only: bool) -> (Volume, Vol
     )
 }
 
-/// Directory of this plan's archives on the backup volume (one archive per database).
-pub fn archive_dir(plan: &UpgradePlan) -> String {
-    names::backup_dir(&plan.spec, &plan.name_any())
-}
-
-pub fn tools_secret_name(plan: &UpgradePlan) -> String {
-    names::shorten(
-        &format!("{}-mongo-tools", plan.name_any()),
-        names::MAX_K8S_NAME,
-    )
-}
-
 /// The plan-owned Secret the backup and clone Jobs read the connection string from: a
 /// mongo-tools config file (`--config`) holding it in the form the tools take.
-pub fn tools_secret(plan: &UpgradePlan, uri: &Uri) -> Secret {
+pub fn tools_secret(plan: &UpgradePlan, targets: &Targets, uri: &Uri) -> Secret {
     // A JSON string is a YAML double-quoted scalar: any character of the string survives.
     let quoted = serde_json::Value::String(uri.for_tools()).to_string();
     owned_secret(
         plan,
-        tools_secret_name(plan),
+        targets.tools_secret.clone(),
         "mongo-tools",
         BTreeMap::from([(TOOLS_CONFIG_KEY.to_string(), format!("uri: {quoted}\n"))]),
     )
@@ -75,11 +64,12 @@ fn lines<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     items.into_iter().collect::<Vec<_>>().join("\n")
 }
 
-pub fn backup_job(plan: &UpgradePlan) -> Job {
-    let dbs = lines(plan.spec.database.databases.iter().map(|d| d.name.as_str()));
+pub fn backup_job(plan: &UpgradePlan, targets: &Targets) -> Job {
+    let dbs = lines(targets.databases.iter().map(|d| d.source.as_str()));
     tools_job(
         plan,
-        names::backup_job(&plan.name_any()),
+        targets,
+        targets.backup_job.clone(),
         "backup",
         vec![plain("CUTOVER_DATABASES", dbs)],
         BACKUP_SH,
@@ -87,31 +77,25 @@ pub fn backup_job(plan: &UpgradePlan) -> Job {
     )
 }
 
-pub fn clone_job(plan: &UpgradePlan) -> Job {
-    let plan_name = plan.name_any();
+pub fn clone_job(plan: &UpgradePlan, targets: &Targets) -> Job {
     // Source and clone on alternating lines: no separator a database name could contain.
-    let pairs: Vec<String> = plan
-        .spec
-        .database
+    let pairs = targets
         .databases
         .iter()
-        .flat_map(|d| [d.name.clone(), names::clone_database(d, &plan_name)])
-        .collect();
+        .flat_map(|d| [d.source.as_str(), d.clone.as_str()]);
     tools_job(
         plan,
-        names::clone_job(&plan_name),
+        targets,
+        targets.clone_job.clone(),
         "clone",
-        vec![plain(
-            "CUTOVER_CLONES",
-            lines(pairs.iter().map(String::as_str)),
-        )],
+        vec![plain("CUTOVER_CLONES", lines(pairs))],
         CLONE_SH,
         true,
     )
 }
 
 /// The backup retention Job: the backup volume read-write, no database access.
-pub fn prune_job(plan: &UpgradePlan) -> Job {
+pub fn prune_job(plan: &UpgradePlan, targets: &Targets) -> Job {
     let (volume, mount) = backup_volume(plan, false);
     let role = "prune";
     let container = Container {
@@ -119,7 +103,7 @@ pub fn prune_job(plan: &UpgradePlan) -> Job {
         image: Some(plan.spec.backup.image.clone()),
         command: Some(vec!["/bin/sh".into(), "-c".into(), PRUNE_SH.into()]),
         env: Some(vec![
-            plain("CUTOVER_ARCHIVE_DIR", archive_dir(plan)),
+            plain("CUTOVER_ARCHIVE_DIR", &targets.backup_dir),
             plain("CUTOVER_KEEP_LAST", plan.spec.backup.keep_last.to_string()),
         ]),
         volume_mounts: Some(vec![mount]),
@@ -128,7 +112,7 @@ pub fn prune_job(plan: &UpgradePlan) -> Job {
     };
     one_shot_job(
         plan,
-        names::prune_job(&plan.name_any()),
+        targets.prune_job.clone(),
         role,
         PodSpec {
             containers: vec![container],
@@ -141,6 +125,7 @@ pub fn prune_job(plan: &UpgradePlan) -> Job {
 /// A Job of the MongoDB tools: the backup volume and the tools' config Secret mounted.
 fn tools_job(
     plan: &UpgradePlan,
+    targets: &Targets,
     name: String,
     role: &str,
     env: Vec<EnvVar>,
@@ -151,7 +136,7 @@ fn tools_job(
     let config = Volume {
         name: "mongo-tools".into(),
         secret: Some(SecretVolumeSource {
-            secret_name: Some(tools_secret_name(plan)),
+            secret_name: Some(targets.tools_secret.clone()),
             ..Default::default()
         }),
         ..Default::default()
@@ -167,7 +152,7 @@ fn tools_job(
             "CUTOVER_TOOLS_CONFIG",
             format!("{TOOLS_CONFIG_DIR}/{TOOLS_CONFIG_KEY}"),
         ),
-        plain("CUTOVER_ARCHIVE_DIR", archive_dir(plan)),
+        plain("CUTOVER_ARCHIVE_DIR", &targets.backup_dir),
     ];
     all_env.extend(env);
     let container = Container {

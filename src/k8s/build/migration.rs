@@ -6,17 +6,22 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, Secret};
-use kube::ResourceExt;
 
 use super::jobs::{backup_volume, one_shot_job};
-use super::{archive_dir, owned_secret, plain, secret_env};
+use super::{owned_secret, plain, secret_env};
 use crate::crd::UpgradePlan;
-use crate::plan::names::{self, BACKUP_MOUNT};
+use crate::plan::Targets;
+use crate::plan::names::BACKUP_MOUNT;
 use crate::uri;
 
 /// The one-shot migration Job: the new image, the new version's (clone-rewired) environment
 /// without read-only, the migration user's credentials, and the backup mounted read-only.
-pub fn migration_job(plan: &UpgradePlan, green: &Deployment, container: &str) -> Option<Job> {
+pub fn migration_job(
+    plan: &UpgradePlan,
+    targets: &Targets,
+    green: &Deployment,
+    container: &str,
+) -> Option<Job> {
     let gate = plan.spec.migration.job.as_ref()?;
     let pod = green.spec.as_ref()?.template.spec.clone()?;
     let app = pod.containers.iter().find(|c| c.name == container)?.clone();
@@ -31,14 +36,17 @@ pub fn migration_job(plan: &UpgradePlan, green: &Deployment, container: &str) ->
         env.retain(|e| e.name != cred.env);
         // A migration user's connection string that names a database is rewritten to the
         // clone (like the app's `uriEnv`), or the migration would run on the source.
-        if migration_credentials_clone(plan).is_some() {
-            let secret = migration_env_secret_name(plan);
-            env.push(secret_env(&cred.env, &secret, &cred.env));
+        if migration_credentials_clone(plan, targets).is_some() {
+            env.push(secret_env(
+                &cred.env,
+                &targets.migration_env_secret,
+                &cred.env,
+            ));
         } else {
             env.push(secret_env(&cred.env, &cred.name, &cred.key));
         }
     }
-    env.push(plain("CUTOVER_BACKUP_DIR", archive_dir(plan)));
+    env.push(plain("CUTOVER_BACKUP_DIR", &targets.backup_dir));
     let (volume, mount) = backup_volume(plan, true);
     let mut mounts = app.volume_mounts.clone().unwrap_or_default();
     mounts.retain(|m| m.mount_path != BACKUP_MOUNT);
@@ -61,7 +69,7 @@ pub fn migration_job(plan: &UpgradePlan, green: &Deployment, container: &str) ->
     };
     Some(one_shot_job(
         plan,
-        names::migration_job(&plan.name_any()),
+        targets.migration_job.clone(),
         role,
         PodSpec {
             containers: vec![container],
@@ -76,7 +84,10 @@ pub fn migration_job(plan: &UpgradePlan, green: &Deployment, container: &str) ->
 
 /// The clone the migration credentials must point at, when the credentials variable is one of
 /// the plan's `uriEnv` variables (a connection string whose path names a database).
-pub fn migration_credentials_clone(plan: &UpgradePlan) -> Option<String> {
+pub fn migration_credentials_clone<'t>(
+    plan: &UpgradePlan,
+    targets: &'t Targets,
+) -> Option<&'t str> {
     let cred = plan
         .spec
         .migration
@@ -89,19 +100,16 @@ pub fn migration_credentials_clone(plan: &UpgradePlan) -> Option<String> {
         .databases
         .iter()
         .find(|d| d.uri_env.contains(&cred.env))
-        .map(|d| names::clone_database(d, &plan.name_any()))
-}
-
-pub fn migration_env_secret_name(plan: &UpgradePlan) -> String {
-    names::shorten(
-        &format!("{}-migrate-env", plan.name_any()),
-        names::MAX_K8S_NAME,
-    )
+        .and_then(|d| targets.clone_of(&d.name))
 }
 
 /// The plan-owned Secret holding the migration user's connection string rewritten to the clone.
-pub fn migration_env_secret(plan: &UpgradePlan, credentials_uri: &str) -> Option<Secret> {
-    let clone = migration_credentials_clone(plan)?;
+pub fn migration_env_secret(
+    plan: &UpgradePlan,
+    targets: &Targets,
+    credentials_uri: &str,
+) -> Option<Secret> {
+    let clone = migration_credentials_clone(plan, targets)?;
     let cred = plan
         .spec
         .migration
@@ -111,11 +119,8 @@ pub fn migration_env_secret(plan: &UpgradePlan, credentials_uri: &str) -> Option
         .as_ref()?;
     Some(owned_secret(
         plan,
-        migration_env_secret_name(plan),
+        targets.migration_env_secret.clone(),
         "migrate-env",
-        BTreeMap::from([(
-            cred.env.clone(),
-            uri::with_database(credentials_uri, &clone),
-        )]),
+        BTreeMap::from([(cred.env.clone(), uri::with_database(credentials_uri, clone))]),
     ))
 }

@@ -18,12 +18,10 @@ use kube::{Resource, ResourceExt};
 use crate::crd::UpgradePlan;
 use crate::plan::names::{PLAN_LABEL, ROLE_LABEL};
 
-pub use deployment::{app_container, blue_patch, deployment_for, for_reapply, with_env};
+pub use deployment::{app_container, blue_patch, for_reapply, with_env};
 pub use green::{GreenInputs, green};
-pub use jobs::{archive_dir, backup_job, clone_job, prune_job, tools_secret, tools_secret_name};
-pub use migration::{
-    migration_credentials_clone, migration_env_secret, migration_env_secret_name, migration_job,
-};
+pub use jobs::{backup_job, clone_job, prune_job, tools_secret};
+pub use migration::{migration_credentials_clone, migration_env_secret, migration_job};
 pub use service::{preview_service, service_track_patch};
 
 /// Why an object could not be built from what was read.

@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use kube::ResourceExt;
 use serde_json::json;
 
 use super::owned_meta;
 use crate::crd::UpgradePlan;
-use crate::plan::names::{self, TRACK_LABEL};
+use crate::plan::Targets;
+use crate::plan::names::TRACK_LABEL;
 
 /// A Service selecting only the new version, for looking at it before the switch.
-pub fn preview_service(plan: &UpgradePlan, app_service: &Service, green_name: &str) -> Service {
+pub fn preview_service(plan: &UpgradePlan, targets: &Targets, app_service: &Service) -> Service {
     let ports: Vec<ServicePort> = app_service
         .spec
         .as_ref()
@@ -25,15 +25,11 @@ pub fn preview_service(plan: &UpgradePlan, app_service: &Service, green_name: &s
         })
         .collect();
     Service {
-        metadata: owned_meta(
-            plan,
-            names::preview_service(&plan.spec, &plan.name_any()),
-            "preview",
-        ),
+        metadata: owned_meta(plan, targets.preview_service.clone(), "preview"),
         spec: Some(ServiceSpec {
             selector: Some(BTreeMap::from([(
                 TRACK_LABEL.to_string(),
-                green_name.to_string(),
+                targets.green.clone(),
             )])),
             ports: Some(ports),
             ..Default::default()

@@ -7,16 +7,14 @@ use crate::crd::{BackupStatus, Mode, Phase};
 
 use super::super::conditions as cond;
 use super::super::decision::Action;
-use super::super::names;
 use super::super::observed::{BackupResult, CopyState, JobState};
 use super::super::reason::Reason;
 use super::{Machine, NEXT, POLL, one_line};
 
 impl Machine<'_> {
     pub(super) fn backing_up(&mut self) {
-        let plan = &self.obs.plan.name;
-        let job = names::backup_job(plan);
-        let path = names::backup_dir(self.spec, plan);
+        let job = self.targets.backup_job.clone();
+        let path = self.targets.backup_dir.clone();
         let Some(j) = self.obs.backup_job.clone() else {
             self.st.backup = Some(BackupStatus {
                 job: job.clone(),
@@ -132,7 +130,7 @@ impl Machine<'_> {
             return;
         }
         let Some(j) = self.obs.clone_job.clone() else {
-            let job = names::clone_job(&self.obs.plan.name);
+            let job = &self.targets.clone_job;
             self.act(
                 Action::CreateCloneJob,
                 format!("Clone Job {job} is restoring the backup into the clones"),

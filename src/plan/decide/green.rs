@@ -7,7 +7,6 @@ use crate::crd::{MigrationStatus, Mode, Phase, PromotionMode};
 
 use super::super::conditions as cond;
 use super::super::decision::Action;
-use super::super::names;
 use super::super::observed::{DeploymentView, JobState};
 use super::super::reason::Reason;
 use super::{Machine, POLL, SAFETY, one_line};
@@ -106,7 +105,7 @@ impl Machine<'_> {
         }
         match self.obs.migration_job.clone() {
             None => {
-                let job = names::migration_job(&self.obs.plan.name);
+                let job = self.targets.migration_job.clone();
                 self.act(
                     Action::CreateMigrationJob,
                     format!(

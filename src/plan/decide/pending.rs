@@ -6,6 +6,7 @@ use crate::crd::{CloneStatus, Color, Mode, Phase};
 use super::super::names;
 use super::super::observed::{DatabaseView, SecretView};
 use super::super::reason::Reason;
+use super::super::targets::targets;
 use super::super::validate::validate;
 use super::{Machine, POLL};
 
@@ -44,20 +45,16 @@ impl Machine<'_> {
             return;
         }
 
-        let plan = &self.obs.plan.name;
         let blue = self.obs.blue.as_ref().expect("preflight checked blue");
         self.st.blue_replicas = Some(blue.replicas);
-        self.st.green_deployment = Some(names::green_deployment(self.spec, plan));
+        // The names of the spec as it is now, recorded: from here on they are the plan's.
+        let fresh = targets(self.spec, &self.obs.plan.name, None);
+        self.st.green_deployment = Some(fresh.green.clone());
         self.st.clone = Some(CloneStatus {
-            databases: self
-                .spec
-                .database
-                .databases
-                .iter()
-                .map(|d| (d.name.clone(), names::clone_database(d, plan)))
-                .collect(),
+            databases: fresh.pairs().into_iter().collect(),
             ..Default::default()
         });
+        self.targets = fresh;
         self.st.active_color = Some(Color::Blue);
         if self.spec.mode == Mode::Upgrade {
             self.st.prediction = self.obs.rehearsal.clone();
@@ -81,7 +78,8 @@ impl Machine<'_> {
     /// Checks the cluster and the database before any side effect.
     fn preflight(&self, errors: &mut Vec<String>, waiting: &mut Option<String>) {
         let spec = self.spec;
-        let plan = &self.obs.plan.name;
+        // Checked against the spec as it is now: these are the names `pending` records.
+        let fresh = targets(spec, &self.obs.plan.name, None);
         // Bounded: with many plans on one target the list would grow with their number, in
         // every one of them (statuses of O(N) each, O(N^2) in all).
         errors.extend(
@@ -174,15 +172,15 @@ impl Machine<'_> {
                     secret.name
                 )),
                 DatabaseView::Reachable { databases } => {
-                    for db in &spec.database.databases {
-                        if !databases.contains_key(&db.name) {
+                    for db in &fresh.databases {
+                        if !databases.contains_key(&db.source) {
                             errors.push(format!(
                                 "Source database {:?} does not exist on the server (or is empty)",
-                                db.name
+                                db.source
                             ));
                         }
-                        let clone = names::clone_database(db, plan);
-                        if let Some(info) = databases.get(&clone)
+                        let clone = &db.clone;
+                        if let Some(info) = databases.get(clone)
                             && info.collections > 0
                         {
                             errors.push(format!(

@@ -1,40 +1,44 @@
 //! The targets of a plan: derived from the spec by the naming rules until status records them,
 //! then taken from status.
 
+use serde_json::json;
+
 use crate::crd::{CloneStatus, Color, UpgradePlanSpec, UpgradePlanStatus};
+use crate::fixtures::SquidexPlan;
 use crate::plan::names;
 
 use super::{DatabaseTarget, Targets, targets};
 
-/// A two-database plan with every optional gate set, so that each read has something to read.
+/// The shared Squidex plan with every optional gate set, so that each read has something to
+/// read, and a `cloneName` and a Service name of its own to tell recorded names from rules.
 pub(in crate::plan) fn spec() -> UpgradePlanSpec {
-    serde_json::from_value(serde_json::json!({
-        "app": {"deployment": "squidex", "service": "squidex-svc"},
-        "target": {"image": "squidex/squidex:7.0.0"},
-        "readOnly": {
-            "env": {"name": "MODE__ISREADONLY", "value": "true"},
-            "verify": {"http": {"method": "PUT", "path": "/api/ping", "port": 8080, "body": "{}"}}
-        },
-        "database": {
-            "connectionSecret": {"name": "mongo", "key": "uri"},
-            "databases": [
-                {"name": "Squidex", "env": ["STORE__MONGODB__DATABASE"]},
-                {"name": "SquidexContent", "cloneName": "content-next", "env": ["STORE__MONGODB__CONTENTDATABASE"]}
-            ]
-        },
-        "backup": {"volume": {"claimName": "backups"}, "keepLast": 3},
-        "migration": {
-            "mongoDocument": {"database": "Squidex", "targetVersion": 2},
-            "httpGet": {"path": "/healthz", "port": 8080, "expectStatus": 204}
-        },
-        "cleanup": {
-            "scaleDownBlueAfter": "0s",
-            "deleteBlueAfter": "1h",
-            "dropSourceDatabasesAfter": "24h",
-            "obsoleteCollections": {"patterns": [{"database": "Squidex", "pattern": "Old*"}]}
-        }
-    }))
-    .expect("fixture spec parses")
+    let mut spec = SquidexPlan {
+        service: "squidex-svc".into(),
+        ..SquidexPlan::unit()
+    }
+    .spec_json();
+    spec["readOnly"]["verify"] =
+        json!({"http": {"method": "PUT", "path": "/api/ping", "port": 8080, "body": "{}"}});
+    spec["database"]["databases"][1]["cloneName"] = json!("content-next");
+    spec["backup"]["keepLast"] = json!(3);
+    let migration = spec["migration"]
+        .as_object_mut()
+        .expect("the fixture has a migration");
+    migration.remove("timeout");
+    migration["mongoDocument"]
+        .as_object_mut()
+        .expect("the fixture has a migration document")
+        .remove("staleLockAfter");
+    migration.insert(
+        "httpGet".into(),
+        json!({"path": "/healthz", "port": 8080, "expectStatus": 204}),
+    );
+    let cleanup = &mut spec["cleanup"];
+    cleanup["deleteBlueAfter"] = json!("1h");
+    cleanup["dropSourceDatabasesAfter"] = json!("24h");
+    cleanup["obsoleteCollections"] =
+        json!({"patterns": [{"database": "Squidex", "pattern": "Old*"}]});
+    serde_json::from_value(spec).expect("fixture spec parses")
 }
 
 fn s(v: &str) -> String {
@@ -68,6 +72,7 @@ fn before_anything_is_recorded_the_rules_name_everything() {
             migration_job: s("up7-migrate"),
             prune_job: s("up7-prune"),
             migration_env_secret: s("up7-migrate-env"),
+            tools_secret: s("up7-mongo-tools"),
             backup_dir: s("/backup/squidex/up7"),
         }
     );
@@ -114,14 +119,17 @@ fn lookups() {
     );
 }
 
-/// Callers not moved to `targets` yet still use the rules directly; both must agree.
+/// The targets are the rules applied, long names shortened the rules' way.
 #[test]
-fn agrees_with_the_rules_still_called_directly() {
+fn apply_the_rules() {
     let spec = spec();
     let plan = &format!("a-plan-with-a-very-long-name-{}", "x".repeat(40));
     let t = targets(&spec, plan, None);
     assert_eq!(t.green, names::green_deployment(&spec, plan));
-    assert_eq!(t.preview_service, names::preview_service(&spec, plan));
+    assert_eq!(
+        t.preview_service,
+        names::shorten(&format!("{}-preview", t.green), names::MAX_K8S_NAME)
+    );
     assert_eq!(
         t.green_env_secret,
         names::shorten(&format!("{}-env", t.green), names::MAX_K8S_NAME)

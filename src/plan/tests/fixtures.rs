@@ -5,26 +5,9 @@ use super::*;
 
 pub(super) const PLAN: &str = "up7";
 
+/// The shared Squidex plan, as it is: two databases, the migration document, defaults.
 pub(super) fn spec() -> UpgradePlanSpec {
-    serde_json::from_value(serde_json::json!({
-        "app": {"deployment": "squidex", "service": "squidex"},
-        "target": {"image": "squidex/squidex:7.0.0"},
-        "readOnly": {"env": {"name": "MODE__ISREADONLY", "value": "true"}},
-        "database": {
-            "connectionSecret": {"name": "mongo", "key": "uri"},
-            "databases": [
-                {"name": "Squidex", "env": ["STORE__MONGODB__DATABASE"]},
-                {"name": "SquidexContent", "env": ["STORE__MONGODB__CONTENTDATABASE"]}
-            ]
-        },
-        "backup": {"volume": {"claimName": "backups"}},
-        "migration": {
-            "mongoDocument": {"database": "Squidex", "targetVersion": 2, "staleLockAfter": "1m"},
-            "timeout": "10m"
-        },
-        "cleanup": {"scaleDownBlueAfter": "0s"}
-    }))
-    .expect("fixture spec parses")
+    crate::fixtures::SquidexPlan::unit().spec()
 }
 
 pub(super) fn t(secs: i64) -> Timestamp {
@@ -84,7 +67,10 @@ pub(super) fn clone_counts_of(src: &BTreeMap<String, i64>) -> BTreeMap<String, i
     src.iter()
         .map(|(k, v)| {
             let (db, coll) = k.split_once('.').unwrap();
-            (format!("{db}-{PLAN}.{coll}"), *v)
+            (
+                format!("{}.{coll}", crate::fixtures::clone_of(db, PLAN)),
+                *v,
+            )
         })
         .collect()
 }

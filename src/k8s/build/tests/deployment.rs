@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{blue, env_of, plan, value};
+use super::{blue, env_of, plan, targets_of, value};
 use crate::crd::EnvVarSpec;
 use crate::k8s::build::*;
 use crate::plan::names::TRACK_LABEL;
@@ -57,6 +57,7 @@ fn green_runs_the_target_on_the_clones_read_only() {
     let selector = BTreeMap::from([("app".to_string(), "squidex".to_string())]);
     let (g, secret) = green(&GreenInputs {
         plan: &p,
+        targets: &targets_of(&p),
         blue: &b,
         container: "squidex",
         replicas: 2,
@@ -151,6 +152,7 @@ fn rehearsal_green_never_matches_the_service() {
     let selector = BTreeMap::from([("app".to_string(), "squidex".to_string())]);
     let (g, _) = green(&GreenInputs {
         plan: &p,
+        targets: &targets_of(&p),
         blue: &blue(),
         container: "squidex",
         replicas: 1,

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{blue, plan, value};
+use super::{blue, plan, targets_of, value};
 use crate::k8s::build::*;
 use crate::plan::names::{PLAN_LABEL, ROLE_LABEL};
 use crate::uri::Uri;
@@ -10,7 +10,10 @@ use crate::uri::Uri;
 #[test]
 fn jobs_take_the_uri_from_a_plan_owned_config_file_and_never_retry() {
     let p = plan(json!({}));
-    for job in [backup_job(&p), clone_job(&p)] {
+    for job in [
+        backup_job(&p, &targets_of(&p)),
+        clone_job(&p, &targets_of(&p)),
+    ] {
         let spec = job.spec.as_ref().unwrap();
         assert_eq!(spec.backoff_limit, Some(0));
         let pod = spec.template.spec.as_ref().unwrap();
@@ -59,7 +62,7 @@ fn jobs_take_the_uri_from_a_plan_owned_config_file_and_never_retry() {
             "uid-1"
         );
     }
-    let backup = backup_job(&p);
+    let backup = backup_job(&p, &targets_of(&p));
     let env = backup.spec.unwrap().template.spec.unwrap().containers[0]
         .env
         .clone()
@@ -68,7 +71,7 @@ fn jobs_take_the_uri_from_a_plan_owned_config_file_and_never_retry() {
         value(&env, "CUTOVER_DATABASES"),
         Some("Squidex\nSquidexContent")
     );
-    let clone = clone_job(&p);
+    let clone = clone_job(&p, &targets_of(&p));
     let env = clone.spec.unwrap().template.spec.unwrap().containers[0]
         .env
         .clone()
@@ -87,7 +90,7 @@ fn jobs_take_the_uri_from_a_plan_owned_config_file_and_never_retry() {
 fn the_tools_config_holds_the_uri_without_its_database() {
     let p = plan(json!({}));
     let uri = Uri::parse("mongodb://u:p\"w@db:27017/Squidex?tls=false").unwrap();
-    let s = tools_secret(&p, &uri);
+    let s = tools_secret(&p, &targets_of(&p), &uri);
     assert_eq!(s.metadata.name.as_deref(), Some("up7-mongo-tools"));
     assert_eq!(s.metadata.owner_references.unwrap()[0].uid, "uid-1");
     let labels = s.metadata.labels.unwrap();
@@ -108,10 +111,12 @@ fn the_tools_config_holds_the_uri_without_its_database() {
 
 #[test]
 fn scripts_read_lists_by_line_and_never_take_a_uri_argument() {
+    let p = plan(json!({}));
+    let t = targets_of(&p);
     for (name, script) in [
-        ("backup", backup_job(&plan(json!({})))),
-        ("clone", clone_job(&plan(json!({})))),
-        ("prune", prune_job(&plan(json!({})))),
+        ("backup", backup_job(&p, &t)),
+        ("clone", clone_job(&p, &t)),
+        ("prune", prune_job(&p, &t)),
     ]
     .map(|(n, j)| {
         (
@@ -137,11 +142,12 @@ fn migration_credentials_naming_a_database_are_rewritten_to_the_clone() {
         json!({"app": {"deployment": "squidex", "service": "squidex", "container": "squidex"}}),
     );
     assert_eq!(
-        migration_credentials_clone(&p).as_deref(),
+        migration_credentials_clone(&p, &targets_of(&p)),
         Some("Squidex-up7")
     );
     let (g, _) = green(&GreenInputs {
         plan: &p,
+        targets: &targets_of(&p),
         blue: &blue(),
         container: "squidex",
         replicas: 0,
@@ -149,7 +155,7 @@ fn migration_credentials_naming_a_database_are_rewritten_to_the_clone() {
         service_selector: &BTreeMap::new(),
     })
     .unwrap();
-    let job = migration_job(&p, &g, "squidex").unwrap();
+    let job = migration_job(&p, &targets_of(&p), &g, "squidex").unwrap();
     let env = job.spec.unwrap().template.spec.unwrap().containers[0]
         .env
         .clone()
@@ -169,7 +175,12 @@ fn migration_credentials_naming_a_database_are_rewritten_to_the_clone() {
         (r.name.as_str(), r.key.as_str()),
         ("up7-migrate-env", "STORE__MONGODB__CONFIGURATION")
     );
-    let s = migration_env_secret(&p, "mongodb://migrator:pw@db/Squidex?authSource=admin").unwrap();
+    let s = migration_env_secret(
+        &p,
+        &targets_of(&p),
+        "mongodb://migrator:pw@db/Squidex?authSource=admin",
+    )
+    .unwrap();
     assert_eq!(
         s.string_data
             .unwrap()
@@ -192,9 +203,10 @@ fn migration_job_uses_the_migration_user_and_not_read_only() {
             ]
         }
     }));
-    assert!(migration_credentials_clone(&p).is_none());
+    assert!(migration_credentials_clone(&p, &targets_of(&p)).is_none());
     let (g, _) = green(&GreenInputs {
         plan: &p,
+        targets: &targets_of(&p),
         blue: &blue(),
         container: "squidex",
         replicas: 0,
@@ -202,7 +214,7 @@ fn migration_job_uses_the_migration_user_and_not_read_only() {
         service_selector: &BTreeMap::new(),
     })
     .unwrap();
-    let job = migration_job(&p, &g, "squidex").unwrap();
+    let job = migration_job(&p, &targets_of(&p), &g, "squidex").unwrap();
     let c = &job
         .spec
         .as_ref()

@@ -5,26 +5,38 @@ mod jobs;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::EnvVar;
+use kube::ResourceExt;
 use serde_json::json;
 
 use crate::crd::{UpgradePlan, UpgradePlanSpec};
+use crate::fixtures::SquidexPlan;
+use crate::plan::{Targets, targets};
 
+/// The shared Squidex plan with what the builders have to handle: a target variable, a
+/// connection string held in a Secret (`uriEnv`), and the migration Job gate (with its own
+/// credentials) instead of the migration document; no cleanup.
+fn base_spec() -> serde_json::Value {
+    let mut spec = SquidexPlan {
+        target_image: "squidex/squidex:7".into(),
+        ..SquidexPlan::unit()
+    }
+    .spec_json();
+    spec["target"]["env"] = json!([{"name": "FEATURE", "value": "on"}]);
+    spec["database"]["databases"][0]["uriEnv"] = json!(["STORE__MONGODB__CONFIGURATION"]);
+    spec["migration"] = json!({"job": {
+        "command": ["./upgrade_schema.sh"], "args": ["upgrade"],
+        "credentialsSecret": {"name": "migrator", "key": "uri", "env": "STORE__MONGODB__CONFIGURATION"}
+    }});
+    spec.as_object_mut()
+        .expect("a spec is an object")
+        .remove("cleanup");
+    spec
+}
+
+/// The plan named `up7` in namespace `apps`, with `extra`'s top-level spec keys replacing the
+/// base's.
 pub(super) fn plan(extra: serde_json::Value) -> UpgradePlan {
-    let mut spec = json!({
-        "app": {"deployment": "squidex", "service": "squidex"},
-        "target": {"image": "squidex/squidex:7", "env": [{"name": "FEATURE", "value": "on"}]},
-        "readOnly": {"env": {"name": "MODE__ISREADONLY", "value": "true"}},
-        "database": {
-            "connectionSecret": {"name": "mongo", "key": "uri"},
-            "databases": [
-                {"name": "Squidex", "env": ["STORE__MONGODB__DATABASE"], "uriEnv": ["STORE__MONGODB__CONFIGURATION"]},
-                {"name": "SquidexContent", "env": ["STORE__MONGODB__CONTENTDATABASE"]}
-            ]
-        },
-        "backup": {"volume": {"claimName": "backups"}},
-        "migration": {"job": {"command": ["./upgrade_schema.sh"], "args": ["upgrade"],
-                              "credentialsSecret": {"name": "migrator", "key": "uri", "env": "STORE__MONGODB__CONFIGURATION"}}}
-    });
+    let mut spec = base_spec();
     if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
         for (k, v) in e {
             s.insert(k.clone(), v.clone());
@@ -35,6 +47,11 @@ pub(super) fn plan(extra: serde_json::Value) -> UpgradePlan {
     p.metadata.namespace = Some("apps".into());
     p.metadata.uid = Some("uid-1".into());
     p
+}
+
+/// The names the builders are given, as the executor resolves them for `p`.
+pub(super) fn targets_of(p: &UpgradePlan) -> Targets {
+    targets(&p.spec, &p.name_any(), p.status.as_ref())
 }
 
 pub(super) fn blue() -> Deployment {
