@@ -115,6 +115,14 @@ pub struct RehearsalSpec {
     pub keep_clone: bool,
 }
 
+/// The schema's rule for a MongoDB database name: no control character (`\p{Cc}`), no
+/// whitespace (`\p{Z}`; with `\p{Cc}` that is all of Unicode's White_Space), none of
+/// `/ \ . " $ * < > : | ? =`; the length is a separate `maxLength`. Go RE2 syntax, which the API
+/// server uses (a literal Unicode space in the YAML would be folded by YAML 1.1 readers).
+/// `plan::validate` checks the same rule (and the 63-byte limit) for API servers that skip
+/// parts of the schema.
+pub const DATABASE_NAME_PATTERN: &str = r#"^[^\p{Cc}\p{Z}/\\."$*<>:|?=]+$"#;
+
 /// The running application.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -243,12 +251,12 @@ pub struct SecretKeyRef {
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseMapping {
     /// Name of the source database (left untouched until cleanup, and then only if asked).
-    /// MongoDB database names cannot contain / \ . space " $ * < > : | ?
-    #[schemars(length(min = 1, max = 63), pattern(r#"^[^/\\. "$*<>:|?]+$"#))]
+    /// At most 63 bytes; no whitespace or control characters and none of / \ . " $ * < > : | ? =
+    #[schemars(length(min = 1, max = 63), pattern(DATABASE_NAME_PATTERN))]
     pub name: String,
-    /// Name of the clone the new version runs on. Defaults to `<name>-<plan name>`, shortened to MongoDB's 63-byte limit.
+    /// Name of the clone the new version runs on (same rules as `name`). Defaults to `<name>-<plan name>` with each `.` of the plan name written `_` (plan `v7.1` clones `Squidex` into `Squidex-v7_1`), shortened to MongoDB's 63-byte limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), pattern(r#"^[^/\\. "$*<>:|?]+$"#))]
+    #[schemars(length(min = 1, max = 63), pattern(DATABASE_NAME_PATTERN))]
     pub clone_name: Option<String>,
     /// Environment variables of the application whose value is this database's name; on the new version they name the clone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -338,7 +346,7 @@ fn default_migration_timeout() -> GoDuration {
 #[serde(rename_all = "camelCase")]
 pub struct MongoDocumentGate {
     /// The source database holding the document (one of `database.databases`); its clone is read.
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), pattern(DATABASE_NAME_PATTERN))]
     pub database: String,
     /// Collection of the document.
     #[serde(default = "default_migration_collection")]
@@ -510,7 +518,7 @@ pub struct ObsoleteCollectionsSpec {
 #[serde(rename_all = "camelCase")]
 pub struct CollectionPattern {
     /// The source database's name as in `spec.database.databases`; the drop happens in its clone.
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 63), pattern(DATABASE_NAME_PATTERN))]
     pub database: String,
     /// Collection name; `*` matches any run of characters (e.g. `States_Contents_All*`).
     #[schemars(length(min = 1, max = 120), regex(pattern = r"^[A-Za-z0-9_.*-]+$"))]

@@ -14,7 +14,7 @@ use kube::{Api, Client, ResourceExt};
 use crate::copy::Copies;
 use crate::crd::UpgradePlan;
 use crate::mongo::{self, Clients};
-use crate::plan::names::{PLAN_LABEL, TRACK_LABEL};
+use crate::plan::names::{MAX_K8S_NAME, PLAN_LABEL, TRACK_LABEL};
 use crate::plan::needs::{JobNames, Probe};
 use crate::plan::{DatabaseView, JobState, Observed, ProbeView, Reads, SecretView};
 use crate::probe;
@@ -129,6 +129,12 @@ async fn read_jobs(
     names: &JobNames,
     obs: &mut Observed,
 ) -> Result<()> {
+    // A plan name over 63 characters is no label value: nothing can carry it (the plan is
+    // refused at Pending), and the API server would refuse the selector, leaving the plan
+    // unanswered.
+    if names.plan.len() > MAX_K8S_NAME {
+        return Ok(());
+    }
     let listed = Api::<Job>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels(&format!("{PLAN_LABEL}={}", names.plan)))
         .await?;

@@ -18,6 +18,18 @@ pub const MAX_K8S_NAME: usize = 63;
 /// MongoDB database names are at most 63 bytes.
 pub const MAX_DB_NAME: usize = 63;
 
+/// Characters MongoDB refuses in a database name besides whitespace and control characters
+/// (`=` too: the Job scripts pass `name=value` pairs).
+pub const DB_NAME_FORBIDDEN: &[char] = &[
+    '/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '=',
+];
+
+/// True when MongoDB accepts `c` in a database name (and cutover's Job scripts can pass it on):
+/// no whitespace or control character, none of `/\. "$*<>:|?=`.
+pub fn is_db_name_char(c: char) -> bool {
+    !c.is_whitespace() && !c.is_control() && !DB_NAME_FORBIDDEN.contains(&c)
+}
+
 /// Mount point of the backup volume in every Job.
 pub const BACKUP_MOUNT: &str = "/backup";
 
@@ -31,7 +43,8 @@ pub fn shorten(s: &str, max: usize) -> String {
     while !s.is_char_boundary(keep) {
         keep -= 1;
     }
-    format!("{}-{}", s[..keep].trim_end_matches('-'), hash)
+    // A cut right after '.' or '-' would leave `x.-hash` or `x--hash`, not a DNS name.
+    format!("{}-{}", s[..keep].trim_end_matches(['-', '.']), hash)
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -50,10 +63,19 @@ pub fn green_deployment(spec: &UpgradePlanSpec, plan: &str) -> String {
         .unwrap_or_else(|| shorten(&format!("{}-{}", spec.app.deployment, plan), MAX_K8S_NAME))
 }
 
+/// The clone of `db`: its `cloneName`, else `<name>-<plan>` with every character of the plan's
+/// name that a database name may not have written `_` (a plan name may have `.`, which MongoDB
+/// refuses: plan `v7.1` clones `Squidex` into `Squidex-v7_1`), shortened to 63 bytes. Plan names
+/// never have `_`, so two plans never map to the same suffix; names without such characters
+/// are unchanged.
 pub fn clone_database(db: &DatabaseMapping, plan: &str) -> String {
-    db.clone_name
-        .clone()
-        .unwrap_or_else(|| shorten(&format!("{}-{}", db.name, plan), MAX_DB_NAME))
+    db.clone_name.clone().unwrap_or_else(|| {
+        let suffix: String = plan
+            .chars()
+            .map(|c| if is_db_name_char(c) { c } else { '_' })
+            .collect();
+        shorten(&format!("{}-{suffix}", db.name), MAX_DB_NAME)
+    })
 }
 
 pub fn backup_job(plan: &str) -> String {
@@ -78,9 +100,13 @@ pub fn prune_job(plan: &str) -> String {
     shorten(&format!("{plan}-prune"), MAX_K8S_NAME)
 }
 
-/// The preview Service of the new version's Deployment `green`.
+/// The preview Service of the new version's Deployment `green`. A Service name has no `.`
+/// (DNS-1035 label), a Deployment name may: `.` is written `-`.
 pub(super) fn preview_service_of(green: &str) -> String {
-    shorten(&format!("{green}-preview"), MAX_K8S_NAME)
+    shorten(
+        &format!("{}-preview", green.replace('.', "-")),
+        MAX_K8S_NAME,
+    )
 }
 
 /// The Secret holding the rewritten connection strings of the Deployment `green`.
@@ -126,6 +152,61 @@ mod tests {
         let s = "é".repeat(40);
         let short = shorten(&s, 63);
         assert!(short.len() <= 63);
+    }
+
+    #[test]
+    fn shortening_never_leaves_a_dot_or_dash_before_the_hash() {
+        for cut in ['.', '-'] {
+            let s = format!("{}{cut}{}", "a".repeat(53), "b".repeat(40));
+            let short = shorten(&s, 63);
+            assert!(!short.contains(".-") && !short.contains("--"), "{short}");
+            assert!(short.len() <= 63);
+        }
+    }
+
+    fn db(name: &str) -> DatabaseMapping {
+        DatabaseMapping {
+            name: name.into(),
+            clone_name: None,
+            env: vec![],
+            uri_env: vec![],
+        }
+    }
+
+    #[test]
+    fn clone_names_map_what_mongodb_refuses() {
+        // Unchanged where already valid.
+        assert_eq!(clone_database(&db("Squidex"), "up7"), "Squidex-up7");
+        // A plan name may have '.', a database name may not.
+        assert_eq!(clone_database(&db("Squidex"), "v7.1"), "Squidex-v7_1");
+        assert_eq!(clone_database(&db("Squidex"), "a.b.c"), "Squidex-a_b_c");
+        let long = clone_database(&db(&"S".repeat(60)), "v7.1.2");
+        assert!(
+            long.len() <= MAX_DB_NAME && long.chars().all(is_db_name_char),
+            "{long}"
+        );
+        let mut explicit = db("Squidex");
+        explicit.clone_name = Some("Kept".into());
+        assert_eq!(clone_database(&explicit, "v7.1"), "Kept");
+    }
+
+    #[test]
+    fn database_name_characters() {
+        for ok in ['a', 'Z', '0', '_', '-', 'é', '字'] {
+            assert!(is_db_name_char(ok), "{ok:?}");
+        }
+        for bad in [
+            '\t', '\n', '\r', '\0', '\u{7f}', '\u{85}', '\u{a0}', '\u{2028}', '\u{3000}', ' ', '=',
+            '.', '/', '\\', '"', '$', '*', '<', '>', ':', '|', '?',
+        ] {
+            assert!(!is_db_name_char(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn preview_service_names_have_no_dot() {
+        assert_eq!(preview_service_of("squidex-up7"), "squidex-up7-preview");
+        assert_eq!(preview_service_of("squidex-v7.1"), "squidex-v7-1-preview");
     }
 
     #[test]

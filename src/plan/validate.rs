@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::crd::UpgradePlanSpec;
+use crate::crd::{Mode, UpgradePlanSpec};
 
-use super::names;
+use super::{names, targets};
 
 /// Every problem with `spec`, as `field: what is wrong`; empty when the plan is valid.
 pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
@@ -126,11 +126,26 @@ pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
             check(false, format!("{field}.name: {:?} {why}", db.name));
         }
         let clone = names::clone_database(db, plan);
-        if let Some(explicit) = &db.clone_name
-            && let Err(why) = check_db_name(explicit)
-        {
-            check(false, format!("{field}.cloneName: {explicit:?} {why}"));
+        match (&db.clone_name, check_db_name(&clone)) {
+            (Some(explicit), Err(why)) => {
+                check(false, format!("{field}.cloneName: {explicit:?} {why}"))
+            }
+            (None, Err(why)) if check_db_name(&db.name).is_ok() => check(
+                false,
+                format!(
+                    "{field}: the clone name {clone:?} derived from the database and the plan name {why}; set {field}.cloneName"
+                ),
+            ),
+            _ => {}
         }
+        // MongoDB refuses a database whose name differs from an existing one only in case.
+        check(
+            clone == db.name || !clone.eq_ignore_ascii_case(&db.name),
+            format!(
+                "{field}.cloneName: {clone:?} differs from the source database {:?} only in case, which MongoDB refuses",
+                db.name
+            ),
+        );
         check(
             clone != db.name,
             format!(
@@ -184,6 +199,15 @@ pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
         "spec.migration.timeout: must be more than 0s".to_string(),
     );
     if let Some(doc) = &m.mongo_document {
+        if let Err(why) = check_db_name(&doc.database) {
+            check(
+                false,
+                format!(
+                    "spec.migration.mongoDocument.database: {:?} {why}",
+                    doc.database
+                ),
+            );
+        }
         check(
             sources.contains(doc.database.as_str()),
             format!(
@@ -288,6 +312,15 @@ pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
             "spec.cleanup.obsoleteCollections.patterns: list at least one pattern".into(),
         );
         for (i, p) in obsolete.patterns.iter().enumerate() {
+            if let Err(why) = check_db_name(&p.database) {
+                check(
+                    false,
+                    format!(
+                        "spec.cleanup.obsoleteCollections.patterns[{i}].database: {:?} {why}",
+                        p.database
+                    ),
+                );
+            }
             check(
                 spec.database.databases.iter().any(|d| d.name == p.database),
                 format!(
@@ -308,15 +341,95 @@ pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
             );
         }
     }
+    if errs.is_empty() {
+        errs.extend(check_derived_names(spec, plan));
+    }
     errs
 }
 
-/// MongoDB refuses these characters in database names (on any platform it runs on).
-const DB_NAME_FORBIDDEN: &[char] = &[
-    '/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0',
-];
+/// The Kubernetes names the plan derives from its own name and the app's (the new Deployment,
+/// its Secret, the preview Service, the Jobs), checked once the names they come from are
+/// valid, so that a name the API server would refuse stops the plan here and not after the app
+/// was made read-only.
+fn check_derived_names(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    // Every object cutover creates carries the plan's name as a label value.
+    if !is_label_value(plan) {
+        errs.push(format!(
+            "metadata.name: {plan:?} is {} characters; cutover labels everything it creates with the plan's name and label values are at most {}: use a shorter plan name",
+            plan.len(),
+            names::MAX_K8S_NAME
+        ));
+        return errs;
+    }
+    let t = targets::targets(spec, plan, None);
+    let from = if spec.target.deployment_name.is_some() {
+        "spec.target.deploymentName"
+    } else {
+        "spec.app.deployment and the plan name"
+    };
+    // The Deployment's name is also the value of its track label.
+    if !(is_dns_subdomain(&t.green) && is_label_value(&t.green)) {
+        errs.push(format!(
+            "the new version's Deployment name {:?} (from {from}) is not a valid Deployment name and label value (at most 63, lowercase letters, digits, '-' and '.'): set spec.target.deploymentName",
+            t.green
+        ));
+    }
+    let mut objects = vec![
+        ("the new version's Secret", &t.green_env_secret, "Secret"),
+        ("the backup Job", &t.backup_job, "Job"),
+        ("the clone Job", &t.clone_job, "Job"),
+        ("the migration Job", &t.migration_job, "Job"),
+        ("the backup retention Job", &t.prune_job, "Job"),
+        ("the migration Secret", &t.migration_env_secret, "Secret"),
+    ];
+    if spec.mode == Mode::Rehearsal {
+        objects.push((
+            "the rehearsal's preview Service",
+            &t.preview_service,
+            "Service",
+        ));
+    }
+    for (what, name, kind) in objects {
+        let ok = match kind {
+            // A Job's name is also the value of its pods' job-name label.
+            "Job" => is_dns_subdomain(name) && is_label_value(name),
+            "Service" => is_dns_1035_label(name),
+            _ => is_dns_subdomain(name),
+        };
+        if !ok {
+            let rule = match kind {
+                "Service" => {
+                    "at most 63, lowercase letters, digits and '-', starting with a letter"
+                }
+                "Job" => "at most 63, lowercase letters, digits, '-' and '.'",
+                _ => "lowercase letters, digits, '-' and '.'",
+            };
+            errs.push(format!(
+                "{what}'s name {name:?} (from {from}) is not a valid {kind} name ({rule}): choose another spec.target.deploymentName or plan name"
+            ));
+        }
+    }
+    errs
+}
 
-fn check_db_name(name: &str) -> Result<(), String> {
+/// A Kubernetes label value: at most 63, alphanumerics, '-', '_' and '.', starting and ending
+/// alphanumeric.
+fn is_label_value(s: &str) -> bool {
+    s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
+}
+
+/// A Service name: a DNS-1035 label (a DNS-1123 label starting with a letter).
+fn is_dns_1035_label(s: &str) -> bool {
+    is_dns_label(s) && s.as_bytes()[0].is_ascii_lowercase()
+}
+
+/// Why MongoDB (or cutover's Job scripts) would refuse the database name `name`, if they would.
+pub(super) fn check_db_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("is empty".into());
     }
@@ -327,9 +440,9 @@ fn check_db_name(name: &str) -> Result<(), String> {
             names::MAX_DB_NAME
         ));
     }
-    if let Some(c) = name.chars().find(|c| DB_NAME_FORBIDDEN.contains(c)) {
+    if let Some(c) = name.chars().find(|c| !names::is_db_name_char(*c)) {
         return Err(format!(
-            "contains {c:?}; MongoDB database names cannot contain / \\ . space \" $ * < > : | ?"
+            "contains {c:?}; database names cannot contain whitespace, control characters or any of / \\ . \" $ * < > : | ? ="
         ));
     }
     if ["admin", "local", "config"].contains(&name) {
@@ -449,52 +562,4 @@ fn is_image_reference(s: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_references() {
-        for ok in [
-            "squidex/squidex:7.0.0",
-            "mongo:7.0",
-            "nginx",
-            "registry.example.com:5000/team/app:1.2.3",
-            "localhost/app",
-            "ghcr.io/org/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "cutover.dev/appsim:2",
-        ] {
-            assert!(is_image_reference(ok), "{ok} should be valid");
-        }
-        for bad in [
-            "",
-            " ",
-            "app:",
-            "App/Thing:1",
-            "app:tag with space",
-            "app@sha256:xyz",
-            "-app:1",
-            "app//x",
-            "app:-1",
-        ] {
-            assert!(!is_image_reference(bad), "{bad:?} should be invalid");
-        }
-    }
-
-    #[test]
-    fn database_names() {
-        assert!(check_db_name("Squidex").is_ok());
-        assert!(check_db_name("squidex-content_2").is_ok());
-        for bad in ["", "a/b", "a.b", "a$b", "a b", "admin", &"x".repeat(64)] {
-            assert!(check_db_name(bad).is_err(), "{bad:?} should be invalid");
-        }
-    }
-
-    #[test]
-    fn env_names() {
-        assert!(is_env_name("MODE__ISREADONLY"));
-        assert!(is_env_name("store.mongodb.database"));
-        assert!(!is_env_name("1ABC"));
-        assert!(!is_env_name("A=B"));
-        assert!(!is_env_name(""));
-    }
-}
+mod tests;

@@ -302,3 +302,68 @@ fn assert_refused(
     assert_no_secret(&text, "pg-Secret-1", name);
     assert_no_secret(&text, "closed-Secret-2", name);
 }
+
+/// A plan named `v7.1` (a valid Kubernetes name with a '.', which MongoDB refuses in database
+/// names): its clones are named with '_' (`<db>-v7_1`), the upgrade succeeds, and the new
+/// version serves read-write on them. Before names were mapped, the clone Job's restore into
+/// `<db>-v7.1` failed and the app stayed read-only until `timeouts.clone` (2 h).
+#[tokio::test]
+async fn a_plan_named_with_a_dot_upgrades_onto_valid_clone_names() {
+    let Some(env) = env().await else { return };
+    let app = env.blue_app("rel-dot", AppOptions::default()).await;
+    let ns = app.ns.clone();
+    write_before_upgrade(&env, &app, 3).await;
+    let op = Operator::start(&ns);
+
+    let plan = "v7.1";
+    env.apply(&ns, squidex_plan(plan, &app, 2)).await;
+    let done = env
+        .wait_phase(&op, &ns, plan, Phase::Succeeded, PLAN_TIMEOUT)
+        .await;
+    let st = status(&done);
+
+    // The clones recorded in status are valid MongoDB names, '.' written '_'.
+    let clones = st.clone.as_ref().expect("clone status").databases.clone();
+    let want: BTreeMap<String, String> = [
+        (app.db.clone(), format!("{}-v7_1", app.db)),
+        (app.content_db.clone(), format!("{}-v7_1", app.content_db)),
+    ]
+    .into();
+    assert_eq!(clones, want);
+    let on_server = databases_of(&env, &app).await;
+    for clone in clones.values() {
+        assert!(
+            clone.len() <= 63
+                && clone.chars().all(|c| !c.is_whitespace()
+                    && !c.is_control()
+                    && !"/\\. \"$*<>:|?=".contains(c)),
+            "{clone:?} is not a valid database name"
+        );
+        assert!(on_server.contains(clone), "{clone} missing: {on_server:?}");
+    }
+    let content_clone = &clones[&app.content_db];
+    // (The new version's migration copies the contents into a new collection, so more.)
+    assert!(env.tagged(content_clone, "before-upgrade").await >= 3);
+
+    // The new version (a Deployment name may keep the '.') has the traffic and accepts writes.
+    let green = st.green_deployment.clone().unwrap();
+    assert_eq!(green, "squidex-v7.1");
+    assert!(st.read_only_lifted_at.is_some());
+    assert_eq!(
+        env.service_selector(&ns, "squidex")
+            .await
+            .get(TRACK)
+            .map(String::as_str),
+        Some(green.as_str())
+    );
+    let d = env.deployment(&ns, &green).await.unwrap();
+    assert_eq!(container_env(&d, RO), None, "read-only lifted");
+    let codes = env
+        .post_contents(&ns, &format!("{TRACK}={green}"), "after-upgrade", 1)
+        .await;
+    assert_eq!(codes, vec![201], "the new version accepts writes");
+    assert_eq!(env.tagged(content_clone, "after-upgrade").await, 1);
+    assert_eq!(env.tagged(&app.content_db, "after-upgrade").await, 0);
+
+    env.finish(&op, &ns, &all_dbs(&app, &[plan])).await;
+}

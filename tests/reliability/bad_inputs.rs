@@ -193,6 +193,88 @@ pub const BAD_INPUTS: &[BadInput] = &[
         breaks: |p, _| set_db0(p, "Sq$evil"),
         expect: Schema(&["spec.database.databases.name", "Sq$evil", "should match"]),
     },
+    // Whitespace, control characters and '=' (issue 13: the Job scripts word-split lists of
+    // names and pass `name=value` pairs, so one such name could become two restore pairs).
+    BadInput {
+        name: "db-tab",
+        what: "database name with a TAB",
+        breaks: |p, _| set_db0(p, "Sq\tevil"),
+        expect: Schema(&["spec.database.databases.name", "should match"]),
+    },
+    BadInput {
+        name: "db-newline",
+        what: "database name with a newline",
+        breaks: |p, _| set_db0(p, "Sq\nevil"),
+        expect: Schema(&["spec.database.databases.name", "should match"]),
+    },
+    BadInput {
+        name: "db-equals",
+        what: "database name with '='",
+        breaks: |p, _| set_db0(p, "Sq=evil"),
+        expect: Schema(&["spec.database.databases.name", "Sq=evil", "should match"]),
+    },
+    BadInput {
+        name: "db-nbsp",
+        what: "database name with a no-break space",
+        breaks: |p, _| set_db0(p, "Sq\u{a0}evil"),
+        expect: Schema(&["spec.database.databases.name", "should match"]),
+    },
+    BadInput {
+        name: "clone-tab",
+        what: "clone name with a TAB",
+        breaks: |p, _| p["spec"]["database"]["databases"][0]["cloneName"] = json!("Sq\tclone"),
+        expect: Schema(&["spec.database.databases.cloneName", "should match"]),
+    },
+    BadInput {
+        name: "clone-equals",
+        what: "clone name with '='",
+        breaks: |p, _| p["spec"]["database"]["databases"][1]["cloneName"] = json!("a=b"),
+        expect: Schema(&["spec.database.databases.cloneName", "a=b", "should match"]),
+    },
+    BadInput {
+        name: "gate-db-newline",
+        what: "a migration gate database with a newline",
+        breaks: |p, _| p["spec"]["migration"]["mongoDocument"]["database"] = json!("Sq\nx"),
+        expect: Schema(&["spec.migration.mongoDocument.database", "should match"]),
+    },
+    BadInput {
+        name: "obsolete-db-equals",
+        what: "an obsolete-collection database with '='",
+        breaks: |p, _| {
+            p["spec"]["cleanup"]["obsoleteCollections"] =
+                json!({"patterns": [{"database": "a=b", "pattern": "Old*"}]})
+        },
+        expect: Schema(&[
+            "spec.cleanup.obsoleteCollections.patterns.database",
+            "should match",
+        ]),
+    },
+    // Names derived from the plan's: validated before any side effect.
+    BadInput {
+        name: "plan-name-longer-than-a-label-value-can-be-so-cutover-refuses-it-x",
+        what: "a plan name over 63 characters (a label value on all it creates)",
+        breaks: |_, _| {},
+        expect: Refused(
+            INVALID,
+            &[
+                "metadata.name: \"plan-name-longer-than-a-label-value-can-be-so-cutover-refuses-it-x\" is 66 characters",
+            ],
+        ),
+    },
+    BadInput {
+        name: "preview-digit",
+        what: "a rehearsal whose preview Service name would start with a digit",
+        breaks: |p, _| {
+            p["spec"]["mode"] = json!("rehearsal");
+            p["spec"]["target"]["deploymentName"] = json!("7squidex");
+        },
+        expect: Refused(
+            INVALID,
+            &[
+                "the rehearsal's preview Service's name \"7squidex-preview\" (from spec.target.deploymentName) is not a valid Service name",
+            ],
+        ),
+    },
     BadInput {
         name: "db-admin",
         what: "a system database",
