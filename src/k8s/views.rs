@@ -414,3 +414,71 @@ pub fn latest_rehearsal(plan: &UpgradePlan, others: &[Arc<UpgradePlan>]) -> Opti
         .filter_map(|s| s.prediction.clone())
         .max_by_key(|p| p.at)
 }
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    fn sources() -> Vec<String> {
+        vec!["Squidex".into(), "SquidexContent".into()]
+    }
+
+    #[test]
+    fn a_value_is_reduced_to_the_source_it_names() {
+        let rows = [
+            ("Squidex", false, Some("Squidex")),
+            (" SquidexContent ", false, Some("SquidexContent")),
+            ("Squidex-up7", false, None),
+            (
+                "mongodb://u:pw@db:27017/Squidex?authSource=admin",
+                true,
+                Some("Squidex"),
+            ),
+            (
+                "mongodb+srv://cluster.example/SquidexContent",
+                true,
+                Some("SquidexContent"),
+            ),
+            ("mongodb://db:27017/?authSource=Squidex", true, None),
+            ("mongodb://db:27017", true, None),
+            ("mongodb://db/Other", true, None),
+        ];
+        for (value, uri, source) in rows {
+            assert_eq!(
+                value_fact(value, &sources()),
+                EnvValue::Resolved {
+                    uri,
+                    source: source.map(str::to_string)
+                },
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn references_are_left_for_the_observer_and_values_are_never_kept() {
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "app",
+            "env": [
+                {"name": "DB", "value": "Squidex"},
+                {"name": "URI", "valueFrom": {"secretKeyRef": {"name": "app", "key": "uri"}}},
+                {"name": "CFG", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "db"}}},
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "PASSWORD", "value": "hunter2"}
+            ]
+        }))
+        .unwrap();
+        let facts = env_facts(&c, &sources());
+        let names: Vec<&str> = facts.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["DB", "URI", "CFG", "POD", "PASSWORD"]);
+        assert_eq!(facts[0].source(), Some("Squidex"));
+        assert_eq!(facts[1].value, EnvValue::NotRead);
+        assert_eq!(facts[1].describe(), "URI (Secret \"app\" key \"uri\")");
+        assert_eq!(
+            facts[2].held_in.as_deref(),
+            Some("ConfigMap \"cfg\" key \"db\"")
+        );
+        assert_eq!(facts[3].value, EnvValue::Field);
+        assert!(!format!("{facts:?}").contains("hunter2"));
+    }
+}
