@@ -8,6 +8,7 @@ use std::time::Duration;
 use cutover::crd::Phase;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use mongodb::bson::{Document, doc};
@@ -159,7 +160,8 @@ async fn an_unlisted_variable_naming_a_source_is_refused() {
 
 /// A `uriEnv` variable whose Secret does not exist (an optional reference, so the app runs):
 /// the old code put the operator's own connection string into the new version's Secret. Now
-/// the plan is refused, naming the variable and the missing Secret.
+/// the plan is refused, naming the variable and the missing Secret; once the Secret exists,
+/// a new plan rewires the app's own connection string to the clone and succeeds.
 #[tokio::test]
 async fn an_unresolvable_uri_env_is_refused() {
     let Some(env) = env().await else { return };
@@ -175,6 +177,41 @@ async fn an_unresolvable_uri_env_is_refused() {
     let msg = refused_before_anything_moves(&env, &app, plan).await;
     let want = "uriEnv variable REPORTS__URI (Secret \"reports\" key \"uri\") of container \"squidex\": its value cannot be read: Secret \"reports\" not found";
     assert!(msg.contains(want), "{msg:?} lacks {want:?}");
+
+    // Once the Secret exists the plan goes through, and the new version's Secret holds the
+    // app's own connection string rewritten to the clone (never the operator's): the live
+    // check on the new Deployment reads it and finds no source.
+    let app_uri = cutover::uri::with_database(&env.mongo_uri, &app.content_db);
+    env.apply(
+        &app.ns,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "reports"}, "stringData": {"uri": app_uri}}),
+    )
+    .await;
+    let mut plan = squidex_plan("uri2", &app, 2);
+    plan["spec"]["database"]["databases"][1]["uriEnv"] = json!(["REPORTS__URI"]);
+    let op = Operator::start(&app.ns);
+    env.apply(&app.ns, plan).await;
+    env.wait_phase(&op, &app.ns, "uri2", Phase::Succeeded, PLAN_TIMEOUT)
+        .await;
+    let secret = Api::<Secret>::namespaced(env.client.clone(), &app.ns)
+        .get("squidex-uri2-env")
+        .await
+        .unwrap();
+    let rewired = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("REPORTS__URI"))
+        .map(|b| String::from_utf8_lossy(&b.0).to_string())
+        .expect("REPORTS__URI in the new version's Secret");
+    assert_eq!(
+        rewired,
+        cutover::uri::with_database(&app_uri, &app.clone_of(&app.content_db, "uri2"))
+    );
+    let green = env.deployment(&app.ns, "squidex-uri2").await.unwrap();
+    assert_eq!(
+        container_env(&green, "STORE__MONGODB__CONTENTDATABASE").as_deref(),
+        Some(app.clone_of(&app.content_db, "uri2").as_str())
+    );
 }
 
 /// Sets one variable on the app container (a strategic merge, keyed by name) and waits for
