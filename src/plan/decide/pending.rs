@@ -235,7 +235,15 @@ impl Machine<'_> {
                 if field != "uriEnv" {
                     continue;
                 }
+                let from_env_from = fact
+                    .held_in
+                    .as_deref()
+                    .is_some_and(|h| h.ends_with("(envFrom)"));
                 let why = match &fact.value {
+                    // The new version's Secret is built from `env` entries only.
+                    EnvValue::Resolved { uri: true, .. } if from_env_from => {
+                        "it comes from envFrom; declare it in the container's env (value or valueFrom) so cutover can rewrite it".to_string()
+                    }
                     EnvValue::Resolved { uri: true, .. } => continue,
                     EnvValue::Resolved { uri: false, .. } => {
                         "its value is not a mongodb:// or mongodb+srv:// connection string"

@@ -260,6 +260,23 @@ pub(super) fn cases() -> Vec<Case> {
             want_message: "its value cannot be read: Secret \"app\" not found",
         },
         Case {
+            name: "pending: uriEnv imported with envFrom",
+            phase: Pending,
+            spec: |s| s.database.databases[0].uri_env = vec!["STORE__URI".into()],
+            world: |w| {
+                w.blue.as_mut().unwrap().env.push(fact(
+                    "STORE__URI",
+                    Some("ConfigMap \"cfg\" (envFrom)"),
+                    true,
+                    Some("Squidex"),
+                ))
+            },
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "it comes from envFrom; declare it in the container's env",
+        },
+        Case {
             name: "pending: uriEnv not a connection string",
             phase: Pending,
             spec: |s| s.database.databases[0].uri_env = vec!["STORE__URI".into()],
