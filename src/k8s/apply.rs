@@ -164,12 +164,7 @@ impl<'a> Writer<'a> {
         let plan = self.plan;
         let b = self.blue()?;
         let container = self.container(b)?;
-        let uri = self
-            .world
-            .uri
-            .as_ref()
-            .ok_or(ExecError::ConnectionUnreadable)?;
-        let uri_values = self.uri_env_values(b, &container, uri).await?;
+        let uri_values = self.uri_env_values(b, &container).await?;
         let selector = self
             .world
             .observed
@@ -325,12 +320,13 @@ impl<'a> Writer<'a> {
     }
 
     /// Current values of the `uriEnv` variables of the old version's app container, resolved
-    /// from Secrets and ConfigMaps; the plan's connection string for one it does not set.
+    /// from Secrets and ConfigMaps. One that is not set, cannot be read or is not a MongoDB
+    /// connection string is an error (Pending refuses such a plan; this guards a race): the
+    /// operator's own connection string is never handed to the app in its place.
     async fn uri_env_values(
         &self,
         blue: &Deployment,
         container: &str,
-        connection: &Uri,
     ) -> Result<BTreeMap<String, String>> {
         let mut out = BTreeMap::new();
         let env = blue
@@ -366,10 +362,13 @@ impl<'a> Writer<'a> {
                     }
                     None => e.and_then(|e| e.value.clone()),
                 };
-                out.insert(
-                    var.clone(),
-                    value.unwrap_or_else(|| connection.expose().to_string()),
-                );
+                let value = value
+                    .filter(|v| {
+                        let v = v.trim();
+                        v.starts_with("mongodb://") || v.starts_with("mongodb+srv://")
+                    })
+                    .ok_or_else(|| ExecError::UriEnvUnresolvable { var: var.clone() })?;
+                out.insert(var.clone(), value);
             }
         }
         Ok(out)

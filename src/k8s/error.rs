@@ -24,6 +24,10 @@ pub enum ExecError {
     NoMigrationJob,
     #[error("Secret {name:?} key {key:?} (migration.job.credentialsSecret) not found")]
     MigrationCredentialsMissing { name: String, key: String },
+    #[error(
+        "variable {var:?} (spec.database.databases[].uriEnv) has no readable mongodb:// value in the old version's container"
+    )]
+    UriEnvUnresolvable { var: String },
 }
 
 impl ExecError {
@@ -36,7 +40,8 @@ impl ExecError {
             | ExecError::GreenMissing
             | ExecError::ConnectionUnreadable
             | ExecError::NoMigrationJob
-            | ExecError::MigrationCredentialsMissing { .. } => "missing",
+            | ExecError::MigrationCredentialsMissing { .. }
+            | ExecError::UriEnvUnresolvable { .. } => "missing",
         }
     }
 }

@@ -2,12 +2,13 @@
 //! is decided there; here it is only fetched, in an order that lets each conditional read see
 //! the answers it depends on.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
@@ -16,7 +17,10 @@ use crate::crd::UpgradePlan;
 use crate::mongo::{self, Clients};
 use crate::plan::names::{MAX_K8S_NAME, PLAN_LABEL, TRACK_LABEL};
 use crate::plan::needs::{JobNames, Probe};
-use crate::plan::{DatabaseView, JobState, Observed, ProbeView, Reads, SecretView};
+use crate::plan::{
+    DatabaseView, DeploymentView, EnvFact, EnvValue, JobState, Observed, ProbeView, Reads,
+    SecretView,
+};
 use crate::probe;
 use crate::uri::Uri;
 
@@ -67,6 +71,16 @@ pub async fn observe(
         secret,
         ..Default::default()
     };
+    if reads.blue_env
+        && let (Some(d), Some(v)) = (&blue, obs.blue.as_mut())
+    {
+        resolve_env(client, &ns, d, v, &views::plan_sources(plan)).await?;
+    }
+    if reads.green_env
+        && let (Some(d), Some(v)) = (&green, obs.green.as_mut())
+    {
+        resolve_env(client, &ns, d, v, &views::plan_sources(plan)).await?;
+    }
     if reads.workloads {
         let services = Api::<Service>::namespaced(client.clone(), &ns)
             .list(&ListParams::default())
@@ -119,6 +133,115 @@ pub async fn observe(
         green,
         service,
     })
+}
+
+/// Reads the Secrets and ConfigMaps the app container takes variables from (`valueFrom`,
+/// `envFrom`) and records what each value names; the values themselves are dropped here.
+/// A missing object or key is an observation; any other API error is an error.
+async fn resolve_env(
+    client: &Client,
+    ns: &str,
+    d: &Deployment,
+    view: &mut DeploymentView,
+    sources: &[String],
+) -> Result<()> {
+    let Ok(container) = &view.container else {
+        return Ok(());
+    };
+    let Some(c) = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.iter().find(|c| &c.name == container))
+    else {
+        return Ok(());
+    };
+    let mut objects = EnvObjects::new(client, ns);
+    for e in c.env.iter().flatten() {
+        let Some(r) = e.value_from.as_ref().and_then(views::env_ref) else {
+            continue;
+        };
+        let value = match objects.get(r.secret, &r.name).await? {
+            None => EnvValue::Unresolvable(format!(
+                "{} {:?} not found",
+                if r.secret { "Secret" } else { "ConfigMap" },
+                r.name
+            )),
+            Some(data) => match data.get(&r.key) {
+                None => EnvValue::Unresolvable(format!("{} not found", r.describe())),
+                Some(v) => views::value_fact(v, sources),
+            },
+        };
+        if let Some(f) = view.env.iter_mut().find(|f| f.name == e.name) {
+            f.value = value;
+        }
+    }
+    // envFrom: each key a variable, unless `env` sets it; a later source wins over an earlier.
+    let explicit: Vec<String> = c.env.iter().flatten().map(|e| e.name.clone()).collect();
+    for from in c.env_from.iter().flatten() {
+        let (secret, name) = match (&from.secret_ref, &from.config_map_ref) {
+            (Some(s), _) => (true, s.name.clone()),
+            (None, Some(m)) => (false, m.name.clone()),
+            (None, None) => continue,
+        };
+        let Some(data) = objects.get(secret, &name).await? else {
+            continue;
+        };
+        let held_in = format!(
+            "{} {name:?} (envFrom)",
+            if secret { "Secret" } else { "ConfigMap" }
+        );
+        for (key, value) in data {
+            let var = format!("{}{key}", from.prefix.as_deref().unwrap_or(""));
+            if explicit.contains(&var) {
+                continue;
+            }
+            view.env.retain(|f| f.name != var);
+            view.env.push(EnvFact {
+                name: var,
+                held_in: Some(held_in.clone()),
+                value: views::value_fact(&value, sources),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Secrets and ConfigMaps read once per reconcile, as key → value.
+struct EnvObjects {
+    secrets: Api<Secret>,
+    config_maps: Api<ConfigMap>,
+    seen: BTreeMap<(bool, String), Option<BTreeMap<String, String>>>,
+}
+
+impl EnvObjects {
+    fn new(client: &Client, ns: &str) -> Self {
+        EnvObjects {
+            secrets: Api::namespaced(client.clone(), ns),
+            config_maps: Api::namespaced(client.clone(), ns),
+            seen: BTreeMap::new(),
+        }
+    }
+
+    async fn get(&mut self, secret: bool, name: &str) -> Result<Option<BTreeMap<String, String>>> {
+        let key = (secret, name.to_string());
+        if let Some(v) = self.seen.get(&key) {
+            return Ok(v.clone());
+        }
+        let data = if secret {
+            self.secrets
+                .get_opt(name)
+                .await?
+                .map(|s| views::secret_strings(&s))
+        } else {
+            self.config_maps
+                .get_opt(name)
+                .await?
+                .map(|m| m.data.unwrap_or_default())
+        };
+        self.seen.insert(key, data.clone());
+        Ok(data)
+    }
 }
 
 /// The plan's own Jobs (owned by this very plan, not one deleted and recreated by that name).

@@ -1,22 +1,22 @@
 //! Kubernetes objects reduced to the facts `decide` needs. Pure: the observer fetches, these
 //! map.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Container, EnvVarSource, Pod, Secret, Service};
 use kube::ResourceExt;
 
 use crate::crd::{Mode, Phase, Prediction, UpgradePlan};
 use crate::plan::names::TRACK_LABEL;
 use crate::plan::{
-    DeploymentView, JobState, JobView, PlanMeta, SecretView, ServiceSelector, ServiceView,
-    WorkloadView, Workloads,
+    DeploymentView, EnvFact, EnvValue, JobState, JobView, PlanMeta, SecretView, ServiceSelector,
+    ServiceView, WorkloadView, Workloads,
 };
-use crate::uri::Uri;
+use crate::uri::{self, Uri};
 
 use super::build;
 
@@ -68,7 +68,109 @@ pub fn deployment_view(d: &Deployment, plan: &UpgradePlan, plan_uid: &str) -> De
         running_pods: status.ready_replicas.unwrap_or(0),
         restarts: 0,
         owned_by_plan: d.owner_references().iter().any(|o| o.uid == plan_uid),
+        env: app
+            .map(|c| env_facts(c, &plan_sources(plan)))
+            .unwrap_or_default(),
     }
+}
+
+/// The plan's source database names, as the environment guard compares values with them.
+pub fn plan_sources(plan: &UpgradePlan) -> Vec<String> {
+    plan.spec
+        .database
+        .databases
+        .iter()
+        .map(|d| d.name.clone())
+        .collect()
+}
+
+/// The container's `env`, without values: literals are judged here, `valueFrom` references
+/// are left `NotRead` for the observer to resolve (`envFrom` is added by it too).
+pub fn env_facts(c: &Container, sources: &[String]) -> Vec<EnvFact> {
+    c.env
+        .iter()
+        .flatten()
+        .map(|e| {
+            let (held_in, value) = match &e.value_from {
+                None => (None, value_fact(e.value.as_deref().unwrap_or(""), sources)),
+                Some(from) => match env_ref(from) {
+                    Some(r) => (Some(r.describe()), EnvValue::NotRead),
+                    None => (None, EnvValue::Field),
+                },
+            };
+            EnvFact {
+                name: e.name.clone(),
+                held_in,
+                value,
+            }
+        })
+        .collect()
+}
+
+/// What a value names, without keeping it: whether it is a connection string and which
+/// source database it names (the value itself, or a connection string's path).
+pub fn value_fact(value: &str, sources: &[String]) -> EnvValue {
+    let value = value.trim();
+    let is_uri = value.starts_with("mongodb://") || value.starts_with("mongodb+srv://");
+    let named = if is_uri {
+        uri::database(value)
+    } else {
+        Some(value)
+    };
+    EnvValue::Resolved {
+        uri: is_uri,
+        source: named
+            .and_then(|n| sources.iter().find(|s| s.as_str() == n))
+            .cloned(),
+    }
+}
+
+/// A `valueFrom` that points at a Secret or ConfigMap key.
+pub struct EnvRef {
+    pub secret: bool,
+    pub name: String,
+    pub key: String,
+}
+
+impl EnvRef {
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {:?} key {:?}",
+            if self.secret { "Secret" } else { "ConfigMap" },
+            self.name,
+            self.key
+        )
+    }
+}
+
+pub fn env_ref(from: &EnvVarSource) -> Option<EnvRef> {
+    if let Some(s) = &from.secret_key_ref {
+        Some(EnvRef {
+            secret: true,
+            name: s.name.clone(),
+            key: s.key.clone(),
+        })
+    } else {
+        from.config_map_key_ref.as_ref().map(|c| EnvRef {
+            secret: false,
+            name: c.name.clone(),
+            key: c.key.clone(),
+        })
+    }
+}
+
+/// The string values of a Secret's or ConfigMap's keys (Secret bytes read as UTF-8).
+pub fn secret_strings(s: &Secret) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = s
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).to_string()))
+        .collect();
+    for (k, v) in s.string_data.iter().flatten() {
+        out.insert(k.clone(), v.clone());
+    }
+    out
 }
 
 pub fn service_view(s: &Service) -> ServiceView {
@@ -311,4 +413,72 @@ pub fn latest_rehearsal(plan: &UpgradePlan, others: &[Arc<UpgradePlan>]) -> Opti
         .filter(|s| s.phase == Phase::Rehearsed)
         .filter_map(|s| s.prediction.clone())
         .max_by_key(|p| p.at)
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    fn sources() -> Vec<String> {
+        vec!["Squidex".into(), "SquidexContent".into()]
+    }
+
+    #[test]
+    fn a_value_is_reduced_to_the_source_it_names() {
+        let rows = [
+            ("Squidex", false, Some("Squidex")),
+            (" SquidexContent ", false, Some("SquidexContent")),
+            ("Squidex-up7", false, None),
+            (
+                "mongodb://u:pw@db:27017/Squidex?authSource=admin",
+                true,
+                Some("Squidex"),
+            ),
+            (
+                "mongodb+srv://cluster.example/SquidexContent",
+                true,
+                Some("SquidexContent"),
+            ),
+            ("mongodb://db:27017/?authSource=Squidex", true, None),
+            ("mongodb://db:27017", true, None),
+            ("mongodb://db/Other", true, None),
+        ];
+        for (value, uri, source) in rows {
+            assert_eq!(
+                value_fact(value, &sources()),
+                EnvValue::Resolved {
+                    uri,
+                    source: source.map(str::to_string)
+                },
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn references_are_left_for_the_observer_and_values_are_never_kept() {
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "app",
+            "env": [
+                {"name": "DB", "value": "Squidex"},
+                {"name": "URI", "valueFrom": {"secretKeyRef": {"name": "app", "key": "uri"}}},
+                {"name": "CFG", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "db"}}},
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "PASSWORD", "value": "hunter2"}
+            ]
+        }))
+        .unwrap();
+        let facts = env_facts(&c, &sources());
+        let names: Vec<&str> = facts.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["DB", "URI", "CFG", "POD", "PASSWORD"]);
+        assert_eq!(facts[0].source(), Some("Squidex"));
+        assert_eq!(facts[1].value, EnvValue::NotRead);
+        assert_eq!(facts[1].describe(), "URI (Secret \"app\" key \"uri\")");
+        assert_eq!(
+            facts[2].held_in.as_deref(),
+            Some("ConfigMap \"cfg\" key \"db\"")
+        );
+        assert_eq!(facts[3].value, EnvValue::Field);
+        assert!(!format!("{facts:?}").contains("hunter2"));
+    }
 }

@@ -22,6 +22,11 @@ pub struct Reads {
     pub green: String,
     /// The Service in front of the app (always read).
     pub service: String,
+    /// The Secrets and ConfigMaps the old version's app container takes variables from:
+    /// what they name, for the environment guard (`DeploymentView::env`).
+    pub blue_env: bool,
+    /// The same for the new version's Deployment, as it runs.
+    pub green_env: bool,
     /// The plan's own Jobs, told apart by these names.
     pub jobs: Option<JobNames>,
     /// The namespace's Services and Deployments (who selects the old version, who names the
@@ -217,6 +222,8 @@ pub fn needs(
         blue: targets.blue.clone(),
         green: targets.green.clone(),
         service: targets.service.clone(),
+        blue_env: phase == Phase::Pending,
+        green_env: matches!(phase, Phase::DeployingGreen | Phase::Migrating) && !deleting,
         jobs: (!phase.is_terminal() || deleting || prune_open).then(|| JobNames {
             plan: targets.plan.clone(),
             backup: targets.backup_job.clone(),

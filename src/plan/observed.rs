@@ -38,6 +38,8 @@ pub struct DeploymentView {
     pub restarts: i32,
     /// Controlled by this plan (owner reference).
     pub owned_by_plan: bool,
+    /// The app container's variables, without their values (see [`EnvFact`]).
+    pub env: Vec<EnvFact>,
 }
 
 impl DeploymentView {
@@ -54,6 +56,55 @@ impl DeploymentView {
             "{}/{} updated, {}/{} ready",
             self.updated_replicas, self.replicas, self.ready_replicas, self.replicas
         )
+    }
+}
+
+/// One variable of a Deployment's app container, reduced to what the database guard needs:
+/// its name, where its value comes from and which of the plan's source databases it names.
+/// Never the value itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnvFact {
+    pub name: String,
+    /// Where the value is held, for messages: `None` for a literal `value`, otherwise e.g.
+    /// `Secret "mongo" key "uri"` or `ConfigMap "cfg" (envFrom)`.
+    pub held_in: Option<String>,
+    pub value: EnvValue,
+}
+
+/// What is known of a variable's value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EnvValue {
+    /// The value was read (literal, or from its Secret or ConfigMap).
+    Resolved {
+        /// It is a `mongodb://` or `mongodb+srv://` connection string.
+        uri: bool,
+        /// The plan's source database it names: the value itself, or a connection string's
+        /// path.
+        source: Option<String>,
+    },
+    /// Held in a Secret or ConfigMap that was not read in this reconcile.
+    NotRead,
+    /// Held in a Secret or ConfigMap that cannot be read: why (names only, no value).
+    Unresolvable(String),
+    /// A pod or resource field (`fieldRef`, `resourceFieldRef`): names no database.
+    Field,
+}
+
+impl EnvFact {
+    /// The source database this variable names, when its value is known to name one.
+    pub fn source(&self) -> Option<&str> {
+        match &self.value {
+            EnvValue::Resolved { source, .. } => source.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// `STORE__URI (Secret "app" key "uri")`, or the bare name for a literal.
+    pub fn describe(&self) -> String {
+        match &self.held_in {
+            Some(h) => format!("{} ({h})", self.name),
+            None => self.name.clone(),
+        }
     }
 }
 

@@ -47,6 +47,8 @@ reasons! {
     /// The clones' counts differ from the frozen sources'.
     CloneVerificationFailed => "CloneVerificationFailed",
     MigrationJobFailed => "MigrationJobFailed",
+    /// The new version's Deployment, as it runs, names a source database.
+    GreenEnvNamesSource => "GreenEnvNamesSource",
     MigrationTimedOut => "MigrationTimedOut",
     BlueDeploymentMissing => "BlueDeploymentMissing",
     /// Also the Degraded reason when the new version is gone after the switch.

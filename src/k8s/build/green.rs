@@ -22,8 +22,8 @@ pub struct GreenInputs<'a> {
     pub blue: &'a Deployment,
     pub container: &'a str,
     pub replicas: i32,
-    /// Current values of the `uriEnv` variables (resolved from Secrets when needed), or the
-    /// plan's connection string for a variable the container does not set.
+    /// Current values of the `uriEnv` variables (resolved from Secrets when needed); every
+    /// one is the app's own connection string (Pending refuses a plan where one is not).
     pub uri_values: &'a BTreeMap<String, String>,
     /// The Service's selector, so a rehearsal's pods never match it.
     pub service_selector: &'a BTreeMap<String, String>,

@@ -7,7 +7,7 @@ use crate::crd::{MigrationStatus, Mode, Phase, PromotionMode};
 
 use super::super::conditions as cond;
 use super::super::decision::Action;
-use super::super::observed::{DeploymentView, JobState};
+use super::super::observed::{DeploymentView, EnvValue, JobState};
 use super::super::reason::Reason;
 use super::{Machine, POLL, SAFETY, one_line};
 
@@ -26,6 +26,11 @@ impl Machine<'_> {
     pub(super) fn deploying_green(&mut self) {
         let want = self.green_replicas();
         let name = self.green_name();
+        if let Some(g) = self.obs.green.clone()
+            && self.green_env_guard(&g).is_break()
+        {
+            return;
+        }
         match self.obs.green.clone() {
             Some(g) if self.green_matches(&g, want) => {
                 if g.observed_generation < g.generation {
@@ -50,12 +55,48 @@ impl Machine<'_> {
         }
     }
 
+    /// The new version as it runs must not name a source database in any variable (its
+    /// Secrets and ConfigMaps read): checked before its pods are scaled up, before the
+    /// migration Job starts and before a migration gate is trusted. Breaks when it failed the
+    /// plan or waits for the variables to be read.
+    fn green_env_guard(&mut self, g: &DeploymentView) -> ControlFlow<()> {
+        let named: Vec<String> = g
+            .env
+            .iter()
+            .filter_map(|f| f.source().map(|s| format!("{} names {s:?}", f.describe())))
+            .collect();
+        if !named.is_empty() {
+            self.fail(
+                Reason::GreenEnvNamesSource,
+                format!(
+                    "Deployment {} (the new version) would use a source database: {}. List each such variable in spec.database.databases[].env (a database name) or uriEnv (a connection string) so it is rewired to the clone",
+                    g.name,
+                    named.join("; ")
+                ),
+            );
+            return ControlFlow::Break(());
+        }
+        if g.env.iter().any(|f| f.value == EnvValue::NotRead) {
+            self.wait(
+                format!("Reading the variables of Deployment {}", g.name),
+                POLL,
+            );
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
     fn green_matches(&self, g: &DeploymentView, replicas: i32) -> bool {
         g.image == self.spec.target.image && g.read_only_env && g.replicas == replicas && g.tracked
     }
 
     /// Every configured gate is looked at each time, so the message lists all that are pending.
     pub(super) fn migrating(&mut self) {
+        if let Some(g) = self.obs.green.clone()
+            && self.green_env_guard(&g).is_break()
+        {
+            return;
+        }
         let mut pending: Vec<String> = Vec::new();
         if self.job_gate(&mut pending).is_break() {
             return;

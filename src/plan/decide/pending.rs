@@ -4,7 +4,7 @@
 use crate::crd::{CloneStatus, Color, Mode, Phase};
 
 use super::super::names;
-use super::super::observed::{DatabaseView, SecretView};
+use super::super::observed::{DatabaseView, DeploymentView, EnvFact, EnvValue, SecretView};
 use super::super::reason::Reason;
 use super::super::targets::targets;
 use super::super::validate::validate;
@@ -12,6 +12,8 @@ use super::{Machine, POLL};
 
 /// Other active plans named in a refusal; the rest are counted.
 const MAX_CONFLICTS_LISTED: usize = 3;
+/// A container's variables named in a refusal; the rest are counted.
+const MAX_VARIABLES_LISTED: usize = 30;
 
 impl Machine<'_> {
     pub(super) fn pending(&mut self) {
@@ -108,6 +110,9 @@ impl Machine<'_> {
                 if let Err(e) = &b.container {
                     errors.push(e.clone());
                 }
+                if let Ok(container) = &b.container {
+                    self.env_preflight(b, container, errors, waiting);
+                }
                 if b.replicas == 0 {
                     errors.push(format!(
                         "Deployment {:?} is scaled to 0; scale it up first (the new version gets the same replica count)",
@@ -193,4 +198,143 @@ impl Machine<'_> {
             },
         }
     }
+}
+
+impl Machine<'_> {
+    /// The new version never touches a source: every variable the plan rewires exists in the
+    /// old version's container (a `uriEnv` one holds a readable connection string), and no
+    /// variable the plan leaves alone, nor one of `spec.target.env`, names a source database.
+    fn env_preflight(
+        &self,
+        blue: &DeploymentView,
+        container: &str,
+        errors: &mut Vec<String>,
+        waiting: &mut Option<String>,
+    ) {
+        let spec = self.spec;
+        let mut rewired: Vec<&str> = Vec::new();
+        for (i, db) in spec.database.databases.iter().enumerate() {
+            let named = db
+                .env
+                .iter()
+                .map(|v| (v, "env"))
+                .chain(db.uri_env.iter().map(|v| (v, "uriEnv")));
+            for (var, field) in named {
+                rewired.push(var);
+                let Some(fact) = blue.env.iter().find(|f| &f.name == var) else {
+                    errors.push(format!(
+                        "spec.database.databases[{i}].{field} names variable {var:?}, which container {container:?} of Deployment {:?} does not set (its variables: {}): correct the name, or the new version would keep using the source database {:?}",
+                        blue.name,
+                        variable_list(&blue.env),
+                        db.name
+                    ));
+                    continue;
+                };
+                if field != "uriEnv" {
+                    continue;
+                }
+                let from_env_from = fact
+                    .held_in
+                    .as_deref()
+                    .is_some_and(|h| h.ends_with("(envFrom)"));
+                let why = match &fact.value {
+                    // The new version's Secret is built from `env` entries only.
+                    EnvValue::Resolved { uri: true, .. } if from_env_from => {
+                        "it comes from envFrom; declare it in the container's env (value or valueFrom) so cutover can rewrite it".to_string()
+                    }
+                    EnvValue::Resolved { uri: true, .. } => continue,
+                    EnvValue::Resolved { uri: false, .. } => {
+                        "its value is not a mongodb:// or mongodb+srv:// connection string"
+                            .to_string()
+                    }
+                    EnvValue::NotRead => {
+                        *waiting = Some("Reading the old version's variables".into());
+                        continue;
+                    }
+                    EnvValue::Unresolvable(why) => format!("its value cannot be read: {why}"),
+                    EnvValue::Field => {
+                        "it is a pod field reference, not a connection string".into()
+                    }
+                };
+                errors.push(format!(
+                    "spec.database.databases[{i}].uriEnv variable {} of container {container:?}: {why}; list a variable holding the connection string to {:?} (a plain database name goes in env)",
+                    fact.describe(),
+                    db.name
+                ));
+            }
+        }
+
+        for (fact, source) in unrewired_sources(&blue.env, &rewired, spec) {
+            let (field, what) = if matches!(fact.value, EnvValue::Resolved { uri: true, .. }) {
+                ("uriEnv", "a connection string to")
+            } else {
+                ("env", "the name of")
+            };
+            errors.push(format!(
+                "variable {} of container {container:?} holds {what} source database {source:?}, and the plan does not rewire it: add {:?} to that database's {field} in spec.database.databases, or the new version would use the live database",
+                fact.describe(),
+                fact.name
+            ));
+        }
+        if blue
+            .env
+            .iter()
+            .any(|f| f.value == EnvValue::NotRead && !rewired.contains(&f.name.as_str()))
+        {
+            *waiting = Some("Reading the old version's variables".into());
+        }
+        for e in &spec.target.env {
+            if let Some(source) = names_source(&e.value, spec) {
+                errors.push(format!(
+                    "spec.target.env {:?} names source database {source:?}: the new version must only use the clones; remove it or let spec.database.databases rewire the variable",
+                    e.name
+                ));
+            }
+        }
+    }
+}
+
+/// Variables the new version would keep from the old one (neither rewired by the plan nor
+/// replaced by `spec.target.env`) that name a source database.
+pub(super) fn unrewired_sources<'a>(
+    env: &'a [EnvFact],
+    rewired: &[&str],
+    spec: &crate::crd::UpgradePlanSpec,
+) -> Vec<(&'a EnvFact, &'a str)> {
+    env.iter()
+        .filter(|f| !rewired.contains(&f.name.as_str()))
+        .filter(|f| !spec.target.env.iter().any(|e| e.name == f.name))
+        .filter_map(|f| f.source().map(|s| (f, s)))
+        .collect()
+}
+
+/// The source database a literal value names: itself, or a connection string's path.
+fn names_source<'a>(value: &str, spec: &'a crate::crd::UpgradePlanSpec) -> Option<&'a str> {
+    let value = value.trim();
+    let named = crate::uri::database(value).unwrap_or(value);
+    spec.database
+        .databases
+        .iter()
+        .map(|d| d.name.as_str())
+        .find(|s| *s == named)
+}
+
+/// `A, B, C and 4 more`, or `none`.
+fn variable_list(env: &[EnvFact]) -> String {
+    if env.is_empty() {
+        return "none".into();
+    }
+    let mut out: Vec<&str> = env
+        .iter()
+        .take(MAX_VARIABLES_LISTED)
+        .map(|f| f.name.as_str())
+        .collect();
+    let more = env.len().saturating_sub(MAX_VARIABLES_LISTED);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    out.sort_unstable();
+    format!("{}{more}", out.join(", "))
 }

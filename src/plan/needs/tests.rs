@@ -377,6 +377,7 @@ fn reads_that_wait_on_what_was_read_first() {
         running_pods: 0,
         restarts: 0,
         owned_by_plan: false,
+        env: Vec::new(),
     };
     let copy = |state| {
         Some(CopyView {

@@ -38,7 +38,28 @@ pub(super) fn deployment(name: &str, replicas: i32) -> DeploymentView {
         running_pods: replicas,
         restarts: 0,
         owned_by_plan: false,
+        env: env_naming(&["Squidex", "SquidexContent"]),
     }
+}
+
+/// The app container's database variables, each naming one of `databases` by value.
+pub(super) fn env_naming(databases: &[&str]) -> Vec<EnvFact> {
+    [
+        "STORE__MONGODB__DATABASE",
+        "STORE__MONGODB__CONTENTDATABASE",
+    ]
+    .iter()
+    .zip(databases)
+    .map(|(var, db)| EnvFact {
+        name: var.to_string(),
+        held_in: None,
+        value: EnvValue::Resolved {
+            uri: false,
+            // Only a source database is named; a clone is not one.
+            source: (!db.contains('-')).then(|| db.to_string()),
+        },
+    })
+    .collect()
 }
 
 pub(super) fn green_view(replicas: i32) -> DeploymentView {
@@ -48,6 +69,7 @@ pub(super) fn green_view(replicas: i32) -> DeploymentView {
         tracked: true,
         owned_by_plan: true,
         pod_labels: labels(&[("app", "squidex"), (names::TRACK_LABEL, "squidex-up7")]),
+        env: env_naming(&["Squidex-up7", "SquidexContent-up7"]),
         ..deployment("squidex-up7", replicas)
     }
 }

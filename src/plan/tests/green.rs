@@ -44,7 +44,69 @@ pub(super) fn cases() -> Vec<Case> {
             want_action: None,
             want_message: "migration gates",
         },
+        Case {
+            name: "green: the live deployment names a source",
+            phase: DeployingGreen,
+            spec: no_spec,
+            world: |w| {
+                let mut g = green_view(2);
+                g.env = env_naming(&["Squidex-up7", "SquidexContent"]);
+                w.green = Some(g);
+            },
+            now: 2,
+            want_phase: RollingBack,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
+            want_message: "Deployment squidex-up7 (the new version) would use a source database: STORE__MONGODB__CONTENTDATABASE names \"SquidexContent\"",
+        },
+        Case {
+            name: "green: waits for the variables of the live deployment",
+            phase: DeployingGreen,
+            spec: no_spec,
+            world: |w| {
+                let mut g = green_view(2);
+                g.env.push(EnvFact {
+                    name: "STORE__URI".into(),
+                    held_in: Some("Secret \"squidex-up7-env\" key \"STORE__URI\"".into()),
+                    value: EnvValue::NotRead,
+                });
+                w.green = Some(g);
+            },
+            now: 2,
+            want_phase: DeployingGreen,
+            want_action: None,
+            want_message: "Reading the variables of Deployment squidex-up7",
+        },
         // Migrating
+        Case {
+            name: "migrate: a source-named secret on the live deployment fails before the gate",
+            phase: Migrating,
+            spec: no_spec,
+            world: |w| {
+                w.green.as_mut().unwrap().env.push(EnvFact {
+                    name: "STORE__URI".into(),
+                    held_in: Some("Secret \"app\" key \"uri\"".into()),
+                    value: EnvValue::Resolved {
+                        uri: true,
+                        source: Some("Squidex".into()),
+                    },
+                });
+                w.migration_doc = Some(Ok(Some(MigrationDoc {
+                    version: Some(2),
+                    locked: false,
+                    raw: "{}".into(),
+                })));
+            },
+            now: 5,
+            want_phase: RollingBack,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
+            want_message: "STORE__URI (Secret \"app\" key \"uri\") names \"Squidex\"",
+        },
         Case {
             name: "migrate: doc not there yet",
             phase: Migrating,

@@ -167,6 +167,206 @@ pub(super) fn cases() -> Vec<Case> {
             want_action: None,
             want_message: "does not belong to this plan",
         },
+        // The new version never touches a source: the plan's variables exist, nothing else
+        // names a source.
+        Case {
+            name: "pending: env names a variable the container lacks",
+            phase: Pending,
+            spec: |s| s.database.databases[0].env = vec!["NOT_IN_THE_POD".into()],
+            world: no_world,
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "names variable \"NOT_IN_THE_POD\", which container \"squidex\" of Deployment \"squidex\" does not set (its variables: STORE__MONGODB__CONTENTDATABASE, STORE__MONGODB__DATABASE)",
+        },
+        Case {
+            name: "pending: the typo leaves the real variable naming the source",
+            phase: Pending,
+            spec: |s| s.database.databases[0].env = vec!["NOT_IN_THE_POD".into()],
+            world: no_world,
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "variable STORE__MONGODB__DATABASE of container \"squidex\" holds the name of source database \"Squidex\", and the plan does not rewire it",
+        },
+        Case {
+            name: "pending: an unlisted variable names a source",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| {
+                w.blue.as_mut().unwrap().env.push(fact(
+                    "REPORTS_DB",
+                    None,
+                    true,
+                    Some("SquidexContent"),
+                ))
+            },
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "add \"REPORTS_DB\" to that database's uriEnv",
+        },
+        Case {
+            name: "pending: a connection string in a Secret names a source",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| {
+                w.blue.as_mut().unwrap().env.push(fact(
+                    "STORE__URI",
+                    Some("Secret \"app\" key \"uri\""),
+                    true,
+                    Some("Squidex"),
+                ))
+            },
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "STORE__URI (Secret \"app\" key \"uri\") of container \"squidex\" holds a connection string to source database \"Squidex\"",
+        },
+        Case {
+            name: "pending: a listed uriEnv variable in a Secret passes",
+            phase: Pending,
+            spec: |s| s.database.databases[0].uri_env = vec!["STORE__URI".into()],
+            world: |w| {
+                w.blue.as_mut().unwrap().env.push(fact(
+                    "STORE__URI",
+                    Some("Secret \"app\" key \"uri\""),
+                    true,
+                    Some("Squidex"),
+                ))
+            },
+            now: 0,
+            want_phase: EnteringReadOnly,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: true,
+            }),
+            want_message: "read-only",
+        },
+        Case {
+            name: "pending: uriEnv in a missing Secret",
+            phase: Pending,
+            spec: |s| s.database.databases[0].uri_env = vec!["STORE__URI".into()],
+            world: |w| {
+                w.blue.as_mut().unwrap().env.push(EnvFact {
+                    name: "STORE__URI".into(),
+                    held_in: Some("Secret \"app\" key \"uri\"".into()),
+                    value: EnvValue::Unresolvable("Secret \"app\" not found".into()),
+                })
+            },
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "its value cannot be read: Secret \"app\" not found",
+        },
+        Case {
+            name: "pending: uriEnv imported with envFrom",
+            phase: Pending,
+            spec: |s| s.database.databases[0].uri_env = vec!["STORE__URI".into()],
+            world: |w| {
+                w.blue.as_mut().unwrap().env.push(fact(
+                    "STORE__URI",
+                    Some("ConfigMap \"cfg\" (envFrom)"),
+                    true,
+                    Some("Squidex"),
+                ))
+            },
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "it comes from envFrom; declare it in the container's env",
+        },
+        Case {
+            name: "pending: uriEnv not a connection string",
+            phase: Pending,
+            spec: |s| s.database.databases[0].uri_env = vec!["STORE__URI".into()],
+            world: |w| {
+                w.blue
+                    .as_mut()
+                    .unwrap()
+                    .env
+                    .push(fact("STORE__URI", None, false, None))
+            },
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "its value is not a mongodb:// or mongodb+srv:// connection string",
+        },
+        Case {
+            name: "pending: uriEnv the container lacks",
+            phase: Pending,
+            spec: |s| s.database.databases[1].uri_env = vec!["CONTENT_URI".into()],
+            world: no_world,
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "spec.database.databases[1].uriEnv names variable \"CONTENT_URI\"",
+        },
+        Case {
+            name: "pending: waits for variables held in Secrets",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| {
+                w.blue.as_mut().unwrap().env.push(EnvFact {
+                    name: "OTHER".into(),
+                    held_in: Some("ConfigMap \"cfg\" key \"x\"".into()),
+                    value: EnvValue::NotRead,
+                })
+            },
+            now: 0,
+            want_phase: Pending,
+            want_action: None,
+            want_message: "Reading the old version's variables",
+        },
+        Case {
+            name: "pending: a pod field names no database",
+            phase: Pending,
+            spec: no_spec,
+            world: |w| {
+                w.blue.as_mut().unwrap().env.push(EnvFact {
+                    name: "POD_NAME".into(),
+                    held_in: None,
+                    value: EnvValue::Field,
+                })
+            },
+            now: 0,
+            want_phase: EnteringReadOnly,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: true,
+            }),
+            want_message: "read-only",
+        },
+        Case {
+            name: "pending: target.env names a source",
+            phase: Pending,
+            spec: |s| {
+                s.target.env.push(EnvVarSpec {
+                    name: "ARCHIVE_DB".into(),
+                    value: "mongodb://db:27017/SquidexContent?tls=false".into(),
+                })
+            },
+            world: no_world,
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "spec.target.env \"ARCHIVE_DB\" names source database \"SquidexContent\"",
+        },
+        Case {
+            name: "pending: target.env overriding a rewired variable with the source",
+            phase: Pending,
+            spec: |s| {
+                s.target.env.push(EnvVarSpec {
+                    name: "STORE__MONGODB__DATABASE".into(),
+                    value: "Squidex".into(),
+                })
+            },
+            world: no_world,
+            now: 0,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "spec.target.env \"STORE__MONGODB__DATABASE\" names source database \"Squidex\"",
+        },
         Case {
             name: "pending: waits for the database probe",
             phase: Pending,
@@ -198,6 +398,18 @@ pub(super) fn cases() -> Vec<Case> {
             want_message: "Suspended before EnteringReadOnly",
         },
     ]
+}
+
+/// A variable whose value was read: a connection string or not, naming a source or not.
+fn fact(name: &str, held_in: Option<&str>, uri: bool, source: Option<&str>) -> EnvFact {
+    EnvFact {
+        name: name.into(),
+        held_in: held_in.map(str::to_string),
+        value: EnvValue::Resolved {
+            uri,
+            source: source.map(str::to_string),
+        },
+    }
 }
 
 #[test]
