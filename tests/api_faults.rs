@@ -88,17 +88,10 @@ async fn plan_completes_across_an_api_server_restart_and_compacted_watches() {
     let mut op = Operator::start_with(&app.ns, &["--lease-duration", "90s"], &[]);
     let mut plan = squidex_plan("survive", &app, 3);
     // Two slow migration steps keep the plan in Migrating while the API server is away.
-    plan["spec"]["target"]["env"] =
-        serde_json::json!([{"name": "APPSIM_STEP_DELAY_MS", "value": "3000"}]);
-    env.apply(&app.ns, plan).await;
-    env.wait_phase(
-        &op,
-        &app.ns,
-        "survive",
-        Phase::Migrating,
-        Duration::from_secs(120),
-    )
-    .await;
+    slow_migration(&mut plan, 3000);
+    let timeout = Duration::from_secs(120);
+    env.apply_until(&op, &app.ns, plan, Phase::Migrating, timeout)
+        .await;
 
     let t0 = Instant::now();
     let port = etcd_port().expect("etcd port of the environment");
@@ -128,8 +121,8 @@ async fn plan_completes_across_an_api_server_restart_and_compacted_watches() {
         op.child.as_mut().unwrap().try_wait().unwrap().is_none(),
         "the operator kept running through the outage"
     );
-    let st = done.status.clone().unwrap();
-    let names: Vec<Phase> = st.phases.iter().map(|r| r.name).collect();
+    let st = status(&done);
+    let names = phase_names(&done);
     for p in [Phase::BackingUp, Phase::Cloning, Phase::Migrating] {
         assert_eq!(
             names.iter().filter(|n| **n == p).count(),
@@ -161,13 +154,5 @@ async fn plan_completes_across_an_api_server_restart_and_compacted_watches() {
     )
     .await;
     let _ = &mut op;
-    env.finish(
-        &op,
-        &app.ns,
-        &[
-            app.clone_of(&app.db, "survive"),
-            app.clone_of(&app.content_db, "survive"),
-        ],
-    )
-    .await;
+    env.finish(&op, &app.ns, &all_dbs(&app, &["survive"])).await;
 }

@@ -325,26 +325,19 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
     )
     .await;
     let p = env
-        .wait_plan(
+        .wait_condition(
             &op,
             &app.ns,
             "tidy",
-            "RollbackBlocked=True",
+            "RollbackBlocked",
             Duration::from_secs(30),
-            |p| condition(p, "RollbackBlocked").is_some_and(|c| c.status == "True"),
         )
         .await;
-    assert_eq!(p.status.as_ref().unwrap().phase, Phase::Succeeded);
-    let selector = env.service_selector(&app.ns, "squidex").await;
+    assert_eq!(status(&p).phase, Phase::Succeeded);
     assert_eq!(
-        selector.get("cutover.dev/track").map(String::as_str),
+        env.track(&app.ns, "squidex").await.as_deref(),
         Some("squidex-tidy")
     );
 
-    env.finish(
-        &op,
-        &app.ns,
-        &[clone_content, app.clone_of(&app.db, "tidy")],
-    )
-    .await;
+    env.finish(&op, &app.ns, &all_dbs(&app, &["tidy"])).await;
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use mongodb::bson::{Document, doc};
@@ -59,6 +60,14 @@ pub fn unique(prefix: &str) -> String {
         (nanos as u64) & 0xffffff,
         std::process::id() & 0xfff
     )
+}
+
+/// The `Version` of a migration document (stored as a 32- or a 64-bit integer).
+pub fn version_of(d: &Document) -> i64 {
+    d.get_i32("Version")
+        .map(i64::from)
+        .or_else(|_| d.get_i64("Version"))
+        .expect("Version")
 }
 
 impl Env {
@@ -147,13 +156,19 @@ impl Env {
         n
     }
 
-    /// Whether the namespace holds an Event with this reason and type (`Normal`/`Warning`).
-    pub async fn has_event(&self, ns: &str, reason: &str, type_: &str) -> bool {
-        Api::<k8s_openapi::api::events::v1::Event>::namespaced(self.client.clone(), ns)
+    /// The namespace's Events.
+    pub async fn events(&self, ns: &str) -> Vec<Event> {
+        Api::<Event>::namespaced(self.client.clone(), ns)
             .list(&Default::default())
             .await
             .expect("list events")
             .items
+    }
+
+    /// Whether the namespace holds an Event with this reason and type (`Normal`/`Warning`).
+    pub async fn has_event(&self, ns: &str, reason: &str, type_: &str) -> bool {
+        self.events(ns)
+            .await
             .iter()
             .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_))
     }

@@ -14,6 +14,13 @@ pub fn squidex_plan(name: &str, app: &App, target_version: u32) -> serde_json::V
     SquidexPlan::appsim(&app.db, &app.content_db, target_version).object_json(name)
 }
 
+/// Makes each migration step of the new version take `ms` milliseconds (appsim's
+/// `APPSIM_STEP_DELAY_MS`): the plan stays in Migrating a while, or times out there.
+pub fn slow_migration(plan: &mut serde_json::Value, ms: u64) {
+    plan["spec"]["target"]["env"] =
+        serde_json::json!([{"name": "APPSIM_STEP_DELAY_MS", "value": ms.to_string()}]);
+}
+
 impl Env {
     pub fn plans(&self, ns: &str) -> Api<UpgradePlan> {
         Api::namespaced(self.client.clone(), ns)
@@ -49,6 +56,36 @@ impl Env {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Applies a plan (server-side) and waits until it reaches `phase` (see `wait_phase`).
+    pub async fn apply_until(
+        &self,
+        op: &Operator,
+        ns: &str,
+        plan: serde_json::Value,
+        phase: Phase,
+        timeout: Duration,
+    ) -> UpgradePlan {
+        let name = plan["metadata"]["name"].as_str().unwrap().to_string();
+        self.apply(ns, plan).await;
+        self.wait_phase(op, ns, &name, phase, timeout).await
+    }
+
+    /// Waits until the plan's condition `type_` is True (see `wait_plan`).
+    pub async fn wait_condition(
+        &self,
+        op: &Operator,
+        ns: &str,
+        plan: &str,
+        type_: &str,
+        timeout: Duration,
+    ) -> UpgradePlan {
+        let what = format!("{type_}=True");
+        self.wait_plan(op, ns, plan, &what, timeout, |p| {
+            condition(p, type_).is_some_and(|c| c.status == "True")
+        })
+        .await
     }
 
     /// A JSON merge patch of a plan (what `kubectl patch --type merge` sends).
@@ -152,6 +189,34 @@ impl Env {
         let _ = op;
         self.cleanup(ns, dbs).await;
     }
+}
+
+pub fn status(p: &UpgradePlan) -> cutover::crd::UpgradePlanStatus {
+    p.status.clone().expect("status")
+}
+
+/// The backup is recorded with its SHA-256 checksum (64 hex digits).
+pub fn assert_backup_checksummed(st: &cutover::crd::UpgradePlanStatus) {
+    let backup = st.backup.as_ref().expect("backup recorded");
+    assert_eq!(
+        backup.checksum.as_ref().map(String::len),
+        Some(64),
+        "{backup:?}"
+    );
+}
+
+/// The phases the plan went through, in order.
+pub fn phase_names(p: &UpgradePlan) -> Vec<Phase> {
+    status(p).phases.iter().map(|r| r.name).collect()
+}
+
+/// The phases an upgrade without a promotion wait walks from `Pending` to `Succeeded`, in order.
+pub fn upgrade_walk() -> Vec<Phase> {
+    Phase::ALL
+        .into_iter()
+        .take_while(|p| *p != Phase::Rehearsed)
+        .filter(|p| *p != Phase::AwaitingPromotion)
+        .collect()
 }
 
 /// A cleanup step as recorded in the plan's status.

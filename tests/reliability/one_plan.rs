@@ -148,14 +148,10 @@ async fn a_second_plan_for_the_same_target_is_refused() {
 
     // The first one proceeds normally.
     first["spec"]["promotion"] = json!({"mode": "manual", "approved": true});
-    env.apply(&app.ns, first).await;
-    env.wait_phase(&op, &app.ns, "first", Phase::Succeeded, PLAN_TIMEOUT)
+    env.apply_until(&op, &app.ns, first, Phase::Succeeded, PLAN_TIMEOUT)
         .await;
     assert_eq!(
-        env.service_selector(&app.ns, "squidex")
-            .await
-            .get(TRACK)
-            .map(String::as_str),
+        env.track(&app.ns, BLUE).await.as_deref(),
         Some("squidex-first")
     );
 

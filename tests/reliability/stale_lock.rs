@@ -28,13 +28,12 @@ async fn stale_migration_lock_is_reported_and_the_plan_continues_once_released()
     let migrating_since = status(&migrating).phases.last().unwrap().started_at;
 
     let stale = env
-        .wait_plan(
+        .wait_condition(
             &op,
             &app.ns,
             "lock",
-            "MigrationLockStale=True",
+            "MigrationLockStale",
             Duration::from_secs(60),
-            |p| condition(p, "MigrationLockStale").is_some_and(|c| c.status == "True"),
         )
         .await;
     let st = status(&stale);
