@@ -18,6 +18,9 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::ListParams;
 
+/// How long the plan may take to succeed, across the outage.
+const TIMEOUT: Duration = Duration::from_secs(180);
+
 fn dev_env(args: &[&str]) -> std::process::Output {
     Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/dev-env"))
         .args(args)
@@ -89,8 +92,8 @@ async fn plan_completes_across_an_api_server_restart_and_compacted_watches() {
     let mut plan = squidex_plan("survive", &app, 3);
     // Two slow migration steps keep the plan in Migrating while the API server is away.
     slow_migration(&mut plan, 3000);
-    let timeout = Duration::from_secs(120);
-    env.apply_until(&op, &app.ns, plan, Phase::Migrating, timeout)
+    let migrating = Duration::from_secs(120);
+    env.apply_until(&op, &app.ns, plan, Phase::Migrating, migrating)
         .await;
 
     let t0 = Instant::now();
@@ -109,13 +112,7 @@ async fn plan_completes_across_an_api_server_restart_and_compacted_watches() {
     );
 
     let done = env
-        .wait_phase(
-            &op,
-            &app.ns,
-            "survive",
-            Phase::Succeeded,
-            Duration::from_secs(180),
-        )
+        .wait_phase(&op, &app.ns, "survive", Phase::Succeeded, TIMEOUT)
         .await;
     assert!(
         op.child.as_mut().unwrap().try_wait().unwrap().is_none(),

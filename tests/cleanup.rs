@@ -39,6 +39,17 @@ async fn collections(env: &Env, db: &str) -> Vec<String> {
     c
 }
 
+/// Waits until a cleanup step of the plan `tidy` reaches `state`.
+async fn tidy_step(
+    env: &Env,
+    op: &Operator,
+    ns: &str,
+    step: CleanupStepName,
+    state: CleanupState,
+) -> cutover::crd::UpgradePlan {
+    env.wait_cleanup(op, ns, "tidy", step, state, TIMEOUT).await
+}
+
 #[tokio::test]
 async fn cleanup_steps_run_only_when_their_guards_hold() {
     let Some(env) = env().await else { return };
@@ -93,28 +104,25 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
     let clone_content = app.clone_of(&app.content_db, "tidy");
 
     // Refused while the Service selects the old version's pods.
-    let p = env
-        .wait_cleanup(
-            &op,
-            &app.ns,
-            "tidy",
-            CleanupStepName::DropSourceDatabases,
-            CleanupState::Refused,
-            TIMEOUT,
-        )
-        .await;
+    let p = tidy_step(
+        &env,
+        &op,
+        &app.ns,
+        CleanupStepName::DropSourceDatabases,
+        CleanupState::Refused,
+    )
+    .await;
     let p = if cleanup_step(&p, CleanupStepName::DeleteBlue)
         .is_some_and(|s| s.state == CleanupState::Refused)
     {
         p
     } else {
-        env.wait_cleanup(
+        tidy_step(
+            &env,
             &op,
             &app.ns,
-            "tidy",
             CleanupStepName::DeleteBlue,
             CleanupState::Refused,
-            TIMEOUT,
         )
         .await
     };
@@ -156,16 +164,14 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
     );
 
     // Obsolete collections: a dry run first, nothing dropped.
-    let p = env
-        .wait_cleanup(
-            &op,
-            &app.ns,
-            "tidy",
-            CleanupStepName::DropObsoleteCollections,
-            CleanupState::AwaitingApproval,
-            TIMEOUT,
-        )
-        .await;
+    let p = tidy_step(
+        &env,
+        &op,
+        &app.ns,
+        CleanupStepName::DropObsoleteCollections,
+        CleanupState::AwaitingApproval,
+    )
+    .await;
     let listed: Vec<String> = p
         .status
         .as_ref()
@@ -205,16 +211,14 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
         json!({"spec": {"cleanup": {"obsoleteCollections": {"approved": true}}}}),
     )
     .await;
-    let p = env
-        .wait_cleanup(
-            &op,
-            &app.ns,
-            "tidy",
-            CleanupStepName::DropObsoleteCollections,
-            CleanupState::Refused,
-            TIMEOUT,
-        )
-        .await;
+    let p = tidy_step(
+        &env,
+        &op,
+        &app.ns,
+        CleanupStepName::DropObsoleteCollections,
+        CleanupState::Refused,
+    )
+    .await;
     let obsolete = cleanup_step(&p, CleanupStepName::DropObsoleteCollections).unwrap();
     assert!(
         obsolete
@@ -236,16 +240,14 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
     assert!(!left.contains(&"Legacy_Logs".to_string()), "{left:?}");
 
     // Backup retention kept this plan's backup, deleted the older one, left the incomplete one.
-    let p = env
-        .wait_cleanup(
-            &op,
-            &app.ns,
-            "tidy",
-            CleanupStepName::PruneBackups,
-            CleanupState::Done,
-            TIMEOUT,
-        )
-        .await;
+    let p = tidy_step(
+        &env,
+        &op,
+        &app.ns,
+        CleanupStepName::PruneBackups,
+        CleanupState::Done,
+    )
+    .await;
     let prune = cleanup_step(&p, CleanupStepName::PruneBackups).unwrap();
     assert!(
         prune
@@ -266,26 +268,23 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
         .delete("squidex-all", &DeleteParams::default())
         .await
         .unwrap();
-    env.wait_cleanup(
+    tidy_step(
+        &env,
         &op,
         &app.ns,
-        "tidy",
         CleanupStepName::DeleteBlue,
         CleanupState::Done,
-        TIMEOUT,
     )
     .await;
     assert!(env.deployment(&app.ns, "squidex").await.is_none());
-    let p = env
-        .wait_cleanup(
-            &op,
-            &app.ns,
-            "tidy",
-            CleanupStepName::DropSourceDatabases,
-            CleanupState::Done,
-            TIMEOUT,
-        )
-        .await;
+    let p = tidy_step(
+        &env,
+        &op,
+        &app.ns,
+        CleanupStepName::DropSourceDatabases,
+        CleanupState::Done,
+    )
+    .await;
     let dbs = env.mongo.list_database_names().await.unwrap();
     assert!(
         !dbs.contains(&app.db) && !dbs.contains(&app.content_db),

@@ -11,8 +11,7 @@ use cutover::crd::Phase;
 #[tokio::test]
 async fn deleting_a_plan_mid_way_restores_the_old_version_then_lets_go() {
     let Some(env) = env().await else { return };
-    let app = env.blue_app("del-midway", AppOptions::default()).await;
-    let op = Operator::start(&app.ns);
+    let (app, op) = env.app_with_operator("del-midway").await;
     let mut plan = squidex_plan("gone", &app, 3);
     // A slow migration keeps the plan in Migrating long enough to delete it there.
     slow_migration(&mut plan, 4000);

@@ -69,11 +69,7 @@ async fn rehearsal_leaves_blue_untouched_and_tears_down() {
             .unwrap()
             .is_none()
     );
-    let dbs = env.mongo.list_database_names().await.unwrap();
-    assert!(
-        !dbs.iter().any(|d| d.ends_with("-practice")),
-        "clones left behind: {dbs:?}"
-    );
+    assert_no_clones(&env, "practice").await;
 
     // Every phase was timed, and the message predicts the real read-only window.
     use Phase::*;

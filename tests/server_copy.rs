@@ -36,8 +36,7 @@ async fn index_names(env: &Env, db: &str, coll: &str) -> Vec<String> {
 #[tokio::test]
 async fn server_side_clone_copies_collections_and_indexes() {
     let Some(env) = env().await else { return };
-    let app = env.blue_app("srvcopy", AppOptions::default()).await;
-    let op = Operator::start(&app.ns);
+    let (app, op) = env.app_with_operator("srvcopy").await;
     let mut plan = squidex_plan("fast", &app, 2);
     plan["spec"]["backup"]["cloneMethod"] = json!("serverSide");
     plan["spec"]["backup"]["parallelism"] = json!(2);

@@ -139,6 +139,13 @@ impl Env {
         app
     }
 
+    /// A default app and an operator watching its namespace.
+    pub async fn app_with_operator(&self, prefix: &str) -> (App, super::Operator) {
+        let app = self.blue_app(prefix, AppOptions::default()).await;
+        let op = super::Operator::start(&app.ns);
+        (app, op)
+    }
+
     pub async fn deployment(&self, ns: &str, name: &str) -> Option<Deployment> {
         Api::<Deployment>::namespaced(self.client.clone(), ns)
             .get_opt(name)

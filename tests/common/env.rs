@@ -62,6 +62,32 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+pub async fn database_names(env: &Env) -> std::collections::BTreeSet<String> {
+    env.mongo
+        .list_database_names()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// No database carries the clone suffix of `plan`: no clone was made, or none was left.
+pub async fn assert_no_clones(env: &Env, plan: &str) {
+    let names = database_names(env).await;
+    let suffix = format!("-{plan}");
+    assert!(
+        !names.iter().any(|n| n.ends_with(&suffix)),
+        "clones of {plan}: {names:?}"
+    );
+}
+
+/// Every one of `want` is in `have` (`what` names the list in the failure message).
+pub fn assert_all_in(have: &[String], want: &[&str], what: &str) {
+    for w in want {
+        assert!(have.iter().any(|h| h == w), "no {w} in {what}: {have:?}");
+    }
+}
+
 /// The `Version` of a migration document (stored as a 32- or a 64-bit integer).
 pub fn version_of(d: &Document) -> i64 {
     d.get_i32("Version")

@@ -26,8 +26,7 @@ impl Env {
         Api::namespaced(self.client.clone(), ns)
     }
 
-    /// Waits until the plan reaches `phase`; on timeout or an unexpected terminal phase, panics
-    /// with the status and the operator's log.
+    /// Waits until the plan reaches `phase` (see `wait_plan`).
     pub async fn wait_phase(
         &self,
         op: &Operator,
@@ -36,26 +35,11 @@ impl Env {
         phase: Phase,
         timeout: Duration,
     ) -> UpgradePlan {
-        let start = Instant::now();
-        loop {
-            let p = self.plans(ns).get(plan).await.expect("get plan");
-            let current = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
-            if current == phase {
-                return p;
-            }
-            // Succeeded is not final: a rollback may follow it.
-            let settled = current.is_terminal() && current != Phase::Succeeded;
-            if (settled && current != phase) || start.elapsed() > timeout {
-                panic!(
-                    "plan {ns}/{plan} is {current}, waited for {phase} ({:?}).\nstatus: {}\noperator log tail:\n{}\n{}",
-                    start.elapsed(),
-                    serde_json::to_string_pretty(&p.status).unwrap(),
-                    op.log_tail(60),
-                    pod_log_tails(ns, 12)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("phase {phase}");
+        self.wait_plan(op, ns, plan, &what, timeout, |p| {
+            p.status.as_ref().map(|s| s.phase).unwrap_or_default() == phase
+        })
+        .await
     }
 
     /// Applies a plan (server-side) and waits until it reaches `phase` (see `wait_phase`).
@@ -110,8 +94,9 @@ impl Env {
             .map_err(|e| e.to_string())
     }
 
-    /// Polls the plan until `pred` holds; panics with the status and the operator's log on
-    /// timeout or when the plan ends in a terminal phase that does not satisfy `pred`.
+    /// Polls the plan until `pred` holds; panics with the status, the operator's log and the
+    /// app's pod logs on timeout or when the plan ends in a terminal phase that does not
+    /// satisfy `pred` (Succeeded is not final: cleanup runs and a rollback may follow).
     pub async fn wait_plan(
         &self,
         op: &Operator,
@@ -128,20 +113,20 @@ impl Env {
                 return p;
             }
             let phase = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
-            // A Succeeded plan still changes: cleanup runs and a rollback may be requested.
             if (phase.is_terminal() && phase != Phase::Succeeded) || start.elapsed() > timeout {
                 panic!(
-                    "plan {ns}/{plan}: waited {:?} for {what}, it is {phase}.\nstatus: {}\noperator log tail:\n{}",
+                    "plan {ns}/{plan}: waited {:?} for {what}, it is {phase}.\nstatus: {}\noperator log tail:\n{}\n{}",
                     start.elapsed(),
                     serde_json::to_string_pretty(&p.status).unwrap(),
-                    op.log_tail(60)
+                    op.log_tail(60),
+                    pod_log_tails(ns, 12)
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// Waits until a cleanup step of a Succeeded plan reaches `state`.
+    /// Waits until a cleanup step of a Succeeded plan reaches `state` (see `wait_plan`).
     pub async fn wait_cleanup(
         &self,
         op: &Operator,
@@ -151,24 +136,11 @@ impl Env {
         state: CleanupState,
         timeout: Duration,
     ) -> UpgradePlan {
-        let start = Instant::now();
-        loop {
-            let p = self.plans(ns).get(plan).await.expect("get plan");
-            if cleanup_step(&p, step).is_some_and(|s| s.state == state) {
-                return p;
-            }
-            let phase = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
-            if (phase.is_terminal() && phase != Phase::Succeeded) || start.elapsed() > timeout {
-                panic!(
-                    "plan {ns}/{plan}: waited {:?} for cleanup step {step:?} to be {state:?}, the plan is {phase}.\nstatus: {}\noperator log tail:\n{}\n{}",
-                    start.elapsed(),
-                    serde_json::to_string_pretty(&p.status).unwrap(),
-                    op.log_tail(60),
-                    pod_log_tails(ns, 12)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("cleanup step {step:?} to be {state:?}");
+        self.wait_plan(op, ns, plan, &what, timeout, |p| {
+            cleanup_step(p, step).is_some_and(|s| s.state == state)
+        })
+        .await
     }
 
     /// Deletes the namespace's plans and waits until their finalizers ran (the operator must

@@ -71,15 +71,6 @@ pub async fn assert_blue_serves_read_write(env: &Env, app: &App, replicas: i32) 
     assert_eq!(codes, vec![201], "the old version accepts writes again");
 }
 
-pub async fn database_names(env: &Env) -> BTreeSet<String> {
-    env.mongo
-        .list_database_names()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
-}
-
 /// The databases of one test (their names carry the test's id): the server is shared.
 pub async fn databases_of(env: &Env, app: &App) -> BTreeSet<String> {
     database_names(env)
