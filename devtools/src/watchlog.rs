@@ -36,6 +36,63 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Watches started together into one log, stopped when dropped.
+#[derive(Default)]
+pub struct Watches {
+    log: Log,
+    listed: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Watches {
+    /// Adds a watch of `api`, its versions recorded as `kind`.
+    pub fn watch<K>(mut self, api: Api<K>, kind: &'static str) -> Watches
+    where
+        K: kube::Resource
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let task = spawn_watch(api, kind, self.log.clone(), self.listed.clone());
+        self.tasks.push(task);
+        self
+    }
+
+    /// Whether every watch has listed the starting state.
+    pub fn all_listed(&self) -> bool {
+        self.listed.load(Ordering::SeqCst) >= self.tasks.len()
+    }
+
+    /// Waits until every watch has listed; false when that takes longer than `timeout`.
+    pub async fn wait_listed(&self, timeout: std::time::Duration) -> bool {
+        let start = std::time::Instant::now();
+        while !self.all_listed() {
+            if start.elapsed() > timeout {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        true
+    }
+
+    /// Every version seen so far, in order of arrival.
+    pub fn all(&self) -> Vec<Seen> {
+        self.log.lock().expect("watch log").clone()
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 /// Watches `api` into `log` until aborted; adds one to `listed` once its first list is in, so
 /// a caller can wait until every watch has seen the starting state.
 pub fn spawn_watch<K>(

@@ -51,15 +51,7 @@ pub async fn env() -> Option<Env> {
 
 /// A short unique id for names of this test's namespace and databases.
 pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}-{:x}{:x}",
-        (nanos as u64) & 0xffffff,
-        std::process::id() & 0xfff
-    )
+    format!("{prefix}-{}", cutover_devtools::bench::cluster::unique())
 }
 
 pub async fn database_names(env: &Env) -> std::collections::BTreeSet<String> {
