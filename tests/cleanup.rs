@@ -39,6 +39,12 @@ async fn collections(env: &Env, db: &str) -> Vec<String> {
     c
 }
 
+/// The cleanup step's message contains `text`.
+fn assert_step_says(p: &cutover::crd::UpgradePlan, step: CleanupStepName, text: &str) {
+    let s = cleanup_step(p, step).unwrap_or_else(|| panic!("no step {step:?}"));
+    assert!(s.message.contains(text), "{step:?}: {}", s.message);
+}
+
 /// Waits until a cleanup step of the plan `tidy` reaches `state`.
 async fn tidy_step(
     env: &Env,
@@ -126,20 +132,18 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
         )
         .await
     };
-    let del = cleanup_step(&p, CleanupStepName::DeleteBlue).unwrap();
-    assert!(
-        del.message.contains("Service squidex-all selects its pods"),
-        "{}",
-        del.message
+    assert_step_says(
+        &p,
+        CleanupStepName::DeleteBlue,
+        "Service squidex-all selects its pods",
     );
-    let drop = cleanup_step(&p, CleanupStepName::DropSourceDatabases).unwrap();
-    assert!(
-        drop.message.contains(&format!(
+    assert_step_says(
+        &p,
+        CleanupStepName::DropSourceDatabases,
+        &format!(
             "Service squidex-all selects Deployment squidex, whose environment names database {}",
             app.db
-        )),
-        "{}",
-        drop.message
+        ),
     );
     let shown = cutover::cli::render_status(&p);
     assert!(
@@ -219,13 +223,10 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
         CleanupState::Refused,
     )
     .await;
-    let obsolete = cleanup_step(&p, CleanupStepName::DropObsoleteCollections).unwrap();
-    assert!(
-        obsolete
-            .message
-            .contains("Legacy_Assets (read 1 time(s) since it was listed)"),
-        "{}",
-        obsolete.message
+    assert_step_says(
+        &p,
+        CleanupStepName::DropObsoleteCollections,
+        "Legacy_Assets (read 1 time(s) since it was listed)",
     );
     let left = collections(&env, &clone_content).await;
     assert!(left.contains(&"Legacy_Assets".to_string()), "{left:?}");
@@ -248,13 +249,10 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
         CleanupState::Done,
     )
     .await;
-    let prune = cleanup_step(&p, CleanupStepName::PruneBackups).unwrap();
-    assert!(
-        prune
-            .message
-            .contains(r#""kept":["tidy"],"deleted":["older"],"incomplete":["broken"]"#),
-        "{}",
-        prune.message
+    assert_step_says(
+        &p,
+        CleanupStepName::PruneBackups,
+        r#""kept":["tidy"],"deleted":["older"],"incomplete":["broken"]"#,
     );
     if let Some(v) = &volume {
         let app_dir = v.join("squidex");
