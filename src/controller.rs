@@ -400,15 +400,7 @@ async fn add_finalizer(api: &Api<UpgradePlan>, plan: &UpgradePlan) -> Result<(),
     } else {
         json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
     };
-    let patch: json_patch::Patch = serde_json::from_value(patch).expect("valid json patch");
-    api.patch(
-        &plan.name_any(),
-        &PatchParams::default(),
-        &Patch::<()>::Json(patch),
-    )
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))?;
-    Ok(())
+    patch_finalizers(api, plan, patch).await
 }
 
 async fn remove_finalizer(api: &Api<UpgradePlan>, plan: &UpgradePlan) -> Result<(), Error> {
@@ -420,6 +412,15 @@ async fn remove_finalizer(api: &Api<UpgradePlan>, plan: &UpgradePlan) -> Result<
         {"op": "test", "path": format!("/metadata/finalizers/{idx}"), "value": FINALIZER},
         {"op": "remove", "path": format!("/metadata/finalizers/{idx}")}
     ]);
+    patch_finalizers(api, plan, patch).await
+}
+
+/// Sends a JSON patch of the plan's finalizers.
+async fn patch_finalizers(
+    api: &Api<UpgradePlan>,
+    plan: &UpgradePlan,
+    patch: serde_json::Value,
+) -> Result<(), Error> {
     let patch: json_patch::Patch = serde_json::from_value(patch).expect("valid json patch");
     api.patch(
         &plan.name_any(),

@@ -18,6 +18,9 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::ListParams;
 
+/// How long the plan may take to succeed, across the outage.
+const TIMEOUT: Duration = Duration::from_secs(180);
+
 fn dev_env(args: &[&str]) -> std::process::Output {
     Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/dev-env"))
         .args(args)
@@ -88,17 +91,10 @@ async fn plan_completes_across_an_api_server_restart_and_compacted_watches() {
     let mut op = Operator::start_with(&app.ns, &["--lease-duration", "90s"], &[]);
     let mut plan = squidex_plan("survive", &app, 3);
     // Two slow migration steps keep the plan in Migrating while the API server is away.
-    plan["spec"]["target"]["env"] =
-        serde_json::json!([{"name": "APPSIM_STEP_DELAY_MS", "value": "3000"}]);
-    env.apply(&app.ns, plan).await;
-    env.wait_phase(
-        &op,
-        &app.ns,
-        "survive",
-        Phase::Migrating,
-        Duration::from_secs(120),
-    )
-    .await;
+    slow_migration(&mut plan, 3000);
+    let migrating = Duration::from_secs(120);
+    env.apply_until(&op, &app.ns, plan, Phase::Migrating, migrating)
+        .await;
 
     let t0 = Instant::now();
     let port = etcd_port().expect("etcd port of the environment");
@@ -116,20 +112,14 @@ async fn plan_completes_across_an_api_server_restart_and_compacted_watches() {
     );
 
     let done = env
-        .wait_phase(
-            &op,
-            &app.ns,
-            "survive",
-            Phase::Succeeded,
-            Duration::from_secs(180),
-        )
+        .wait_phase(&op, &app.ns, "survive", Phase::Succeeded, TIMEOUT)
         .await;
     assert!(
         op.child.as_mut().unwrap().try_wait().unwrap().is_none(),
         "the operator kept running through the outage"
     );
-    let st = done.status.clone().unwrap();
-    let names: Vec<Phase> = st.phases.iter().map(|r| r.name).collect();
+    let st = status(&done);
+    let names = phase_names(&done);
     for p in [Phase::BackingUp, Phase::Cloning, Phase::Migrating] {
         assert_eq!(
             names.iter().filter(|n| **n == p).count(),
@@ -161,13 +151,5 @@ async fn plan_completes_across_an_api_server_restart_and_compacted_watches() {
     )
     .await;
     let _ = &mut op;
-    env.finish(
-        &op,
-        &app.ns,
-        &[
-            app.clone_of(&app.db, "survive"),
-            app.clone_of(&app.content_db, "survive"),
-        ],
-    )
-    .await;
+    env.finish(&op, &app.ns, &all_dbs(&app, &["survive"])).await;
 }

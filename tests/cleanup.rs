@@ -39,6 +39,23 @@ async fn collections(env: &Env, db: &str) -> Vec<String> {
     c
 }
 
+/// The cleanup step's message contains `text`.
+fn assert_step_says(p: &cutover::crd::UpgradePlan, step: CleanupStepName, text: &str) {
+    let s = cleanup_step(p, step).unwrap_or_else(|| panic!("no step {step:?}"));
+    assert!(s.message.contains(text), "{step:?}: {}", s.message);
+}
+
+/// Waits until a cleanup step of the plan `tidy` reaches `state`.
+async fn tidy_step(
+    env: &Env,
+    op: &Operator,
+    ns: &str,
+    step: CleanupStepName,
+    state: CleanupState,
+) -> cutover::crd::UpgradePlan {
+    env.wait_cleanup(op, ns, "tidy", step, state, TIMEOUT).await
+}
+
 #[tokio::test]
 async fn cleanup_steps_run_only_when_their_guards_hold() {
     let Some(env) = env().await else { return };
@@ -93,45 +110,40 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
     let clone_content = app.clone_of(&app.content_db, "tidy");
 
     // Refused while the Service selects the old version's pods.
-    let p = env
-        .wait_cleanup(
-            &op,
-            &app.ns,
-            "tidy",
-            CleanupStepName::DropSourceDatabases,
-            CleanupState::Refused,
-            TIMEOUT,
-        )
-        .await;
+    let p = tidy_step(
+        &env,
+        &op,
+        &app.ns,
+        CleanupStepName::DropSourceDatabases,
+        CleanupState::Refused,
+    )
+    .await;
     let p = if cleanup_step(&p, CleanupStepName::DeleteBlue)
         .is_some_and(|s| s.state == CleanupState::Refused)
     {
         p
     } else {
-        env.wait_cleanup(
+        tidy_step(
+            &env,
             &op,
             &app.ns,
-            "tidy",
             CleanupStepName::DeleteBlue,
             CleanupState::Refused,
-            TIMEOUT,
         )
         .await
     };
-    let del = cleanup_step(&p, CleanupStepName::DeleteBlue).unwrap();
-    assert!(
-        del.message.contains("Service squidex-all selects its pods"),
-        "{}",
-        del.message
+    assert_step_says(
+        &p,
+        CleanupStepName::DeleteBlue,
+        "Service squidex-all selects its pods",
     );
-    let drop = cleanup_step(&p, CleanupStepName::DropSourceDatabases).unwrap();
-    assert!(
-        drop.message.contains(&format!(
+    assert_step_says(
+        &p,
+        CleanupStepName::DropSourceDatabases,
+        &format!(
             "Service squidex-all selects Deployment squidex, whose environment names database {}",
             app.db
-        )),
-        "{}",
-        drop.message
+        ),
     );
     let shown = cutover::cli::render_status(&p);
     assert!(
@@ -156,16 +168,14 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
     );
 
     // Obsolete collections: a dry run first, nothing dropped.
-    let p = env
-        .wait_cleanup(
-            &op,
-            &app.ns,
-            "tidy",
-            CleanupStepName::DropObsoleteCollections,
-            CleanupState::AwaitingApproval,
-            TIMEOUT,
-        )
-        .await;
+    let p = tidy_step(
+        &env,
+        &op,
+        &app.ns,
+        CleanupStepName::DropObsoleteCollections,
+        CleanupState::AwaitingApproval,
+    )
+    .await;
     let listed: Vec<String> = p
         .status
         .as_ref()
@@ -205,23 +215,18 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
         json!({"spec": {"cleanup": {"obsoleteCollections": {"approved": true}}}}),
     )
     .await;
-    let p = env
-        .wait_cleanup(
-            &op,
-            &app.ns,
-            "tidy",
-            CleanupStepName::DropObsoleteCollections,
-            CleanupState::Refused,
-            TIMEOUT,
-        )
-        .await;
-    let obsolete = cleanup_step(&p, CleanupStepName::DropObsoleteCollections).unwrap();
-    assert!(
-        obsolete
-            .message
-            .contains("Legacy_Assets (read 1 time(s) since it was listed)"),
-        "{}",
-        obsolete.message
+    let p = tidy_step(
+        &env,
+        &op,
+        &app.ns,
+        CleanupStepName::DropObsoleteCollections,
+        CleanupState::Refused,
+    )
+    .await;
+    assert_step_says(
+        &p,
+        CleanupStepName::DropObsoleteCollections,
+        "Legacy_Assets (read 1 time(s) since it was listed)",
     );
     let left = collections(&env, &clone_content).await;
     assert!(left.contains(&"Legacy_Assets".to_string()), "{left:?}");
@@ -236,23 +241,18 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
     assert!(!left.contains(&"Legacy_Logs".to_string()), "{left:?}");
 
     // Backup retention kept this plan's backup, deleted the older one, left the incomplete one.
-    let p = env
-        .wait_cleanup(
-            &op,
-            &app.ns,
-            "tidy",
-            CleanupStepName::PruneBackups,
-            CleanupState::Done,
-            TIMEOUT,
-        )
-        .await;
-    let prune = cleanup_step(&p, CleanupStepName::PruneBackups).unwrap();
-    assert!(
-        prune
-            .message
-            .contains(r#""kept":["tidy"],"deleted":["older"],"incomplete":["broken"]"#),
-        "{}",
-        prune.message
+    let p = tidy_step(
+        &env,
+        &op,
+        &app.ns,
+        CleanupStepName::PruneBackups,
+        CleanupState::Done,
+    )
+    .await;
+    assert_step_says(
+        &p,
+        CleanupStepName::PruneBackups,
+        r#""kept":["tidy"],"deleted":["older"],"incomplete":["broken"]"#,
     );
     if let Some(v) = &volume {
         let app_dir = v.join("squidex");
@@ -266,26 +266,23 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
         .delete("squidex-all", &DeleteParams::default())
         .await
         .unwrap();
-    env.wait_cleanup(
+    tidy_step(
+        &env,
         &op,
         &app.ns,
-        "tidy",
         CleanupStepName::DeleteBlue,
         CleanupState::Done,
-        TIMEOUT,
     )
     .await;
     assert!(env.deployment(&app.ns, "squidex").await.is_none());
-    let p = env
-        .wait_cleanup(
-            &op,
-            &app.ns,
-            "tidy",
-            CleanupStepName::DropSourceDatabases,
-            CleanupState::Done,
-            TIMEOUT,
-        )
-        .await;
+    let p = tidy_step(
+        &env,
+        &op,
+        &app.ns,
+        CleanupStepName::DropSourceDatabases,
+        CleanupState::Done,
+    )
+    .await;
     let dbs = env.mongo.list_database_names().await.unwrap();
     assert!(
         !dbs.contains(&app.db) && !dbs.contains(&app.content_db),
@@ -325,26 +322,19 @@ async fn cleanup_steps_run_only_when_their_guards_hold() {
     )
     .await;
     let p = env
-        .wait_plan(
+        .wait_condition(
             &op,
             &app.ns,
             "tidy",
-            "RollbackBlocked=True",
+            "RollbackBlocked",
             Duration::from_secs(30),
-            |p| condition(p, "RollbackBlocked").is_some_and(|c| c.status == "True"),
         )
         .await;
-    assert_eq!(p.status.as_ref().unwrap().phase, Phase::Succeeded);
-    let selector = env.service_selector(&app.ns, "squidex").await;
+    assert_eq!(status(&p).phase, Phase::Succeeded);
     assert_eq!(
-        selector.get("cutover.dev/track").map(String::as_str),
+        env.track(&app.ns, "squidex").await.as_deref(),
         Some("squidex-tidy")
     );
 
-    env.finish(
-        &op,
-        &app.ns,
-        &[clone_content, app.clone_of(&app.db, "tidy")],
-    )
-    .await;
+    env.finish(&op, &app.ns, &all_dbs(&app, &["tidy"])).await;
 }

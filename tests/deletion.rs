@@ -11,21 +11,13 @@ use cutover::crd::Phase;
 #[tokio::test]
 async fn deleting_a_plan_mid_way_restores_the_old_version_then_lets_go() {
     let Some(env) = env().await else { return };
-    let app = env.blue_app("del-midway", AppOptions::default()).await;
-    let op = Operator::start(&app.ns);
+    let (app, op) = env.app_with_operator("del-midway").await;
     let mut plan = squidex_plan("gone", &app, 3);
     // A slow migration keeps the plan in Migrating long enough to delete it there.
-    plan["spec"]["target"]["env"] =
-        serde_json::json!([{"name": "APPSIM_STEP_DELAY_MS", "value": "4000"}]);
-    env.apply(&app.ns, plan).await;
-    env.wait_phase(
-        &op,
-        &app.ns,
-        "gone",
-        Phase::Migrating,
-        Duration::from_secs(120),
-    )
-    .await;
+    slow_migration(&mut plan, 4000);
+    let timeout = Duration::from_secs(120);
+    env.apply_until(&op, &app.ns, plan, Phase::Migrating, timeout)
+        .await;
 
     env.plans(&app.ns)
         .delete("gone", &Default::default())
@@ -45,10 +37,7 @@ async fn deleting_a_plan_mid_way_restores_the_old_version_then_lets_go() {
     let blue_env = env.app_env(&app.ns, "squidex").await;
     assert!(!blue_env.iter().any(|e| e.name == "MODE__ISREADONLY"));
     assert_eq!(
-        env.service_selector(&app.ns, "squidex")
-            .await
-            .get("cutover.dev/track")
-            .map(String::as_str),
+        env.track(&app.ns, "squidex").await.as_deref(),
         Some("squidex")
     );
     assert!(env.deployment(&app.ns, "squidex-gone").await.is_none());
@@ -63,14 +52,5 @@ async fn deleting_a_plan_mid_way_restores_the_old_version_then_lets_go() {
         "no PlanDeleted warning event"
     );
 
-    env.cleanup(
-        &app.ns,
-        &[
-            app.db.clone(),
-            app.content_db.clone(),
-            clone,
-            app.clone_of(&app.content_db, "gone"),
-        ],
-    )
-    .await;
+    env.cleanup(&app.ns, &all_dbs(&app, &["gone"])).await;
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,23 +14,7 @@ const PLAN_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// An operator process with explicit arguments (identity, election, lease duration).
 fn start_operator(ns: &str, extra: &[&str]) -> Operator {
-    let log = std::env::temp_dir().join(format!("cutover-{ns}-{}.log", unique("op")));
-    let file = std::fs::File::create(&log).unwrap();
-    let mut args = vec!["run", "--namespace", ns, "--http-addr", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(&args)
-        .env("RUST_LOG", "info,kube=warn")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::from(file.try_clone().unwrap()))
-        .stderr(Stdio::from(file))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start cutover run");
-    Operator {
-        child: Some(child),
-        log,
-    }
+    Operator::start_with(ns, extra, &[])
 }
 
 async fn wait_log(op: &Operator, needle: &str, timeout: Duration) -> String {
@@ -123,13 +106,7 @@ async fn metrics_are_served_during_a_plan() {
     assert!(metric(&after, "cutover_read_only_window_seconds_sum").unwrap() > 0.0);
     assert!(metric(&after, "cutover_reconcile_duration_seconds_count").unwrap() >= 10.0);
 
-    let dbs = [
-        app.db.clone(),
-        app.content_db.clone(),
-        app.clone_of(&app.db, "metrics"),
-        app.clone_of(&app.content_db, "metrics"),
-    ];
-    env.cleanup(&app.ns, &dbs).await;
+    env.cleanup(&app.ns, &all_dbs(&app, &["metrics"])).await;
 }
 
 async fn lease_holder(env: &Env, ns: &str) -> Option<String> {
@@ -179,13 +156,7 @@ async fn a_standby_takes_over_when_the_leader_dies() {
     assert_eq!(lease_holder(&env, &app.ns).await.as_deref(), Some("op-b"));
     eprintln!("standby took over {took_over:?} after the leader was killed");
 
-    let dbs = [
-        app.db.clone(),
-        app.content_db.clone(),
-        app.clone_of(&app.db, "lease"),
-        app.clone_of(&app.content_db, "lease"),
-    ];
-    env.cleanup(&app.ns, &dbs).await;
+    env.cleanup(&app.ns, &all_dbs(&app, &["lease"])).await;
 }
 
 #[tokio::test]

@@ -11,64 +11,48 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The resourceVersions of the old version's Deployment and of its Service.
+async fn blue_versions(env: &Env, ns: &str) -> (Option<String>, Option<String>) {
+    let deployment = Api::<Deployment>::namespaced(env.client.clone(), ns);
+    let service = Api::<Service>::namespaced(env.client.clone(), ns);
+    (
+        deployment
+            .get("squidex")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        service
+            .get("squidex")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+    )
+}
+
 #[tokio::test]
 async fn rehearsal_leaves_blue_untouched_and_tears_down() {
     let Some(env) = env().await else { return };
     let app = env.blue_app("rehearsal", AppOptions::default()).await;
     let deployments = Api::<Deployment>::namespaced(env.client.clone(), &app.ns);
     let services = Api::<Service>::namespaced(env.client.clone(), &app.ns);
-    let blue_rv = deployments
-        .get("squidex")
-        .await
-        .unwrap()
-        .metadata
-        .resource_version;
-    let svc_rv = services
-        .get("squidex")
-        .await
-        .unwrap()
-        .metadata
-        .resource_version;
-    let sources_before = (env.counts(&app.db).await, env.counts(&app.content_db).await);
+    let blue_before = blue_versions(&env, &app.ns).await;
+    let sources_before = source_counts(&env, &app).await;
 
     let op = Operator::start(&app.ns);
     let mut plan = squidex_plan("practice", &app, 2);
     plan["spec"]["mode"] = serde_json::json!("rehearsal");
-    env.apply(&app.ns, plan).await;
     let done = env
-        .wait_phase(
-            &op,
-            &app.ns,
-            "practice",
-            Phase::Rehearsed,
-            Duration::from_secs(180),
-        )
+        .apply_until(&op, &app.ns, plan, Phase::Rehearsed, TIMEOUT)
         .await;
-    let st = done.status.unwrap();
+    let st = status(&done);
 
     // Blue and its Service are byte-for-byte what they were.
-    assert_eq!(
-        deployments
-            .get("squidex")
-            .await
-            .unwrap()
-            .metadata
-            .resource_version,
-        blue_rv
-    );
-    assert_eq!(
-        services
-            .get("squidex")
-            .await
-            .unwrap()
-            .metadata
-            .resource_version,
-        svc_rv
-    );
-    assert_eq!(
-        (env.counts(&app.db).await, env.counts(&app.content_db).await),
-        sources_before
-    );
+    assert_eq!(blue_versions(&env, &app.ns).await, blue_before);
+    assert_eq!(source_counts(&env, &app).await, sources_before);
 
     // Everything the rehearsal created is gone: green, its preview Service, the clones.
     assert!(
@@ -85,17 +69,12 @@ async fn rehearsal_leaves_blue_untouched_and_tears_down() {
             .unwrap()
             .is_none()
     );
-    let dbs = env.mongo.list_database_names().await.unwrap();
-    assert!(
-        !dbs.iter().any(|d| d.ends_with("-practice")),
-        "clones left behind: {dbs:?}"
-    );
+    assert_no_clones(&env, "practice").await;
 
     // Every phase was timed, and the message predicts the real read-only window.
-    let names: Vec<Phase> = st.phases.iter().map(|r| r.name).collect();
     use Phase::*;
     assert_eq!(
-        names,
+        phase_names(&done),
         vec![
             Pending,
             BackingUp,
@@ -121,18 +100,11 @@ async fn rehearsal_leaves_blue_untouched_and_tears_down() {
     assert_eq!(prediction.rehearsal, "practice");
 
     // The real upgrade of the same app shows the prediction beside its measured window.
-    env.apply(&app.ns, squidex_plan("real", &app, 2)).await;
+    let real = squidex_plan("real", &app, 2);
     let real = env
-        .wait_phase(
-            &op,
-            &app.ns,
-            "real",
-            Phase::Succeeded,
-            Duration::from_secs(180),
-        )
+        .apply_until(&op, &app.ns, real, Phase::Succeeded, TIMEOUT)
         .await;
-    let real_status = real.status.clone().unwrap();
-    assert_eq!(real_status.prediction, Some(prediction));
+    assert_eq!(status(&real).prediction, Some(prediction));
     let shown = cutover::cli::render_status(&real);
     assert!(
         shown.contains("measured; ") && shown.contains("predicted by rehearsal practice"),
@@ -140,11 +112,5 @@ async fn rehearsal_leaves_blue_untouched_and_tears_down() {
     );
     eprintln!("{shown}");
 
-    let dbs = [
-        app.db.clone(),
-        app.content_db.clone(),
-        app.clone_of(&app.db, "real"),
-        app.clone_of(&app.content_db, "real"),
-    ];
-    env.cleanup(&app.ns, &dbs).await;
+    env.cleanup(&app.ns, &all_dbs(&app, &["real"])).await;
 }

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use cutover::crd::{Color, Phase};
-use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::ListParams;
 use mongodb::bson::doc;
 
 const PLAN_TIMEOUT: Duration = Duration::from_secs(180);
@@ -36,6 +34,19 @@ async fn uri_with_password(env: &Env, id: &str) -> (String, String) {
     )
 }
 
+/// The Secret an env list's MongoDB connection string (`STORE__MONGODB__CONFIGURATION`) comes from.
+fn credentials_secret(env: &[k8s_openapi::api::core::v1::EnvVar]) -> &str {
+    let cred = env
+        .iter()
+        .find(|e| e.name == "STORE__MONGODB__CONFIGURATION")
+        .expect("STORE__MONGODB__CONFIGURATION");
+    let secret = cred
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref());
+    &secret.expect("from a Secret").name
+}
+
 #[tokio::test]
 async fn squidex_upgrade_on_two_databases_succeeds() {
     let Some(env) = env().await else { return };
@@ -53,12 +64,17 @@ async fn squidex_upgrade_on_two_databases_succeeds() {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mongo"}, "stringData": {"uri": uri}
     }))
     .await;
-    let sources_before = (env.counts(&app.db).await, env.counts(&app.content_db).await);
+    let sources_before = source_counts(&env, &app).await;
     let op = Operator::start(&app.ns);
 
-    env.apply(&app.ns, squidex_plan("up2", &app, 2)).await;
     let plan = env
-        .wait_phase(&op, &app.ns, "up2", Phase::Succeeded, PLAN_TIMEOUT)
+        .apply_until(
+            &op,
+            &app.ns,
+            squidex_plan("up2", &app, 2),
+            Phase::Succeeded,
+            PLAN_TIMEOUT,
+        )
         .await;
     let st = plan.status.clone().unwrap();
 
@@ -112,12 +128,7 @@ async fn squidex_upgrade_on_two_databases_succeeds() {
         .migration_doc(&clone_db)
         .await
         .expect("migration doc in the clone");
-    assert_eq!(
-        doc.get_i64("Version")
-            .or_else(|_| doc.get_i32("Version").map(i64::from))
-            .unwrap(),
-        2
-    );
+    assert_eq!(version_of(&doc), 2);
     assert!(!doc.get_bool("IsLocked").unwrap());
     let clone_contents = env.counts(&clone_content).await;
     assert_eq!(
@@ -125,19 +136,9 @@ async fn squidex_upgrade_on_two_databases_succeeds() {
         Some(&app.documents),
         "{clone_contents:?}"
     );
-    assert_eq!(
-        (env.counts(&app.db).await, env.counts(&app.content_db).await),
-        sources_before
-    );
+    assert_eq!(source_counts(&env, &app).await, sources_before);
     let src_doc = env.migration_doc(&app.db).await.unwrap();
-    assert_eq!(
-        src_doc
-            .get_i32("Version")
-            .map(i64::from)
-            .or_else(|_| src_doc.get_i64("Version"))
-            .unwrap(),
-        1
-    );
+    assert_eq!(version_of(&src_doc), 1);
 
     // After success, cleanup scales blue to zero (scaleDownBlueAfter: 1s); it stays read-only
     // (it must never write to the old data again).
@@ -162,24 +163,9 @@ async fn squidex_upgrade_on_two_databases_succeeds() {
     );
 
     // The audit trail is complete, in order, with timestamps; the scale-down follows success.
-    let names: Vec<Phase> = st.phases.iter().map(|r| r.name).collect();
-    use Phase::*;
-    assert_eq!(
-        names,
-        vec![
-            Pending,
-            EnteringReadOnly,
-            BackingUp,
-            Cloning,
-            DeployingGreen,
-            Migrating,
-            SwitchingTraffic,
-            LiftingReadOnly,
-            CleaningUp,
-            Succeeded,
-            CleaningUp
-        ]
-    );
+    let mut walk = upgrade_walk();
+    walk.push(Phase::CleaningUp);
+    assert_eq!(phase_names(&plan), walk);
     assert!(
         st.phases
             .last()
@@ -193,49 +179,29 @@ async fn squidex_upgrade_on_two_databases_succeeds() {
     }
     let backup = st.backup.clone().unwrap();
     assert!(backup.bytes.unwrap_or(0) > 0, "{backup:?}");
-    assert_eq!(backup.checksum.as_ref().map(String::len), Some(64));
+    assert_backup_checksummed(&st);
     assert!(st.clone.as_ref().unwrap().verified);
     assert!(st.read_only_since.unwrap() < st.read_only_lifted_at.unwrap());
 
     // Events for the transitions; the password is nowhere.
-    let events = Api::<Event>::namespaced(env.client.clone(), &app.ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    let reasons: Vec<String> = events
-        .items
-        .iter()
-        .filter_map(|e| e.reason.clone())
-        .collect();
-    for r in [
+    let events = env.events(&app.ns).await;
+    let reasons: Vec<String> = events.iter().filter_map(|e| e.reason.clone()).collect();
+    let transitions = [
         "EnteringReadOnly",
         "BackingUp",
         "Cloning",
         "SwitchingTraffic",
         "Succeeded",
-    ] {
-        assert!(
-            reasons.iter().any(|x| x == r),
-            "no {r} event in {reasons:?}"
-        );
-    }
+    ];
+    assert_all_in(&reasons, &transitions, "the event reasons");
     let status_text = serde_json::to_string(&plan.status).unwrap();
-    let events_text = serde_json::to_string(&events.items).unwrap();
+    let events_text = serde_json::to_string(&events).unwrap();
     assert_no_secret(&status_text, &password, "status");
     assert_no_secret(&events_text, &password, "events");
     assert_no_secret(&op.log(), &password, "operator log");
     eprintln!("{}", cutover::cli::render_status(&plan));
 
-    env.cleanup(
-        &app.ns,
-        &[
-            app.db.clone(),
-            app.content_db.clone(),
-            clone_db,
-            clone_content,
-        ],
-    )
-    .await;
+    env.cleanup(&app.ns, &all_dbs(&app, &["up2"])).await;
 }
 
 /// A vendor-style upgrade: the schema is migrated by a one-shot Job of the new image (like
@@ -270,69 +236,26 @@ async fn job_gate_with_migration_credentials_and_health_gate() {
         .await
         .expect("migration job");
     assert!(job.status.as_ref().unwrap().succeeded.unwrap_or(0) >= 1);
-    let c = &job
+    let c = job
         .spec
-        .as_ref()
         .unwrap()
         .template
         .spec
-        .as_ref()
         .unwrap()
-        .containers[0];
+        .containers
+        .remove(0);
     assert_eq!(c.image.as_deref(), Some("cutover.dev/appsim:3"));
-    let cred = c
-        .env
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|e| e.name == "STORE__MONGODB__CONFIGURATION")
-        .unwrap();
-    assert_eq!(
-        cred.value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap()
-            .name,
-        "migrator"
-    );
+    assert_eq!(credentials_secret(&c.env.unwrap()), "migrator");
     // The app containers keep the app's own credentials.
     let app_env = env.app_env(&app.ns, "squidex-schema3").await;
-    let app_cred = app_env
-        .iter()
-        .find(|e| e.name == "STORE__MONGODB__CONFIGURATION")
-        .unwrap();
-    assert_eq!(
-        app_cred
-            .value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap()
-            .name,
-        "mongo"
-    );
+    assert_eq!(credentials_secret(&app_env), "mongo");
 
     // The migration reached version 3 on the clone; the source stayed at 1.
     let clone_db = app.clone_of(&app.db, "schema3");
     let doc = env.migration_doc(&clone_db).await.unwrap();
-    assert_eq!(
-        doc.get_i32("Version")
-            .map(i64::from)
-            .or_else(|_| doc.get_i64("Version"))
-            .unwrap(),
-        3
-    );
+    assert_eq!(version_of(&doc), 3);
     let src = env.migration_doc(&app.db).await.unwrap();
-    assert_eq!(
-        src.get_i32("Version")
-            .map(i64::from)
-            .or_else(|_| src.get_i64("Version"))
-            .unwrap(),
-        1
-    );
+    assert_eq!(version_of(&src), 1);
     assert!(
         done.status
             .as_ref()
@@ -349,45 +272,26 @@ async fn job_gate_with_migration_credentials_and_health_gate() {
     );
     assert_no_secret(&op.log(), &migrator_password, "operator log");
 
-    let clone_content = app.clone_of(&app.content_db, "schema3");
-    env.cleanup(
-        &app.ns,
-        &[
-            app.db.clone(),
-            app.content_db.clone(),
-            clone_db,
-            clone_content,
-        ],
-    )
-    .await;
+    env.cleanup(&app.ns, &all_dbs(&app, &["schema3"])).await;
 }
 
 /// Manual promotion: the plan waits with traffic and read-only on the old version until approved.
 #[tokio::test]
 async fn manual_promotion_waits_for_approval() {
     let Some(env) = env().await else { return };
-    let app = env.blue_app("up-manual", AppOptions::default()).await;
-    let op = Operator::start(&app.ns);
+    let (app, op) = env.app_with_operator("up-manual").await;
     let mut plan = squidex_plan("manual", &app, 2);
     plan["spec"]["promotion"] = serde_json::json!({"mode": "manual"});
-    env.apply(&app.ns, plan.clone()).await;
     let waiting = env
-        .wait_phase(
+        .apply_until(
             &op,
             &app.ns,
-            "manual",
+            plan.clone(),
             Phase::AwaitingPromotion,
             PLAN_TIMEOUT,
         )
         .await;
-    assert!(
-        waiting
-            .status
-            .as_ref()
-            .unwrap()
-            .message
-            .contains("approved")
-    );
+    assert!(status(&waiting).message.contains("approved"));
 
     // Held for a while: nothing moves, traffic stays on the old, still read-only version.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -396,9 +300,8 @@ async fn manual_promotion_waits_for_approval() {
         still.status.as_ref().unwrap().phase,
         Phase::AwaitingPromotion
     );
-    let selector = env.service_selector(&app.ns, "squidex").await;
     assert_eq!(
-        selector.get("cutover.dev/track").map(String::as_str),
+        env.track(&app.ns, "squidex").await.as_deref(),
         Some("squidex")
     );
     let blue_env = env.app_env(&app.ns, "squidex").await;
@@ -412,19 +315,12 @@ async fn manual_promotion_waits_for_approval() {
     env.apply(&app.ns, plan).await;
     env.wait_phase(&op, &app.ns, "manual", Phase::Succeeded, PLAN_TIMEOUT)
         .await;
-    let selector = env.service_selector(&app.ns, "squidex").await;
     assert_eq!(
-        selector.get("cutover.dev/track").map(String::as_str),
+        env.track(&app.ns, "squidex").await.as_deref(),
         Some("squidex-manual")
     );
 
-    let dbs = [
-        app.db.clone(),
-        app.content_db.clone(),
-        app.clone_of(&app.db, "manual"),
-        app.clone_of(&app.content_db, "manual"),
-    ];
-    env.cleanup(&app.ns, &dbs).await;
+    env.cleanup(&app.ns, &all_dbs(&app, &["manual"])).await;
 }
 
 /// A backup Job that fails: the plan fails, the old version serves read-write again, nothing is deleted.
@@ -432,7 +328,7 @@ async fn manual_promotion_waits_for_approval() {
 async fn failed_backup_restores_the_old_version() {
     let Some(env) = env().await else { return };
     let app = env.blue_app("up-badbackup", AppOptions::default()).await;
-    let sources_before = (env.counts(&app.db).await, env.counts(&app.content_db).await);
+    let sources_before = source_counts(&env, &app).await;
     // podsim maps the backup PVC to a local directory; a file where the archive directory
     // must go makes the backup Job's `mkdir -p` fail, as a full or read-only volume would.
     let env_dir = std::env::var("CUTOVER_ENV_DIR").expect("CUTOVER_ENV_DIR from hack/dev-env env");
@@ -446,7 +342,7 @@ async fn failed_backup_restores_the_old_version() {
     let failed = env
         .wait_phase(&op, &app.ns, "broken", Phase::Failed, PLAN_TIMEOUT)
         .await;
-    let st = failed.status.unwrap();
+    let st = status(&failed);
     let f = st.failure.clone().unwrap();
     assert_eq!(f.reason, "BackupJobFailed");
     assert_eq!(f.phase, Phase::BackingUp);
@@ -468,18 +364,10 @@ async fn failed_backup_restores_the_old_version() {
     env.wait_rollout(&app.ns, "squidex", Duration::from_secs(60))
         .await;
     assert!(env.deployment(&app.ns, "squidex-broken").await.is_none());
+    assert_eq!(source_counts(&env, &app).await, sources_before);
+    assert_no_clones(&env, "broken").await;
     assert_eq!(
-        (env.counts(&app.db).await, env.counts(&app.content_db).await),
-        sources_before
-    );
-    let names = env.mongo.list_database_names().await.unwrap();
-    assert!(
-        !names.iter().any(|n| n.ends_with("-broken")),
-        "no clone was created: {names:?}"
-    );
-    let phases: Vec<Phase> = st.phases.iter().map(|r| r.name).collect();
-    assert_eq!(
-        phases,
+        phase_names(&failed),
         vec![
             Phase::Pending,
             Phase::EnteringReadOnly,
@@ -489,6 +377,5 @@ async fn failed_backup_restores_the_old_version() {
         ]
     );
 
-    env.cleanup(&app.ns, &[app.db.clone(), app.content_db.clone()])
-        .await;
+    env.cleanup(&app.ns, &all_dbs(&app, &[])).await;
 }

@@ -165,20 +165,14 @@ async fn scenario(fx: &Fixture, uri: &str) -> anyhow::Result<()> {
 
     let ok = wait_for_job(&jobs, "write-emptydir").await?;
     assert_eq!(ok, "Complete");
-    let job_pod = pods
-        .list(&ListParams::default().labels("job-name=write-emptydir"))
-        .await?
-        .items
-        .into_iter()
-        .next()
-        .context("pod of write-emptydir")?;
+    let emptydir_pod = job_pod(&pods, "write-emptydir").await?;
     let out = fx
         .state_dir
         .join("volumes")
         .join(&fx.ns)
         .join(format!(
             "emptydir-{}-work",
-            job_pod.metadata.name.unwrap_or_default()
+            emptydir_pod.metadata.name.unwrap_or_default()
         ))
         .join("out.txt");
     assert_eq!(std::fs::read_to_string(&out)?, "hi\n", "{}", out.display());
@@ -192,13 +186,7 @@ async fn scenario(fx: &Fixture, uri: &str) -> anyhow::Result<()> {
     assert_eq!(std::fs::read_to_string(&msg)?, "from-env\n");
 
     assert_eq!(wait_for_job(&jobs, "fails").await?, "Failed");
-    let failed_pod = pods
-        .list(&ListParams::default().labels("job-name=fails"))
-        .await?
-        .items
-        .into_iter()
-        .next()
-        .context("pod of fails")?;
+    let failed_pod = job_pod(&pods, "fails").await?;
     let term = failed_pod
         .status
         .and_then(|s| s.container_statuses)
@@ -477,6 +465,16 @@ fn is_ready(pod: &Pod) -> bool {
         .iter()
         .flat_map(|s| s.conditions.iter().flatten())
         .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// The (first) pod of a Job.
+async fn job_pod(pods: &Api<Pod>, job: &str) -> anyhow::Result<Pod> {
+    pods.list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await?
+        .items
+        .into_iter()
+        .next()
+        .with_context(|| format!("pod of {job}"))
 }
 
 /// "Complete" or "Failed" once the Job controller decided.

@@ -10,6 +10,25 @@ use jiff::SignedDuration;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// `JsonSchema` for a type serialized as one string: its schema inline, named `$name`.
+macro_rules! string_schema {
+    ($ty:ty, $name:literal, $schema:tt) => {
+        impl JsonSchema for $ty {
+            fn schema_name() -> Cow<'static, str> {
+                $name.into()
+            }
+
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!($schema)
+            }
+        }
+    };
+}
+
 /// An instant, serialized as RFC 3339 in UTC with millisecond precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub jiff::Timestamp);
@@ -60,19 +79,7 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-impl JsonSchema for Timestamp {
-    fn schema_name() -> Cow<'static, str> {
-        "Timestamp".into()
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "string", "format": "date-time" })
-    }
-}
+string_schema!(Timestamp, "Timestamp", { "type": "string", "format": "date-time" });
 
 /// The pattern the CRD schema enforces on every duration field.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
@@ -162,19 +169,7 @@ impl<'de> Deserialize<'de> for GoDuration {
     }
 }
 
-impl JsonSchema for GoDuration {
-    fn schema_name() -> Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "string", "pattern": DURATION_PATTERN })
-    }
-}
+string_schema!(GoDuration, "Duration", { "type": "string", "pattern": DURATION_PATTERN });
 
 /// A duration literal for defaults and tests; panics on a malformed literal.
 pub fn dur(s: &str) -> GoDuration {

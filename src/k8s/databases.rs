@@ -22,23 +22,24 @@ pub fn copy_key(plan: &UpgradePlan) -> String {
     )
 }
 
-pub async fn drop_databases(
-    clients: &Clients,
-    uri: &Uri,
-    names: &[String],
-) -> Result<(), ExecError> {
-    let c = clients.get(uri).await?;
-    mongo::drop_databases(&c, uri, names).await?;
-    Ok(())
+/// What a cleanup step drops.
+pub enum Dropping {
+    Databases,
+    /// Collections given as `database.collection`.
+    Collections,
 }
 
-pub async fn drop_collections(
+pub async fn drop(
     clients: &Clients,
     uri: &Uri,
+    what: Dropping,
     names: &[String],
 ) -> Result<(), ExecError> {
     let c = clients.get(uri).await?;
-    mongo::drop_collections(&c, uri, names).await?;
+    match what {
+        Dropping::Databases => mongo::drop_databases(&c, uri, names).await?,
+        Dropping::Collections => mongo::drop_collections(&c, uri, names).await?,
+    }
     Ok(())
 }
 

@@ -45,9 +45,11 @@ pub async fn execute(
         Action::DeleteGreen => k8s.delete_green().await,
         Action::StopJobs => k8s.stop_jobs().await,
         Action::ReleaseGreen => k8s.release_green().await,
-        Action::DropDatabases { names } => databases::drop_databases(mongo, uri()?, names).await,
+        Action::DropDatabases { names } => {
+            databases::drop(mongo, uri()?, databases::Dropping::Databases, names).await
+        }
         Action::DropCollections { names } => {
-            databases::drop_collections(mongo, uri()?, names).await
+            databases::drop(mongo, uri()?, databases::Dropping::Collections, names).await
         }
         Action::DeleteBlue => k8s.delete_blue().await,
         Action::CreatePruneJob => k8s.create_job(build::prune_job(plan, targets)).await,

@@ -16,7 +16,7 @@ use crate::copy::Copies;
 use crate::crd::UpgradePlan;
 use crate::mongo::{self, Clients};
 use crate::plan::names::{MAX_K8S_NAME, PLAN_LABEL, TRACK_LABEL};
-use crate::plan::needs::{JobNames, Probe};
+use crate::plan::needs::{Count, JobNames, Probe};
 use crate::plan::{
     DatabaseView, DeploymentView, EnvFact, EnvValue, JobState, Observed, ProbeView, Reads,
     SecretView,
@@ -289,6 +289,21 @@ async fn read_jobs(
     Ok(())
 }
 
+/// The document counts `count` asks for, when its condition holds on what is observed so far.
+async fn count_if_due(
+    c: &mongodb::Client,
+    uri: &Uri,
+    count: Option<&Count>,
+    obs: &Observed,
+) -> Option<std::result::Result<BTreeMap<String, i64>, String>> {
+    let count = count.filter(|count| count.when.holds(obs))?;
+    Some(
+        mongo::count_documents(c, uri, &count.databases)
+            .await
+            .map_err(|e| e.to_string()),
+    )
+}
+
 /// MongoDB reads. A server that cannot be reached is an observation: the listing and the
 /// migration document report it; counts are left unread.
 async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observed) {
@@ -311,23 +326,11 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
             Err(e) => DatabaseView::Unreachable(e.to_string()),
         };
     }
-    if let Some(count) = &reads.source_counts
-        && count.when.holds(obs)
-    {
-        obs.source_counts = Some(
-            mongo::count_documents(&c, uri, &count.databases)
-                .await
-                .map_err(|e| e.to_string()),
-        );
+    if let Some(counts) = count_if_due(&c, uri, reads.source_counts.as_ref(), obs).await {
+        obs.source_counts = Some(counts);
     }
-    if let Some(count) = &reads.clone_counts
-        && count.when.holds(obs)
-    {
-        obs.clone_counts = Some(
-            mongo::count_documents(&c, uri, &count.databases)
-                .await
-                .map_err(|e| e.to_string()),
-        );
+    if let Some(counts) = count_if_due(&c, uri, reads.clone_counts.as_ref(), obs).await {
+        obs.clone_counts = Some(counts);
     }
     if let Some(count) = &reads.clone_documents
         && count.when.holds(obs)

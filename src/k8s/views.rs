@@ -344,17 +344,16 @@ pub fn probe_targets(pods: &[Pod]) -> Vec<(String, IpAddr)> {
         .collect()
 }
 
+/// The source databases a plan names.
+fn database_names(plan: &UpgradePlan) -> impl Iterator<Item = &str> {
+    plan.spec.database.databases.iter().map(|d| d.name.as_str())
+}
+
 /// Other active plans that target the same Deployment or any of the same databases. Between
 /// two new plans, the older one goes first.
 pub fn conflicts(plan: &UpgradePlan, others: &[Arc<UpgradePlan>]) -> Vec<String> {
     let ns = plan.namespace();
-    let mine: BTreeSet<&str> = plan
-        .spec
-        .database
-        .databases
-        .iter()
-        .map(|d| d.name.as_str())
-        .collect();
+    let mine: BTreeSet<&str> = database_names(plan).collect();
     let key = |p: &UpgradePlan| {
         (
             p.metadata.creation_timestamp.clone().map(|t| t.0),
@@ -381,14 +380,7 @@ pub fn conflicts(plan: &UpgradePlan, others: &[Arc<UpgradePlan>]) -> Vec<String>
             ));
             continue;
         }
-        let shared: Vec<&str> = o
-            .spec
-            .database
-            .databases
-            .iter()
-            .map(|d| d.name.as_str())
-            .filter(|d| mine.contains(d))
-            .collect();
+        let shared: Vec<&str> = database_names(o).filter(|d| mine.contains(d)).collect();
         if !shared.is_empty() {
             out.push(format!(
                 "UpgradePlan {} is already working on database(s) {} (phase {phase}); wait for it to finish or delete it",

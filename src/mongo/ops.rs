@@ -110,12 +110,7 @@ pub async fn migration_doc(
         .await
         .map_err(command(uri))?;
     Ok(found.map(|d| {
-        let version = match d.get(version_field) {
-            Some(Bson::Int32(v)) => Some(*v as i64),
-            Some(Bson::Int64(v)) => Some(*v),
-            Some(Bson::Double(v)) => Some(*v as i64),
-            _ => None,
-        };
+        let version = as_i64(d.get(version_field));
         let locked = matches!(d.get(lock_field), Some(Bson::Boolean(true)));
         let raw = Bson::Document(d).into_relaxed_extjson().to_string();
         MigrationDoc {
@@ -124,6 +119,17 @@ pub async fn migration_doc(
             raw,
         }
     }))
+}
+
+/// A number as the server stores it (32- or 64-bit integer, or a double, truncated).
+fn as_i64(value: Option<&Bson>) -> Option<i64> {
+    match value {
+        Some(Bson::Int32(v)) => Some(i64::from(*v)),
+        Some(Bson::Int64(v)) => Some(*v),
+        #[allow(clippy::cast_possible_truncation)]
+        Some(Bson::Double(v)) => Some(*v as i64),
+        _ => None,
+    }
 }
 
 pub async fn drop_databases(
@@ -163,13 +169,7 @@ pub async fn collections_with_reads(
             let reads = totals
                 .and_then(|t| t.get_document(&name).ok())
                 .and_then(|n| n.get_document("readLock").ok())
-                .and_then(|r| match r.get("count") {
-                    Some(Bson::Int32(v)) => Some(i64::from(*v)),
-                    Some(Bson::Int64(v)) => Some(*v),
-                    #[allow(clippy::cast_possible_truncation)]
-                    Some(Bson::Double(v)) => Some(*v as i64),
-                    _ => None,
-                })
+                .and_then(|r| as_i64(r.get("count")))
                 .unwrap_or(0);
             out.push(CollectionReads { name, reads });
         }

@@ -25,6 +25,26 @@ impl App {
     }
 }
 
+/// Document counts per collection of the app's two source databases.
+pub type Counts = (
+    std::collections::BTreeMap<String, u64>,
+    std::collections::BTreeMap<String, u64>,
+);
+
+pub async fn source_counts(env: &Env, app: &App) -> Counts {
+    (env.counts(&app.db).await, env.counts(&app.content_db).await)
+}
+
+/// The app's two databases and the two clones each of `plans` made (what a test removes).
+pub fn all_dbs(app: &App, plans: &[&str]) -> Vec<String> {
+    let mut v = vec![app.db.clone(), app.content_db.clone()];
+    for p in plans {
+        v.push(app.clone_of(&app.db, p));
+        v.push(app.clone_of(&app.content_db, p));
+    }
+    v
+}
+
 pub struct AppOptions {
     pub replicas: i32,
     pub documents: u64,
@@ -119,6 +139,13 @@ impl Env {
         app
     }
 
+    /// A default app and an operator watching its namespace.
+    pub async fn app_with_operator(&self, prefix: &str) -> (App, super::Operator) {
+        let app = self.blue_app(prefix, AppOptions::default()).await;
+        let op = super::Operator::start(&app.ns);
+        (app, op)
+    }
+
     pub async fn deployment(&self, ns: &str, name: &str) -> Option<Deployment> {
         Api::<Deployment>::namespaced(self.client.clone(), ns)
             .get_opt(name)
@@ -149,6 +176,13 @@ impl Env {
             .await
             .env
             .unwrap_or_default()
+    }
+
+    /// The `cutover.dev/track` value a Service selects (which version gets the traffic).
+    pub async fn track(&self, ns: &str, service: &str) -> Option<String> {
+        self.service_selector(ns, service)
+            .await
+            .remove("cutover.dev/track")
     }
 
     pub async fn service_selector(

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use mongodb::bson::{Document, doc};
@@ -50,15 +51,41 @@ pub async fn env() -> Option<Env> {
 
 /// A short unique id for names of this test's namespace and databases.
 pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    format!("{prefix}-{}", cutover_devtools::bench::cluster::unique())
+}
+
+pub async fn database_names(env: &Env) -> std::collections::BTreeSet<String> {
+    env.mongo
+        .list_database_names()
+        .await
         .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}-{:x}{:x}",
-        (nanos as u64) & 0xffffff,
-        std::process::id() & 0xfff
-    )
+        .into_iter()
+        .collect()
+}
+
+/// No database carries the clone suffix of `plan`: no clone was made, or none was left.
+pub async fn assert_no_clones(env: &Env, plan: &str) {
+    let names = database_names(env).await;
+    let suffix = format!("-{plan}");
+    assert!(
+        !names.iter().any(|n| n.ends_with(&suffix)),
+        "clones of {plan}: {names:?}"
+    );
+}
+
+/// Every one of `want` is in `have` (`what` names the list in the failure message).
+pub fn assert_all_in(have: &[String], want: &[&str], what: &str) {
+    for w in want {
+        assert!(have.iter().any(|h| h == w), "no {w} in {what}: {have:?}");
+    }
+}
+
+/// The `Version` of a migration document (stored as a 32- or a 64-bit integer).
+pub fn version_of(d: &Document) -> i64 {
+    d.get_i32("Version")
+        .map(i64::from)
+        .or_else(|_| d.get_i64("Version"))
+        .expect("Version")
 }
 
 impl Env {
@@ -147,13 +174,19 @@ impl Env {
         n
     }
 
-    /// Whether the namespace holds an Event with this reason and type (`Normal`/`Warning`).
-    pub async fn has_event(&self, ns: &str, reason: &str, type_: &str) -> bool {
-        Api::<k8s_openapi::api::events::v1::Event>::namespaced(self.client.clone(), ns)
+    /// The namespace's Events.
+    pub async fn events(&self, ns: &str) -> Vec<Event> {
+        Api::<Event>::namespaced(self.client.clone(), ns)
             .list(&Default::default())
             .await
             .expect("list events")
             .items
+    }
+
+    /// Whether the namespace holds an Event with this reason and type (`Normal`/`Warning`).
+    pub async fn has_event(&self, ns: &str, reason: &str, type_: &str) -> bool {
+        self.events(ns)
+            .await
             .iter()
             .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_))
     }

@@ -1,13 +1,13 @@
 //! A record of every version of a namespace's objects, for asserting what was ever created.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 
 pub use cutover_devtools::watchlog::Seen;
-use cutover_devtools::watchlog::{Log, spawn_watch};
+use cutover_devtools::watchlog::Watches;
 
 use super::Env;
 
@@ -15,12 +15,8 @@ use super::Env;
 /// by watches while it lives: proves what was ever created (by uid), and in which order
 /// things were written.
 pub struct History {
-    seen: Log,
-    ready: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    watches: Watches,
 }
-
-const HISTORY_KINDS: usize = 5;
 
 impl Env {
     /// Starts watching the namespace and returns once every watch has listed.
@@ -28,56 +24,24 @@ impl Env {
         use k8s_openapi::api::apps::v1::ReplicaSet;
         use k8s_openapi::api::batch::v1::Job;
         use k8s_openapi::api::core::v1::Pod;
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let ready = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let c = &self.client;
-        let tasks = vec![
-            spawn_watch(
-                Api::<Deployment>::namespaced(c.clone(), ns),
-                "Deployment",
-                seen.clone(),
-                ready.clone(),
-            ),
-            spawn_watch(
-                Api::<ReplicaSet>::namespaced(c.clone(), ns),
-                "ReplicaSet",
-                seen.clone(),
-                ready.clone(),
-            ),
-            spawn_watch(
-                Api::<Job>::namespaced(c.clone(), ns),
-                "Job",
-                seen.clone(),
-                ready.clone(),
-            ),
-            spawn_watch(
-                Api::<Pod>::namespaced(c.clone(), ns),
-                "Pod",
-                seen.clone(),
-                ready.clone(),
-            ),
-            spawn_watch(
-                Api::<Service>::namespaced(c.clone(), ns),
-                "Service",
-                seen.clone(),
-                ready.clone(),
-            ),
-        ];
-        let start = Instant::now();
-        while ready.load(std::sync::atomic::Ordering::SeqCst) < HISTORY_KINDS {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "watches did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        History { seen, ready, tasks }
+        let watches = Watches::default()
+            .watch(Api::<Deployment>::namespaced(c.clone(), ns), "Deployment")
+            .watch(Api::<ReplicaSet>::namespaced(c.clone(), ns), "ReplicaSet")
+            .watch(Api::<Job>::namespaced(c.clone(), ns), "Job")
+            .watch(Api::<Pod>::namespaced(c.clone(), ns), "Pod")
+            .watch(Api::<Service>::namespaced(c.clone(), ns), "Service");
+        assert!(
+            watches.wait_listed(Duration::from_secs(20)).await,
+            "watches did not start"
+        );
+        History { watches }
     }
 }
 
 impl History {
     pub fn all(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.watches.all()
     }
 
     /// Every version of one object (any uid), in the order the watch delivered them.
@@ -136,14 +100,6 @@ impl History {
     }
 
     pub fn watching(&self) -> bool {
-        self.ready.load(std::sync::atomic::Ordering::SeqCst) >= HISTORY_KINDS
-    }
-}
-
-impl Drop for History {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.watches.all_listed()
     }
 }

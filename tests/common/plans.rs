@@ -14,13 +14,19 @@ pub fn squidex_plan(name: &str, app: &App, target_version: u32) -> serde_json::V
     SquidexPlan::appsim(&app.db, &app.content_db, target_version).object_json(name)
 }
 
+/// Makes each migration step of the new version take `ms` milliseconds (appsim's
+/// `APPSIM_STEP_DELAY_MS`): the plan stays in Migrating a while, or times out there.
+pub fn slow_migration(plan: &mut serde_json::Value, ms: u64) {
+    plan["spec"]["target"]["env"] =
+        serde_json::json!([{"name": "APPSIM_STEP_DELAY_MS", "value": ms.to_string()}]);
+}
+
 impl Env {
     pub fn plans(&self, ns: &str) -> Api<UpgradePlan> {
         Api::namespaced(self.client.clone(), ns)
     }
 
-    /// Waits until the plan reaches `phase`; on timeout or an unexpected terminal phase, panics
-    /// with the status and the operator's log.
+    /// Waits until the plan reaches `phase` (see `wait_plan`).
     pub async fn wait_phase(
         &self,
         op: &Operator,
@@ -29,26 +35,41 @@ impl Env {
         phase: Phase,
         timeout: Duration,
     ) -> UpgradePlan {
-        let start = Instant::now();
-        loop {
-            let p = self.plans(ns).get(plan).await.expect("get plan");
-            let current = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
-            if current == phase {
-                return p;
-            }
-            // Succeeded is not final: a rollback may follow it.
-            let settled = current.is_terminal() && current != Phase::Succeeded;
-            if (settled && current != phase) || start.elapsed() > timeout {
-                panic!(
-                    "plan {ns}/{plan} is {current}, waited for {phase} ({:?}).\nstatus: {}\noperator log tail:\n{}\n{}",
-                    start.elapsed(),
-                    serde_json::to_string_pretty(&p.status).unwrap(),
-                    op.log_tail(60),
-                    pod_log_tails(ns, 12)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("phase {phase}");
+        self.wait_plan(op, ns, plan, &what, timeout, |p| {
+            p.status.as_ref().map(|s| s.phase).unwrap_or_default() == phase
+        })
+        .await
+    }
+
+    /// Applies a plan (server-side) and waits until it reaches `phase` (see `wait_phase`).
+    pub async fn apply_until(
+        &self,
+        op: &Operator,
+        ns: &str,
+        plan: serde_json::Value,
+        phase: Phase,
+        timeout: Duration,
+    ) -> UpgradePlan {
+        let name = plan["metadata"]["name"].as_str().unwrap().to_string();
+        self.apply(ns, plan).await;
+        self.wait_phase(op, ns, &name, phase, timeout).await
+    }
+
+    /// Waits until the plan's condition `type_` is True (see `wait_plan`).
+    pub async fn wait_condition(
+        &self,
+        op: &Operator,
+        ns: &str,
+        plan: &str,
+        type_: &str,
+        timeout: Duration,
+    ) -> UpgradePlan {
+        let what = format!("{type_}=True");
+        self.wait_plan(op, ns, plan, &what, timeout, |p| {
+            condition(p, type_).is_some_and(|c| c.status == "True")
+        })
+        .await
     }
 
     /// A JSON merge patch of a plan (what `kubectl patch --type merge` sends).
@@ -73,8 +94,9 @@ impl Env {
             .map_err(|e| e.to_string())
     }
 
-    /// Polls the plan until `pred` holds; panics with the status and the operator's log on
-    /// timeout or when the plan ends in a terminal phase that does not satisfy `pred`.
+    /// Polls the plan until `pred` holds; panics with the status, the operator's log and the
+    /// app's pod logs on timeout or when the plan ends in a terminal phase that does not
+    /// satisfy `pred` (Succeeded is not final: cleanup runs and a rollback may follow).
     pub async fn wait_plan(
         &self,
         op: &Operator,
@@ -91,20 +113,20 @@ impl Env {
                 return p;
             }
             let phase = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
-            // A Succeeded plan still changes: cleanup runs and a rollback may be requested.
             if (phase.is_terminal() && phase != Phase::Succeeded) || start.elapsed() > timeout {
                 panic!(
-                    "plan {ns}/{plan}: waited {:?} for {what}, it is {phase}.\nstatus: {}\noperator log tail:\n{}",
+                    "plan {ns}/{plan}: waited {:?} for {what}, it is {phase}.\nstatus: {}\noperator log tail:\n{}\n{}",
                     start.elapsed(),
                     serde_json::to_string_pretty(&p.status).unwrap(),
-                    op.log_tail(60)
+                    op.log_tail(60),
+                    pod_log_tails(ns, 12)
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// Waits until a cleanup step of a Succeeded plan reaches `state`.
+    /// Waits until a cleanup step of a Succeeded plan reaches `state` (see `wait_plan`).
     pub async fn wait_cleanup(
         &self,
         op: &Operator,
@@ -114,24 +136,11 @@ impl Env {
         state: CleanupState,
         timeout: Duration,
     ) -> UpgradePlan {
-        let start = Instant::now();
-        loop {
-            let p = self.plans(ns).get(plan).await.expect("get plan");
-            if cleanup_step(&p, step).is_some_and(|s| s.state == state) {
-                return p;
-            }
-            let phase = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
-            if (phase.is_terminal() && phase != Phase::Succeeded) || start.elapsed() > timeout {
-                panic!(
-                    "plan {ns}/{plan}: waited {:?} for cleanup step {step:?} to be {state:?}, the plan is {phase}.\nstatus: {}\noperator log tail:\n{}\n{}",
-                    start.elapsed(),
-                    serde_json::to_string_pretty(&p.status).unwrap(),
-                    op.log_tail(60),
-                    pod_log_tails(ns, 12)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("cleanup step {step:?} to be {state:?}");
+        self.wait_plan(op, ns, plan, &what, timeout, |p| {
+            cleanup_step(p, step).is_some_and(|s| s.state == state)
+        })
+        .await
     }
 
     /// Deletes the namespace's plans and waits until their finalizers ran (the operator must
@@ -152,6 +161,34 @@ impl Env {
         let _ = op;
         self.cleanup(ns, dbs).await;
     }
+}
+
+pub fn status(p: &UpgradePlan) -> cutover::crd::UpgradePlanStatus {
+    p.status.clone().expect("status")
+}
+
+/// The backup is recorded with its SHA-256 checksum (64 hex digits).
+pub fn assert_backup_checksummed(st: &cutover::crd::UpgradePlanStatus) {
+    let backup = st.backup.as_ref().expect("backup recorded");
+    assert_eq!(
+        backup.checksum.as_ref().map(String::len),
+        Some(64),
+        "{backup:?}"
+    );
+}
+
+/// The phases the plan went through, in order.
+pub fn phase_names(p: &UpgradePlan) -> Vec<Phase> {
+    status(p).phases.iter().map(|r| r.name).collect()
+}
+
+/// The phases an upgrade without a promotion wait walks from `Pending` to `Succeeded`, in order.
+pub fn upgrade_walk() -> Vec<Phase> {
+    Phase::ALL
+        .into_iter()
+        .take_while(|p| *p != Phase::Rehearsed)
+        .filter(|p| *p != Phase::AwaitingPromotion)
+        .collect()
 }
 
 /// A cleanup step as recorded in the plan's status.

@@ -125,15 +125,10 @@ async fn installed_chart_runs_the_operator_which_completes_a_plan() {
     let pod = wait_available_pod(&env, &op_ns, "op-cutover", Duration::from_secs(90)).await;
     let pod_name = pod.metadata.name.clone().unwrap();
     let op = Operator::pod(&op_ns, &pod_name);
-    env.apply(&app.ns, squidex_plan("pkg", &app, 2)).await;
+    let plan = squidex_plan("pkg", &app, 2);
+    let timeout = Duration::from_secs(180);
     let plan = env
-        .wait_phase(
-            &op,
-            &app.ns,
-            "pkg",
-            Phase::Succeeded,
-            Duration::from_secs(180),
-        )
+        .apply_until(&op, &app.ns, plan, Phase::Succeeded, timeout)
         .await;
     let log = op.log();
     assert!(

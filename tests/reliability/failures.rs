@@ -67,8 +67,7 @@ const FAILURES: &[Failure] = &[
         app: "rel-f-timeout",
         plan: "slowmig",
         breaks: |p| {
-            p["spec"]["target"]["env"] =
-                json!([{"name": "APPSIM_STEP_DELAY_MS", "value": "600000"}]);
+            slow_migration(p, 600000);
             p["spec"]["migration"]["timeout"] = json!("6s");
         },
         kill_while_restoring: true,
@@ -131,9 +130,7 @@ impl FailureRun {
             .find(|f| f.plan == plan)
             .expect("a row of FAILURES");
         let env = env().await?;
-        let app = env.blue_app(case.app, AppOptions::default()).await;
-        write_before_upgrade(&env, &app, 3).await;
-        let before = source_counts(&env, &app).await;
+        let (app, before) = app_with_writes(&env, case.app).await;
         let op = if case.kill_while_restoring {
             operator_in_pod(&app.ns)
         } else {
@@ -232,16 +229,7 @@ async fn assert_failed_and_restored(
         ("False", reason)
     );
     assert_eq!(condition(plan, "Degraded").unwrap().status, "True");
-    let names = phase_names(plan);
-    assert_eq!(
-        names[names.len() - 3..],
-        [phase, Phase::RollingBack, Phase::Failed],
-        "{names:?}"
-    );
-    assert_eq!(
-        st.phases[st.phases.len() - 3].outcome,
-        Some(Outcome::Failed)
-    );
+    assert_unwound(plan, phase, Outcome::Failed, Phase::Failed);
     assert_eq!(st.active_color, Some(Color::Blue));
 
     let green = st.green_deployment.clone().unwrap();

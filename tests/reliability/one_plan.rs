@@ -14,6 +14,9 @@ use serde_json::json;
 use crate::common::*;
 use crate::support::*;
 
+/// How long a refused plan may take to fail (it fails before any side effect).
+const REFUSED: Duration = Duration::from_secs(30);
+
 /// While one plan is active, a second plan for the same Deployment, or one for another
 /// Deployment sharing a database, ends Failed at Pending naming the active plan; nothing is
 /// touched, and the first plan then finishes normally.
@@ -50,15 +53,9 @@ async fn a_second_plan_for_the_same_target_is_refused() {
 
     let mut first = squidex_plan("first", &app, 2);
     first["spec"]["promotion"] = json!({"mode": "manual"});
-    env.apply(&app.ns, first.clone()).await;
-    env.wait_phase(
-        &op,
-        &app.ns,
-        "first",
-        Phase::AwaitingPromotion,
-        PLAN_TIMEOUT,
-    )
-    .await;
+    let waiting = Phase::AwaitingPromotion;
+    env.apply_until(&op, &app.ns, first.clone(), waiting, PLAN_TIMEOUT)
+        .await;
 
     let snapshot = async || {
         let rv = |d: Option<k8s_openapi::api::apps::v1::Deployment>| d.unwrap().resource_version();
@@ -84,15 +81,9 @@ async fn a_second_plan_for_the_same_target_is_refused() {
     let before = snapshot().await;
 
     // Same Deployment.
-    env.apply(&app.ns, squidex_plan("second", &app, 3)).await;
+    let second = squidex_plan("second", &app, 3);
     let second = env
-        .wait_phase(
-            &op,
-            &app.ns,
-            "second",
-            Phase::Failed,
-            Duration::from_secs(30),
-        )
+        .apply_until(&op, &app.ns, second, Phase::Failed, REFUSED)
         .await;
     let f = status(&second).failure.unwrap();
     assert_eq!(
@@ -115,15 +106,8 @@ async fn a_second_plan_for_the_same_target_is_refused() {
     third["spec"]["database"]["databases"] =
         json!([{"name": app.content_db, "env": ["STORE__MONGODB__CONTENTDATABASE"]}]);
     third["spec"]["migration"] = json!({"httpGet": {"path": "/", "port": 8080}});
-    env.apply(&app.ns, third).await;
     let third = env
-        .wait_phase(
-            &op,
-            &app.ns,
-            "third",
-            Phase::Failed,
-            Duration::from_secs(30),
-        )
+        .apply_until(&op, &app.ns, third, Phase::Failed, REFUSED)
         .await;
     let f = status(&third).failure.unwrap();
     assert_eq!(f.phase, Phase::Pending);
@@ -148,14 +132,10 @@ async fn a_second_plan_for_the_same_target_is_refused() {
 
     // The first one proceeds normally.
     first["spec"]["promotion"] = json!({"mode": "manual", "approved": true});
-    env.apply(&app.ns, first).await;
-    env.wait_phase(&op, &app.ns, "first", Phase::Succeeded, PLAN_TIMEOUT)
+    env.apply_until(&op, &app.ns, first, Phase::Succeeded, PLAN_TIMEOUT)
         .await;
     assert_eq!(
-        env.service_selector(&app.ns, "squidex")
-            .await
-            .get(TRACK)
-            .map(String::as_str),
+        env.track(&app.ns, BLUE).await.as_deref(),
         Some("squidex-first")
     );
 

@@ -4,9 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use cutover::crd::{Color, Outcome, Phase};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::ListParams;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 
 use crate::common::*;
@@ -21,9 +19,7 @@ use crate::support::*;
 #[tokio::test]
 async fn operator_killed_in_every_phase_resumes_and_finishes() {
     let Some(env) = env().await else { return };
-    let app = env.blue_app("rel-kill", AppOptions::default()).await;
-    write_before_upgrade(&env, &app, 3).await;
-    let before = source_counts(&env, &app).await;
+    let (app, before) = app_with_writes(&env, "rel-kill").await;
     let history = env.history(&app.ns).await;
     let ns = app.ns.clone();
     let launch = |restarts: usize| {
@@ -111,7 +107,7 @@ async fn operator_killed_in_every_phase_resumes_and_finishes() {
     }
     let done = env.plans(&app.ns).get("kill").await.unwrap();
     eprintln!("SIGKILLed cutover run {} times: {kills:#?}", kills.len());
-    for must in [
+    let must = [
         "EnteringReadOnly: on entry",
         "BackingUp: on entry",
         "BackingUp: while the backup Job runs",
@@ -120,30 +116,15 @@ async fn operator_killed_in_every_phase_resumes_and_finishes() {
         "Migrating: on entry",
         "Succeeded: on entry",
         "Succeeded: waiting to scale the old version down",
-    ] {
-        assert!(
-            kills.iter().any(|k| k == must),
-            "no kill at {must}: {kills:?}"
-        );
-    }
+    ];
+    assert_all_in(&kills, &must, "the kills");
 
     // The same end as an uninterrupted run.
-    use Phase::*;
+    let mut walk = upgrade_walk();
+    walk.push(Phase::CleaningUp);
     assert_eq!(
         phase_names(&done),
-        vec![
-            Pending,
-            EnteringReadOnly,
-            BackingUp,
-            Cloning,
-            DeployingGreen,
-            Migrating,
-            SwitchingTraffic,
-            LiftingReadOnly,
-            CleaningUp,
-            Succeeded,
-            CleaningUp
-        ],
+        walk,
         "every phase exactly once, then the scale-down recorded after success"
     );
     let st = status(&done);
@@ -152,23 +133,9 @@ async fn operator_killed_in_every_phase_resumes_and_finishes() {
     }
     assert!(st.failure.is_none());
     assert!(st.clone.as_ref().unwrap().verified);
-    assert_eq!(
-        st.backup
-            .as_ref()
-            .unwrap()
-            .checksum
-            .as_ref()
-            .map(String::len),
-        Some(64)
-    );
+    assert_backup_checksummed(&st);
     assert_eq!(st.active_color, Some(Color::Green));
-    assert_eq!(
-        env.service_selector(&app.ns, "squidex")
-            .await
-            .get(TRACK)
-            .map(String::as_str),
-        Some(green)
-    );
+    assert_eq!(env.track(&app.ns, BLUE).await.as_deref(), Some(green));
     let g = env.deployment(&app.ns, green).await.unwrap();
     assert_eq!(container_env(&g, RO), None);
     assert!(g.owner_references().is_empty(), "handed over");
@@ -236,12 +203,8 @@ async fn operator_killed_in_every_phase_resumes_and_finishes() {
     assert_eq!(history.uids_labelled("Pod", TRACK, BLUE).len(), 1);
 
     // Each transition was announced at most once (a replayed step would announce it again).
-    let events = Api::<Event>::namespaced(env.client.clone(), &app.ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap();
     let mut per_reason: BTreeMap<String, usize> = BTreeMap::new();
-    for e in &events.items {
+    for e in &env.events(&app.ns).await {
         if let Some(r) = &e.reason {
             *per_reason.entry(r.clone()).or_default() += 1;
         }

@@ -24,16 +24,7 @@ async fn assert_rolled_back(
     assert!(st.failure.is_none(), "{:?}", st.failure);
     assert_eq!(st.active_color, Some(Color::Blue));
     assert!(st.read_only_lifted_at.is_none());
-    let names = phase_names(plan);
-    assert_eq!(
-        names[names.len() - 3..],
-        [interrupted, Phase::RollingBack, Phase::RolledBack],
-        "{names:?}"
-    );
-    assert_eq!(
-        st.phases[st.phases.len() - 3].outcome,
-        Some(Outcome::Interrupted)
-    );
+    assert_unwound(plan, interrupted, Outcome::Interrupted, Phase::RolledBack);
     assert_ne!(
         condition(plan, "DataDiverged").map(|c| c.status.as_str()),
         Some("True")
@@ -60,15 +51,12 @@ async fn assert_rolled_back(
 #[tokio::test]
 async fn rollback_while_awaiting_promotion_is_lossless() {
     let Some(env) = env().await else { return };
-    let app = env.blue_app("rel-rb-await", AppOptions::default()).await;
-    write_before_upgrade(&env, &app, 3).await;
-    let before = source_counts(&env, &app).await;
+    let (app, before) = app_with_writes(&env, "rel-rb-await").await;
     let op = Operator::start(&app.ns);
 
     let mut plan = squidex_plan("rb", &app, 2);
     plan["spec"]["promotion"] = json!({"mode": "manual"});
-    env.apply(&app.ns, plan).await;
-    env.wait_phase(&op, &app.ns, "rb", Phase::AwaitingPromotion, PLAN_TIMEOUT)
+    env.apply_until(&op, &app.ns, plan, Phase::AwaitingPromotion, PLAN_TIMEOUT)
         .await;
     env.patch_plan(&app.ns, "rb", json!({"spec": {"traffic": "blue"}}))
         .await;
@@ -86,15 +74,12 @@ async fn rollback_while_awaiting_promotion_is_lossless() {
 #[tokio::test]
 async fn rollback_during_a_slow_migration_is_lossless() {
     let Some(env) = env().await else { return };
-    let app = env.blue_app("rel-rb-mig", AppOptions::default()).await;
-    write_before_upgrade(&env, &app, 3).await;
-    let before = source_counts(&env, &app).await;
+    let (app, before) = app_with_writes(&env, "rel-rb-mig").await;
     let mut op = operator_in_pod(&app.ns);
 
     let mut plan = squidex_plan("slow", &app, 2);
-    plan["spec"]["target"]["env"] = json!([{"name": "APPSIM_STEP_DELAY_MS", "value": "60000"}]);
-    env.apply(&app.ns, plan).await;
-    env.wait_phase(&op, &app.ns, "slow", Phase::Migrating, PLAN_TIMEOUT)
+    slow_migration(&mut plan, 60000);
+    env.apply_until(&op, &app.ns, plan, Phase::Migrating, PLAN_TIMEOUT)
         .await;
     let clone_db = app.clone_of(&app.db, "slow");
     let start = Instant::now();
@@ -147,15 +132,12 @@ async fn rollback_during_a_slow_migration_is_lossless() {
 #[tokio::test]
 async fn rollback_after_lift_is_refused_until_data_loss_is_accepted() {
     let Some(env) = env().await else { return };
-    let app = env.blue_app("rel-rb-lifted", AppOptions::default()).await;
-    write_before_upgrade(&env, &app, 3).await;
-    let before = source_counts(&env, &app).await;
+    let (app, before) = app_with_writes(&env, "rel-rb-lifted").await;
     let op = Operator::start(&app.ns);
 
     let mut plan = squidex_plan("lifted", &app, 2);
     plan["spec"]["cleanup"] = json!({"scaleDownBlueAfter": "10m"});
-    env.apply(&app.ns, plan).await;
-    env.wait_phase(&op, &app.ns, "lifted", Phase::Succeeded, PLAN_TIMEOUT)
+    env.apply_until(&op, &app.ns, plan, Phase::Succeeded, PLAN_TIMEOUT)
         .await;
     let green = "squidex-lifted";
     let clone_content = app.clone_of(&app.content_db, "lifted");
@@ -170,13 +152,12 @@ async fn rollback_after_lift_is_refused_until_data_loss_is_accepted() {
     env.patch_plan(&app.ns, "lifted", json!({"spec": {"traffic": "blue"}}))
         .await;
     let refused = env
-        .wait_plan(
+        .wait_condition(
             &op,
             &app.ns,
             "lifted",
-            "DataDiverged=True",
+            "DataDiverged",
             Duration::from_secs(30),
-            |p| condition(p, "DataDiverged").is_some_and(|c| c.status == "True"),
         )
         .await;
     let c = condition(&refused, "DataDiverged").unwrap();
@@ -193,13 +174,7 @@ async fn rollback_after_lift_is_refused_until_data_loss_is_accepted() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let held = env.plans(&app.ns).get("lifted").await.unwrap();
     assert_eq!(status(&held).phase, Phase::Succeeded);
-    assert_eq!(
-        env.service_selector(&app.ns, "squidex")
-            .await
-            .get(TRACK)
-            .map(String::as_str),
-        Some(green)
-    );
+    assert_eq!(env.track(&app.ns, BLUE).await.as_deref(), Some(green));
     let g = env.deployment(&app.ns, green).await.unwrap();
     assert_eq!(
         container_env(&g, RO),

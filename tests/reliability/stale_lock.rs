@@ -15,8 +15,7 @@ use crate::support::*;
 #[tokio::test]
 async fn stale_migration_lock_is_reported_and_the_plan_continues_once_released() {
     let Some(env) = env().await else { return };
-    let app = env.blue_app("rel-lock", AppOptions::default()).await;
-    let op = Operator::start(&app.ns);
+    let (app, op) = env.app_with_operator("rel-lock").await;
 
     let mut plan = squidex_plan("lock", &app, 3);
     plan["spec"]["target"]["env"] = json!([{"name": "APPSIM_CRASH_AFTER_STEP", "value": "1"}]);
@@ -28,13 +27,12 @@ async fn stale_migration_lock_is_reported_and_the_plan_continues_once_released()
     let migrating_since = status(&migrating).phases.last().unwrap().started_at;
 
     let stale = env
-        .wait_plan(
+        .wait_condition(
             &op,
             &app.ns,
             "lock",
-            "MigrationLockStale=True",
+            "MigrationLockStale",
             Duration::from_secs(60),
-            |p| condition(p, "MigrationLockStale").is_some_and(|c| c.status == "True"),
         )
         .await;
     let st = status(&stale);

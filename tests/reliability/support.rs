@@ -1,11 +1,10 @@
 //! What every unhappy path shares: the app's data before the upgrade, and the checks that
 //! the old version serves read-write again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use cutover::crd::{Phase, UpgradePlan};
-use mongodb::bson::Document;
+use cutover::crd::{Outcome, Phase, UpgradePlan};
 
 use crate::common::*;
 
@@ -13,36 +12,6 @@ pub const PLAN_TIMEOUT: Duration = Duration::from_secs(120);
 pub const BLUE: &str = "squidex";
 pub const TRACK: &str = "cutover.dev/track";
 pub const RO: &str = "MODE__ISREADONLY";
-
-pub type Counts = (BTreeMap<String, u64>, BTreeMap<String, u64>);
-
-pub async fn source_counts(env: &Env, app: &App) -> Counts {
-    (env.counts(&app.db).await, env.counts(&app.content_db).await)
-}
-
-pub fn all_dbs(app: &App, plans: &[&str]) -> Vec<String> {
-    let mut v = vec![app.db.clone(), app.content_db.clone()];
-    for p in plans {
-        v.push(app.clone_of(&app.db, p));
-        v.push(app.clone_of(&app.content_db, p));
-    }
-    v
-}
-
-pub fn status(p: &UpgradePlan) -> cutover::crd::UpgradePlanStatus {
-    p.status.clone().expect("status")
-}
-
-pub fn phase_names(p: &UpgradePlan) -> Vec<Phase> {
-    status(p).phases.iter().map(|r| r.name).collect()
-}
-
-pub fn version_of(d: &Document) -> i64 {
-    d.get_i32("Version")
-        .map(i64::from)
-        .or_else(|_| d.get_i64("Version"))
-        .expect("Version")
-}
 
 /// Writes `n` documents through blue's HTTP API before any plan exists.
 pub async fn write_before_upgrade(env: &Env, app: &App, n: usize) {
@@ -54,6 +23,27 @@ pub async fn write_before_upgrade(env: &Env, app: &App, n: usize) {
         env.tagged(&app.content_db, "before-upgrade").await,
         n as u64
     );
+}
+
+/// The app every unhappy path starts from: 3 documents written through it before any plan,
+/// and the counts of its source databases then.
+pub async fn app_with_writes(env: &Env, prefix: &str) -> (App, Counts) {
+    let app = env.blue_app(prefix, AppOptions::default()).await;
+    write_before_upgrade(env, &app, 3).await;
+    let before = source_counts(env, &app).await;
+    (app, before)
+}
+
+/// The plan left `interrupted` with `outcome`, then rolled back and ended in `end`.
+pub fn assert_unwound(plan: &UpgradePlan, interrupted: Phase, outcome: Outcome, end: Phase) {
+    let st = status(plan);
+    let names = phase_names(plan);
+    assert_eq!(
+        names[names.len() - 3..],
+        [interrupted, Phase::RollingBack, end],
+        "{names:?}"
+    );
+    assert_eq!(st.phases[st.phases.len() - 3].outcome, Some(outcome));
 }
 
 /// The old version is the app again: the Service selects it, its template has no read-only
@@ -79,15 +69,6 @@ pub async fn assert_blue_serves_read_write(env: &Env, app: &App, replicas: i32) 
         .post_contents(&app.ns, &format!("{TRACK}={BLUE}"), "after-rollback", 1)
         .await;
     assert_eq!(codes, vec![201], "the old version accepts writes again");
-}
-
-pub async fn database_names(env: &Env) -> BTreeSet<String> {
-    env.mongo
-        .list_database_names()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
 }
 
 /// The databases of one test (their names carry the test's id): the server is shared.

@@ -4,9 +4,8 @@
 //! such as `creationTimestamp` or a Job's `completionTime` have only whole seconds), and the
 //! clone's migration document, polled.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -19,66 +18,34 @@ use mongodb::bson::{Document, doc};
 use super::cluster::{now_ms, plan_resource};
 
 pub use crate::watchlog::Seen;
-use crate::watchlog::{Log, spawn_watch};
+use crate::watchlog::Watches;
 
 pub struct History {
-    seen: Log,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    watches: Watches,
 }
-
-const KINDS: usize = 4;
 
 impl History {
     /// Starts the watches and returns once each has listed.
     pub async fn start(client: &Client, ns: &str) -> anyhow::Result<History> {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let ready = Arc::new(AtomicUsize::new(0));
-        let tasks = vec![
-            spawn_watch(
+        let watches = Watches::default()
+            .watch(
                 Api::<Deployment>::namespaced(client.clone(), ns),
                 "Deployment",
-                seen.clone(),
-                ready.clone(),
-            ),
-            spawn_watch(
-                Api::<Job>::namespaced(client.clone(), ns),
-                "Job",
-                seen.clone(),
-                ready.clone(),
-            ),
-            spawn_watch(
-                Api::<Service>::namespaced(client.clone(), ns),
-                "Service",
-                seen.clone(),
-                ready.clone(),
-            ),
-            spawn_watch(
+            )
+            .watch(Api::<Job>::namespaced(client.clone(), ns), "Job")
+            .watch(Api::<Service>::namespaced(client.clone(), ns), "Service")
+            .watch(
                 Api::<DynamicObject>::namespaced_with(client.clone(), ns, &plan_resource()),
                 "UpgradePlan",
-                seen.clone(),
-                ready.clone(),
-            ),
-        ];
-        let start = Instant::now();
-        while ready.load(Ordering::SeqCst) < KINDS {
-            if start.elapsed() > Duration::from_secs(30) {
-                bail!("the benchmark's watches did not start");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            );
+        if !watches.wait_listed(Duration::from_secs(30)).await {
+            bail!("the benchmark's watches did not start");
         }
-        Ok(History { seen, tasks })
+        Ok(History { watches })
     }
 
     pub fn all(&self) -> Vec<Seen> {
-        self.seen.lock().expect("history").clone()
-    }
-}
-
-impl Drop for History {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.watches.all()
     }
 }
 
