@@ -17,3 +17,4 @@ mod restart;
 mod rollback;
 mod stale_lock;
 mod support;
+mod undecodable;
