@@ -18,19 +18,20 @@ const LOOSE: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 
 /// Puts the real CRD back when dropped, even if the test panics.
 struct CrdRestore {
-    client: Client,
     original: CustomResourceDefinition,
 }
 
 impl Drop for CrdRestore {
     fn drop(&mut self) {
-        let (client, original) = (self.client.clone(), self.original.clone());
+        // A client of its own: the test's client runs on the runtime this drop blocks.
+        let original = self.original.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async move {
+                let client = Client::try_default().await.expect("kube client");
                 let api: Api<CustomResourceDefinition> = Api::all(client);
                 for _ in 0..20 {
                     let mut crd = original.clone();
@@ -61,10 +62,7 @@ async fn loosen_crd(env: &Env) -> CrdRestore {
     api.replace(CRD, &PostParams::default(), &loose)
         .await
         .expect("loosen the CRD");
-    CrdRestore {
-        client: env.client.clone(),
-        original,
-    }
+    CrdRestore { original }
 }
 
 fn raw_plans(env: &Env, ns: &str) -> Api<DynamicObject> {
