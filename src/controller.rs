@@ -1,6 +1,7 @@
 //! The operator loop: observe -> decide -> record -> act, driven by watch events on plans,
 //! their Jobs, and the Deployments and Services they name.
 
+mod decode;
 mod retry;
 
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -96,13 +97,14 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     let identity = lease_cfg.identity.clone();
     let (plans, deployments, services, jobs) = match &settings.namespace {
         Some(ns) => (
-            Api::<UpgradePlan>::namespaced(client.clone(), ns),
+            // Untyped: decoded one by one (see decode).
+            Api::<DynamicObject>::namespaced_with(client.clone(), ns, &decode::resource()),
             Api::<Deployment>::namespaced(client.clone(), ns),
             Api::<Service>::namespaced(client.clone(), ns),
             Api::<Job>::namespaced(client.clone(), ns),
         ),
         None => (
-            Api::all(client.clone()),
+            Api::all_with(client.clone(), &decode::resource()),
             Api::all(client.clone()),
             Api::all(client.clone()),
             Api::all(client.clone()),
@@ -110,10 +112,16 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     };
     // The cache keeps a slim copy of each plan (see k8s::cache); reconcile reads plans afresh.
     let (store, writer) = reflector::store();
-    let plan_events = watcher::watcher(plans, watcher::Config::default().any_semantic())
-        .modify(cache::slim)
-        .reflect(writer)
-        .applied_objects();
+    // Watched untyped and decoded one by one: an undecodable plan is answered by the
+    // reporter (see decode) instead of failing the watch of every plan.
+    let (undecodable, bad_plans) = tokio::sync::mpsc::unbounded_channel();
+    let plan_events = decode::decoded(
+        watcher::watcher(plans.clone(), watcher::Config::default().any_semantic()),
+        undecodable,
+    )
+    .modify(cache::slim)
+    .reflect(writer)
+    .applied_objects();
     let controller = Controller::for_stream(plan_events, store.clone()).with_config(
         kube::runtime::controller::Config::default().concurrency(settings.concurrency),
     );
@@ -152,14 +160,8 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     }
 
     // Ready once this instance holds the lease and can list plans (API reachable, RBAC right).
-    let probe_api = match &settings.namespace {
-        Some(ns) => Api::<UpgradePlan>::namespaced(client.clone(), ns),
-        None => Api::<UpgradePlan>::all(client.clone()),
-    };
-    match probe_api
-        .list(&kube::api::ListParams::default().limit(1))
-        .await
-    {
+    // Listed untyped, so that one undecodable plan does not make the operator unready.
+    match plans.list(&kube::api::ListParams::default().limit(1)).await {
         Ok(_) => ready.store(true, Ordering::Relaxed),
         Err(e) => warn!("listing UpgradePlans failed, not ready: {e}"),
     }
@@ -178,6 +180,11 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         retries: Retries::default(),
     });
+    tokio::spawn(decode::reporter(
+        client.clone(),
+        ctx.recorder.clone(),
+        bad_plans,
+    ));
     let by_deployment = store.clone();
     let by_service = store.clone();
     info!(

@@ -81,8 +81,12 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 string_schema!(Timestamp, "Timestamp", { "type": "string", "format": "date-time" });
 
-/// The pattern the CRD schema enforces on every duration field.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+/// The pattern the CRD schema enforces on every duration field: one to four parts, each at
+/// most 999h, 99999m, 999999s or 999999999ms (plus a fraction), so that the largest value it
+/// admits (4 x 99999.9m, about 278 days) stays within what `GoDuration::from_str` accepts
+/// (366 days). The API server refuses anything longer at apply time instead of storing a plan
+/// the operator cannot read.
+pub const DURATION_PATTERN: &str = r"^([0-9]{1,3}(\.[0-9]+)?h|[0-9]{1,5}(\.[0-9]+)?m|[0-9]{1,6}(\.[0-9]+)?s|[0-9]{1,9}(\.[0-9]+)?ms){1,4}$";
 
 /// A Go-style duration (`500ms`, `90s`, `5m`, `1h30m`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,6 +208,22 @@ mod tests {
                 "{text} should be rejected"
             );
         }
+    }
+
+    /// What the schema's pattern admits at its largest parses (else the API server would
+    /// store a plan the operator cannot decode).
+    #[test]
+    fn the_largest_durations_the_schema_admits_parse() {
+        for text in [
+            "999.999999h999.999999h999.999999h999.999999h",
+            "99999.9999m99999.9999m99999.9999m99999.9999m",
+            "999999.999s999999.999s999999.999s999999.999s",
+            "999999999.9ms999999999.9ms999999999.9ms999999999.9ms",
+            "999.9h99999.9m999999.9s999999999.9ms",
+        ] {
+            assert!(text.parse::<GoDuration>().is_ok(), "{text} should parse");
+        }
+        assert!(DURATION_PATTERN.ends_with("){1,4}$"), "at most four parts");
     }
 
     #[test]

@@ -18,3 +18,4 @@ mod restart;
 mod rollback;
 mod stale_lock;
 mod support;
+mod undecodable;
