@@ -184,11 +184,20 @@ impl Env {
     }
 
     /// Whether the namespace holds an Event with this reason and type (`Normal`/`Warning`).
+    /// Waits up to 10 s: the operator publishes a reconcile's events after its status write,
+    /// so a test that has just seen the status may look before the event exists.
     pub async fn has_event(&self, ns: &str, reason: &str, type_: &str) -> bool {
-        self.events(ns)
-            .await
-            .iter()
-            .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_))
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let found =
+                self.events(ns).await.iter().any(|e| {
+                    e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_)
+                });
+            if found || std::time::Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Deletes the namespace (plans first, so finalizers run while the operator lives) and the databases.
