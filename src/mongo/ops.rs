@@ -60,12 +60,20 @@ pub async fn user_collections(
         .into_iter()
         .filter(|s| {
             !matches!(s.collection_type, mongodb::results::CollectionType::View)
-                && !s.name.starts_with("system.")
+                && is_user_collection(&s.name)
         })
         .map(|s| s.name)
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// Not the server's own collections, nor a `$out` temporary: `$out` writes into
+/// `tmp.agg_out.*` and renames it over the target; the server may still list it for a moment
+/// after the copy, and it is never the app's data (seen in CI as a 0-document "clone but not
+/// source" mismatch).
+fn is_user_collection(name: &str) -> bool {
+    !name.starts_with("system.") && !name.starts_with("tmp.agg_out.")
 }
 
 /// Exact document counts per `database.collection` of the given databases.
@@ -195,4 +203,17 @@ pub async fn drop_collections(
             .map_err(command(uri))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod user_collection_tests {
+    use super::is_user_collection;
+
+    #[test]
+    fn server_and_out_temporaries_are_not_user_collections() {
+        assert!(is_user_collection("States_Contents_All2"));
+        assert!(is_user_collection("tmp")); // a user may name a collection so
+        assert!(!is_user_collection("system.views"));
+        assert!(!is_user_collection("tmp.agg_out.6b1533739b3c8e3665ceecf6"));
+    }
 }
