@@ -31,7 +31,7 @@ use crate::k8s::observe::observe;
 use crate::k8s::{cache, databases, views};
 use crate::metrics::{ErrorLabel, Metrics};
 use crate::mongo::Clients;
-use crate::plan::{EventKind, decide, names::PLAN_LABEL, needs, targets};
+use crate::plan::{EventKind, decide, frozen, names::PLAN_LABEL, needs, targets};
 use crate::{http, lease};
 use retry::Retries;
 
@@ -200,18 +200,14 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
             watcher::Config::default(),
             move |d: Deployment| {
                 plans_naming(&by_deployment, &d.namespace(), |p| {
-                    p.spec.app.deployment == d.name_any()
-                        || p.status
-                            .as_ref()
-                            .and_then(|s| s.green_deployment.as_deref())
-                            == Some(d.name_any().as_str())
-                        || cleanup_refused(p)
+                    let t = targets_of(p);
+                    t.blue == d.name_any() || t.green == d.name_any() || cleanup_refused(p)
                 })
             },
         )
         .watches(services, watcher::Config::default(), move |s: Service| {
             plans_naming(&by_service, &s.namespace(), |p| {
-                p.spec.app.service == s.name_any() || cleanup_refused(p)
+                targets_of(p).service == s.name_any() || cleanup_refused(p)
             })
         })
         .shutdown_on_signal()
@@ -233,6 +229,18 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     lease::release(&leases, &lease_cfg).await;
     info!("cutover controller stopped");
     Ok(())
+}
+
+/// The plan as it acts: its accepted spec steered by the live one (see `plan::frozen`).
+fn acting(p: &UpgradePlan) -> Arc<UpgradePlan> {
+    let mut p = p.clone();
+    p.spec = frozen::effective(&p.spec, p.status.as_ref(), &p.name_any()).spec;
+    Arc::new(p)
+}
+
+fn targets_of(p: &UpgradePlan) -> crate::plan::Targets {
+    let spec = frozen::effective(&p.spec, p.status.as_ref(), &p.name_any()).spec;
+    targets(&spec, &p.name_any(), p.status.as_ref())
 }
 
 /// A refused cleanup step may hinge on any Service or Deployment of the namespace (who
@@ -283,9 +291,12 @@ async fn reconcile(obj: Arc<UpgradePlan>, ctx: Arc<Context>) -> Result<Requeue, 
 async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<Requeue, Error> {
     let api: Api<UpgradePlan> = Api::namespaced(ctx.client.clone(), &ns);
     // The cached object may lag behind our own last status write; decide on the latest.
-    let Some(plan) = api.get_opt(&name).await.map_err(Error::Observe)? else {
+    let Some(mut plan) = api.get_opt(&name).await.map_err(Error::Observe)? else {
         return Ok(Requeue::await_change());
     };
+    // From here on the plan is what it accepted when it started, steered by the live spec.
+    let effective = frozen::effective(&plan.spec, plan.status.as_ref(), &name);
+    plan.spec = effective.spec;
     let deleting = plan.metadata.deletion_timestamp.is_some();
     let has_finalizer = plan.finalizers().iter().any(|f| f == FINALIZER);
     if deleting && !has_finalizer {
@@ -295,7 +306,7 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
         add_finalizer(&api, &plan).await?;
     }
 
-    let others = ctx.store.state();
+    let others: Vec<Arc<UpgradePlan>> = ctx.store.state().iter().map(|p| acting(p)).collect();
     let targets = targets(&plan.spec, &name, plan.status.as_ref());
     let reads = needs(
         &plan.spec,
@@ -307,9 +318,10 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
     if !reads.server_copy {
         databases::release_copy(&ctx.copies, &plan);
     }
-    let world = observe(&ctx.client, &ctx.mongo, &ctx.copies, &plan, &reads, &others)
+    let mut world = observe(&ctx.client, &ctx.mongo, &ctx.copies, &plan, &reads, &others)
         .await
         .map_err(Error::Observe)?;
+    world.observed.plan.ignored_changes = effective.ignored;
     let now = Timestamp(jiff::Timestamp::now());
     let decision = decide(&plan.spec, plan.status.as_ref(), &world.observed, now);
     tracing::Span::current().record("phase", decision.status.phase.as_str());

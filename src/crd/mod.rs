@@ -2,6 +2,7 @@
 
 mod color;
 mod phase;
+mod schema;
 mod spec;
 mod status;
 mod time;

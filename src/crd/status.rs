@@ -68,6 +68,70 @@ pub struct UpgradePlanStatus {
     /// Progress of the copy into the clones while it runs, with an estimate of when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<CopyProgress>,
+    /// Every object and database the plan acts on, resolved once at the end of `Pending`.
+    /// From then on the plan acts only on these, whatever the spec says later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<RecordedTargets>,
+    /// The spec as accepted at the end of `Pending`. Later edits are acted on only for the
+    /// steering fields (traffic, promotion.approved, rollback.acceptDataLoss, suspend,
+    /// cleanup); others are reported by the `SpecChangeIgnored` condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::any_object")]
+    pub frozen_spec: Option<Box<super::UpgradePlanSpec>>,
+}
+
+/// The names a plan resolved when it started.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedTargets {
+    /// The old version's Deployment, as found when the plan started.
+    pub blue_deployment: ObjectIdentity,
+    /// The Service whose selector moves traffic.
+    pub service: String,
+    /// The new version's Deployment.
+    pub green_deployment: String,
+    /// The Secret with the new version's rewritten connection strings.
+    pub green_env_secret: String,
+    /// The rehearsal's preview Service.
+    pub preview_service: String,
+    /// Each source database and its clone, in spec order.
+    #[serde(default)]
+    pub databases: Vec<DatabasePair>,
+    /// The backup, clone, migration and retention Jobs.
+    pub jobs: RecordedJobs,
+    /// The Secret with the migration Job's connection string.
+    pub migration_env_secret: String,
+    /// The Secret with the MongoDB tools' config file.
+    pub tools_secret: String,
+    /// Where the backup is written on the volume.
+    pub backup_dir: String,
+}
+
+/// A Kubernetes object by name and uid: a different object given the same name later is not it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectIdentity {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+/// A source database and its clone.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabasePair {
+    pub source: String,
+    pub clone: String,
+}
+
+/// The Jobs a plan runs, by name.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedJobs {
+    pub backup: String,
+    pub clone: String,
+    pub migration: String,
+    pub prune: String,
 }
 
 /// Progress of copying the databases.

@@ -50,7 +50,10 @@ pub async fn observe(
     let uid = plan.uid().unwrap_or_default();
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let blue = deployments.get_opt(&reads.blue).await?;
+    let blue = deployments
+        .get_opt(&reads.blue)
+        .await?
+        .filter(|d| reads.blue_uid.is_none() || d.metadata.uid == reads.blue_uid);
     let green = deployments.get_opt(&reads.green).await?;
     let service = Api::<Service>::namespaced(client.clone(), &ns)
         .get_opt(&reads.service)

@@ -25,6 +25,7 @@ pub fn plan_meta(plan: &UpgradePlan) -> PlanMeta {
         name: plan.name_any(),
         generation: plan.metadata.generation,
         deleting: plan.metadata.deletion_timestamp.is_some(),
+        ignored_changes: Vec::new(),
     }
 }
 
@@ -54,6 +55,7 @@ pub fn deployment_view(d: &Deployment, plan: &UpgradePlan, plan_uid: &str) -> De
         .unwrap_or_default();
     DeploymentView {
         name: name.clone(),
+        uid: d.metadata.uid.clone(),
         replicas: spec.replicas.unwrap_or(1),
         generation: d.metadata.generation.unwrap_or(0),
         observed_generation: status.observed_generation.unwrap_or(0),

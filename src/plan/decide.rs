@@ -16,6 +16,7 @@ use crate::crd::{
 
 use super::conditions as cond;
 use super::decision::{Action, Decision, EventKind, EventNote};
+use super::frozen;
 use super::names;
 use super::observed::{JobView, Observed};
 use super::reason::Reason;
@@ -106,6 +107,7 @@ impl Machine<'_> {
             self.push_record(Phase::Pending, "The plan changed; checking it again");
         }
 
+        self.report_ignored_changes();
         if self.interrupted() {
             return;
         }
@@ -145,6 +147,36 @@ impl Machine<'_> {
     }
 
     // ---- helpers ---------------------------------------------------------------------------
+
+    /// Live edits the plan does not act on are named in `SpecChangeIgnored` (a Warning event
+    /// each time the set changes), until they are reverted.
+    fn report_ignored_changes(&mut self) {
+        match frozen::ignored_message(&self.obs.plan.ignored_changes) {
+            Some(message) => {
+                let was = cond::get(&self.st.conditions, cond::SPEC_CHANGE_IGNORED)
+                    .filter(|c| c.status == "True")
+                    .map(|c| c.message.clone());
+                self.set_cond(
+                    cond::SPEC_CHANGE_IGNORED,
+                    true,
+                    Reason::SpecChangeIgnored,
+                    &message,
+                );
+                if was.as_deref() != Some(message.as_str()) {
+                    self.warn(Reason::SpecChangeIgnored, &message);
+                }
+            }
+            None if cond::is_true(&self.st.conditions, cond::SPEC_CHANGE_IGNORED) => {
+                self.set_cond(
+                    cond::SPEC_CHANGE_IGNORED,
+                    false,
+                    Reason::SpecAsStarted,
+                    "The spec matches what the plan started with",
+                );
+            }
+            None => {}
+        }
+    }
 
     /// Resolves the targets again after `st`'s recorded names changed (reset or recorded).
     fn retarget(&mut self) {

@@ -5,6 +5,7 @@
 pub mod conditions;
 mod decide;
 mod decision;
+pub mod frozen;
 pub mod names;
 pub mod needs;
 mod observed;

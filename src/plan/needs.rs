@@ -18,6 +18,9 @@ use super::targets::Targets;
 pub struct Reads {
     /// The old version's Deployment (always read).
     pub blue: String,
+    /// Its uid as recorded when the plan started: a Deployment of that name with another uid
+    /// is not the plan's old version and is seen as absent (never patched, scaled or deleted).
+    pub blue_uid: Option<String>,
     /// The new version's Deployment (always read).
     pub green: String,
     /// The Service in front of the app (always read).
@@ -220,6 +223,7 @@ pub fn needs(
     let migrating = phase == Phase::Migrating;
     Reads {
         blue: targets.blue.clone(),
+        blue_uid: targets.blue_uid.clone(),
         green: targets.green.clone(),
         service: targets.service.clone(),
         blue_env: phase == Phase::Pending,

@@ -10,12 +10,16 @@ pub struct PlanMeta {
     pub generation: Option<i64>,
     /// The plan has a deletionTimestamp: compensate, then let go.
     pub deleting: bool,
+    /// Live edits of the spec the plan does not act on (see `plan::frozen`).
+    pub ignored_changes: Vec<String>,
 }
 
 /// One Deployment (the old version or the new one).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeploymentView {
     pub name: String,
+    /// `metadata.uid`: tells the Deployment the plan started with from one given its name later.
+    pub uid: Option<String>,
     /// `spec.replicas`.
     pub replicas: i32,
     pub generation: i64,

@@ -94,6 +94,12 @@ reasons! {
     // ---- Progressing
     Suspended => "Suspended",
 
+    // ---- SpecChangeIgnored, and its Warning event
+    /// An edit of a field that does not steer a running plan: it keeps the values it started with.
+    SpecChangeIgnored => "SpecChangeIgnored",
+    /// The SpecChangeIgnored reason once the spec matches what the plan started with again.
+    SpecAsStarted => "SpecAsStarted",
+
     // ---- cleanup after success: CleanupBlocked, its Warning event, one Normal event per step done
     GuardFailed => "GuardFailed",
     Unblocked => "Unblocked",

@@ -5,7 +5,10 @@
 //! Plain data on purpose: the step that freezes the targets into status only has to store
 //! this value and return the stored one when present.
 
-use crate::crd::{Color, UpgradePlanSpec, UpgradePlanStatus};
+use crate::crd::{
+    Color, DatabasePair, ObjectIdentity, RecordedJobs, RecordedTargets, UpgradePlanSpec,
+    UpgradePlanStatus,
+};
 
 use super::names;
 
@@ -23,6 +26,8 @@ pub struct Targets {
     pub plan: String,
     /// The old version's Deployment.
     pub blue: String,
+    /// Its uid when the plan started: a Deployment given the same name later is not it.
+    pub blue_uid: Option<String>,
     /// The Service in front of the app.
     pub service: String,
     /// The new version's Deployment.
@@ -46,9 +51,12 @@ pub struct Targets {
     pub backup_dir: String,
 }
 
-/// The targets of the plan named `plan`: recorded names from `status` where there are any,
-/// otherwise the rules of `names`.
+/// The targets of the plan named `plan`: what `status` recorded when the plan started, else
+/// the rules of `names` (with the names recorded by older versions of cutover preferred).
 pub fn targets(spec: &UpgradePlanSpec, plan: &str, status: Option<&UpgradePlanStatus>) -> Targets {
+    if let Some(recorded) = status.and_then(|s| s.targets.as_ref()) {
+        return Targets::from_record(plan, recorded);
+    }
     let green = status
         .and_then(|s| s.green_deployment.clone())
         .unwrap_or_else(|| names::green_deployment(spec, plan));
@@ -60,6 +68,7 @@ pub fn targets(spec: &UpgradePlanSpec, plan: &str, status: Option<&UpgradePlanSt
     Targets {
         plan: plan.to_string(),
         blue: spec.app.deployment.clone(),
+        blue_uid: None,
         service: spec.app.service.clone(),
         green_env_secret: names::env_secret(&green),
         preview_service: names::preview_service_of(&green),
@@ -90,6 +99,64 @@ fn tools_secret(plan: &str) -> String {
 }
 
 impl Targets {
+    /// What status records, with the old Deployment's uid as observed now.
+    pub fn record(&self, blue_uid: Option<String>) -> RecordedTargets {
+        RecordedTargets {
+            blue_deployment: ObjectIdentity {
+                name: self.blue.clone(),
+                uid: blue_uid,
+            },
+            service: self.service.clone(),
+            green_deployment: self.green.clone(),
+            green_env_secret: self.green_env_secret.clone(),
+            preview_service: self.preview_service.clone(),
+            databases: self
+                .databases
+                .iter()
+                .map(|d| DatabasePair {
+                    source: d.source.clone(),
+                    clone: d.clone.clone(),
+                })
+                .collect(),
+            jobs: RecordedJobs {
+                backup: self.backup_job.clone(),
+                clone: self.clone_job.clone(),
+                migration: self.migration_job.clone(),
+                prune: self.prune_job.clone(),
+            },
+            migration_env_secret: self.migration_env_secret.clone(),
+            tools_secret: self.tools_secret.clone(),
+            backup_dir: self.backup_dir.clone(),
+        }
+    }
+
+    fn from_record(plan: &str, r: &RecordedTargets) -> Self {
+        Targets {
+            plan: plan.to_string(),
+            blue: r.blue_deployment.name.clone(),
+            blue_uid: r.blue_deployment.uid.clone(),
+            service: r.service.clone(),
+            green: r.green_deployment.clone(),
+            green_env_secret: r.green_env_secret.clone(),
+            preview_service: r.preview_service.clone(),
+            databases: r
+                .databases
+                .iter()
+                .map(|d| DatabaseTarget {
+                    source: d.source.clone(),
+                    clone: d.clone.clone(),
+                })
+                .collect(),
+            backup_job: r.jobs.backup.clone(),
+            clone_job: r.jobs.clone.clone(),
+            migration_job: r.jobs.migration.clone(),
+            prune_job: r.jobs.prune.clone(),
+            migration_env_secret: r.migration_env_secret.clone(),
+            tools_secret: r.tools_secret.clone(),
+            backup_dir: r.backup_dir.clone(),
+        }
+    }
+
     /// The Deployment a color stands for.
     pub fn deployment(&self, color: Color) -> &str {
         match color {

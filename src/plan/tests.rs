@@ -13,6 +13,7 @@ use fixtures::*;
 
 mod cleanup;
 mod data;
+mod frozen;
 mod green;
 mod pending;
 mod read_only;

@@ -61,6 +61,7 @@ impl Machine<'_> {
         if self.spec.mode == Mode::Upgrade {
             self.st.prediction = self.obs.rehearsal.clone();
         }
+        self.freeze_on_leaving(blue.uid.clone());
         match self.spec.mode {
             Mode::Upgrade => {
                 let env = &self.spec.read_only.env;
@@ -75,6 +76,16 @@ impl Machine<'_> {
                 "Rehearsal: backing up the live databases without read-only; the copy is of databases in use, so counts may differ",
             ),
         }
+    }
+
+    /// Once the plan leaves `Pending` (not while suspended there), what it resolved is its
+    /// for good: the targets, with the old Deployment's uid, and the spec it accepted.
+    fn freeze_on_leaving(&mut self, blue_uid: Option<String>) {
+        if self.spec.suspend {
+            return;
+        }
+        self.st.targets = Some(self.targets.record(blue_uid));
+        self.st.frozen_spec = Some(Box::new(self.spec.clone()));
     }
 
     /// Checks the cluster and the database before any side effect.

@@ -19,6 +19,7 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
         name: PLAN.into(),
         generation: Some(1),
         deleting,
+        ignored_changes: Vec::new(),
     };
     let r = needs(spec, Some(status), &meta, &t);
     assert_eq!(
@@ -363,6 +364,7 @@ fn reads_that_wait_on_what_was_read_first() {
     };
     let deployment = |ready: i32, rolled_out: bool| DeploymentView {
         name: "d".into(),
+        uid: None,
         replicas: 2,
         generation: 2,
         observed_generation: if rolled_out { 2 } else { 1 },

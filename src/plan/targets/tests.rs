@@ -53,6 +53,7 @@ fn before_anything_is_recorded_the_rules_name_everything() {
         Targets {
             plan: s("up7"),
             blue: s("squidex"),
+            blue_uid: None,
             service: s("squidex-svc"),
             green: s("squidex-up7"),
             green_env_secret: s("squidex-up7-env"),
@@ -101,6 +102,24 @@ fn what_status_recorded_wins_over_an_edited_spec() {
         "edited",
         "without a record the spec decides"
     );
+}
+
+#[test]
+fn the_record_is_the_targets_whatever_the_spec_says() {
+    let spec = spec();
+    let mut resolved = targets(&spec, "up7", None);
+    resolved.blue_uid = Some("uid-1".into());
+    let status = UpgradePlanStatus {
+        targets: Some(resolved.record(Some("uid-1".into()))),
+        ..Default::default()
+    };
+    let mut edited = spec.clone();
+    edited.app.deployment = "other".into();
+    edited.app.service = "other-svc".into();
+    edited.target.deployment_name = Some("edited".into());
+    edited.database.databases.remove(0);
+    edited.database.databases[0].clone_name = Some("elsewhere".into());
+    assert_eq!(targets(&edited, "up7", Some(&status)), resolved);
 }
 
 #[test]

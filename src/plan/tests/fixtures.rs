@@ -24,6 +24,7 @@ pub(super) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 pub(super) fn deployment(name: &str, replicas: i32) -> DeploymentView {
     DeploymentView {
         name: name.into(),
+        uid: Some(format!("uid-{name}")),
         replicas,
         generation: 1,
         observed_generation: 1,
@@ -113,6 +114,7 @@ pub(super) fn world() -> Observed {
             name: PLAN.into(),
             generation: Some(1),
             deleting: false,
+            ignored_changes: Vec::new(),
         },
         blue: Some(deployment("squidex", 2)),
         green: None,
@@ -405,9 +407,12 @@ pub(super) fn walk(
     let mut spec = spec.clone();
     let mut actions = Vec::new();
     for step in 0..200 {
-        let d = decide(&spec, st.as_ref(), &sim.w, t(step as i64));
+        // As the controller does: the accepted spec, steered by the live one.
+        let acting = crate::plan::frozen::effective(&spec, st.as_ref(), PLAN);
+        sim.w.plan.ignored_changes = acting.ignored;
+        let d = decide(&acting.spec, st.as_ref(), &sim.w, t(step as i64));
         if let Some(a) = &d.action {
-            sim.apply(a, &spec);
+            sim.apply(a, &acting.spec);
             actions.push(a.clone());
         }
         let done = d.status.phase.is_terminal();
