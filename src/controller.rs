@@ -31,7 +31,7 @@ use crate::k8s::observe::observe;
 use crate::k8s::{cache, databases, views};
 use crate::metrics::{ErrorLabel, Metrics};
 use crate::mongo::Clients;
-use crate::plan::{EventKind, decide, frozen, names::PLAN_LABEL, needs, targets};
+use crate::plan::{EventKind, ReconcileFailure, decide, frozen, names::PLAN_LABEL, needs, targets};
 use crate::{http, lease};
 use retry::Retries;
 
@@ -322,6 +322,17 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
         .await
         .map_err(Error::Observe)?;
     world.observed.plan.ignored_changes = effective.ignored;
+    world.observed.plan.failing =
+        ctx.retries
+            .failing(&ObjectRef::from(&plan))
+            .map(|(attempts, step, message)| ReconcileFailure {
+                attempts,
+                step,
+                message: world
+                    .uri
+                    .as_ref()
+                    .map_or_else(|| message.clone(), |u| u.redact(&message)),
+            });
     let now = Timestamp(jiff::Timestamp::now());
     let decision = decide(&plan.spec, plan.status.as_ref(), &world.observed, now);
     tracing::Span::current().record("phase", decision.status.phase.as_str());
@@ -401,7 +412,7 @@ fn error_policy(plan: Arc<UpgradePlan>, error: &Error, ctx: Arc<Context>) -> Req
         let reference = plan.object_ref(&());
         let event = Event {
             type_: EventType::Warning,
-            reason: "ReconcileError".into(),
+            reason: crate::plan::Reason::ReconcileError.as_str().into(),
             note: Some(truncate(&message, 1000)),
             action: label,
             secondary: None,

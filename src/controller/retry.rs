@@ -67,6 +67,17 @@ impl<K: Hash + Eq> Retries<K> {
         failing.entry(key).or_default().failed(label, message)
     }
 
+    /// The failure last announced for `key` and how many reconciles failed in a row, while
+    /// it is failing.
+    pub fn failing(&self, key: &K) -> Option<(u32, String, String)> {
+        let failing = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        failing.get(key).and_then(|f| {
+            f.announced
+                .as_ref()
+                .map(|(l, m)| (f.count, l.clone(), m.clone()))
+        })
+    }
+
     pub fn succeeded(&self, key: &K) {
         let mut failing = self.0.lock().unwrap_or_else(|e| e.into_inner());
         failing.remove(key);
@@ -114,6 +125,10 @@ mod tests {
         let err = ("observe", "reading the cluster: timeout");
         assert_eq!(retries.failed("a", err.0, err.1).after, FIRST);
         assert_eq!(retries.failed("a", err.0, err.1).after, FIRST * 2);
+        assert_eq!(
+            retries.failing(&"a"),
+            Some((2, err.0.to_string(), err.1.to_string()))
+        );
         let other = retries.failed("b", err.0, err.1);
         assert!(other.announce, "another plan's failure is its own news");
         assert_eq!(other.after, FIRST);

@@ -111,7 +111,9 @@ pub struct RecordedTargets {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectIdentity {
+    /// Its name.
     pub name: String,
+    /// Its `metadata.uid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
 }
@@ -120,7 +122,9 @@ pub struct ObjectIdentity {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabasePair {
+    /// The source database.
     pub source: String,
+    /// Its clone.
     pub clone: String,
 }
 
@@ -128,9 +132,13 @@ pub struct DatabasePair {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordedJobs {
+    /// The `mongodump` Job.
     pub backup: String,
+    /// The restore Job.
     pub clone: String,
+    /// The migration Job (when the plan has a Job gate).
     pub migration: String,
+    /// The backup retention Job.
     pub prune: String,
 }
 

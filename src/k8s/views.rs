@@ -26,6 +26,7 @@ pub fn plan_meta(plan: &UpgradePlan) -> PlanMeta {
         generation: plan.metadata.generation,
         deleting: plan.metadata.deletion_timestamp.is_some(),
         ignored_changes: Vec::new(),
+        failing: None,
     }
 }
 

@@ -15,6 +15,7 @@ pub const DATA_DIVERGED: &str = "DataDiverged";
 pub const CLEANUP_BLOCKED: &str = "CleanupBlocked";
 pub const ROLLBACK_BLOCKED: &str = "RollbackBlocked";
 pub const SPEC_CHANGE_IGNORED: &str = "SpecChangeIgnored";
+pub const RECONCILE_FAILING: &str = "ReconcileFailing";
 
 /// Sets a condition, keeping its lastTransitionTime unless its status changes.
 /// Returns true when the status changed (so callers can emit an event once).

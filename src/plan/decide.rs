@@ -108,6 +108,7 @@ impl Machine<'_> {
         }
 
         self.report_ignored_changes();
+        self.report_failing_reconciles();
         if self.interrupted() {
             return;
         }
@@ -147,6 +148,36 @@ impl Machine<'_> {
     }
 
     // ---- helpers ---------------------------------------------------------------------------
+
+    /// A step that keeps failing is in status, not only in events and the log: which step, the
+    /// API's or the database's answer, how many attempts; it turns False once one succeeds.
+    fn report_failing_reconciles(&mut self) {
+        match &self.obs.plan.failing {
+            Some(f) => {
+                let message = format!(
+                    "{} failed ({} attempt(s) so far, retrying with backoff up to every 5 minutes): {}",
+                    f.step,
+                    f.attempts,
+                    one_line(&f.message)
+                );
+                self.set_cond(
+                    cond::RECONCILE_FAILING,
+                    true,
+                    Reason::ReconcileError,
+                    &message,
+                );
+            }
+            None if cond::is_true(&self.st.conditions, cond::RECONCILE_FAILING) => {
+                self.set_cond(
+                    cond::RECONCILE_FAILING,
+                    false,
+                    Reason::Recovered,
+                    "The last reconcile succeeded",
+                );
+            }
+            None => {}
+        }
+    }
 
     /// Live edits the plan does not act on are named in `SpecChangeIgnored` (a Warning event
     /// each time the set changes), until they are reverted.

@@ -12,6 +12,20 @@ pub struct PlanMeta {
     pub deleting: bool,
     /// Live edits of the spec the plan does not act on (see `plan::frozen`).
     pub ignored_changes: Vec<String>,
+    /// The reconciles of this plan failing in a row (an action the API or the database
+    /// refused, a read that failed), while they do.
+    pub failing: Option<ReconcileFailure>,
+}
+
+/// What the operator remembers of a plan's failing reconciles.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReconcileFailure {
+    /// Failed reconciles in a row.
+    pub attempts: u32,
+    /// The step that failed (`set_read_only`, `observe`, …).
+    pub step: String,
+    /// What the API or the database answered (credentials redacted).
+    pub message: String,
 }
 
 /// One Deployment (the old version or the new one).

@@ -94,6 +94,12 @@ reasons! {
     // ---- Progressing
     Suspended => "Suspended",
 
+    // ---- ReconcileFailing
+    /// An action or a read of the plan keeps failing; the operator retries with backoff.
+    ReconcileError => "ReconcileError",
+    /// The ReconcileFailing reason once a reconcile succeeded again.
+    Recovered => "Recovered",
+
     // ---- SpecChangeIgnored, and its Warning event
     /// An edit of a field that does not steer a running plan: it keeps the values it started with.
     SpecChangeIgnored => "SpecChangeIgnored",

@@ -20,6 +20,7 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
         generation: Some(1),
         deleting,
         ignored_changes: Vec::new(),
+        failing: None,
     };
     let r = needs(spec, Some(status), &meta, &t);
     assert_eq!(

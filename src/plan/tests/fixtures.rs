@@ -115,6 +115,7 @@ pub(super) fn world() -> Observed {
             generation: Some(1),
             deleting: false,
             ignored_changes: Vec::new(),
+            failing: None,
         },
         blue: Some(deployment("squidex", 2)),
         green: None,

@@ -116,3 +116,34 @@ fn ignored_changes_are_a_condition_and_one_warning_until_reverted() {
         ("False", "SpecAsStarted")
     );
 }
+
+#[test]
+fn a_failing_step_is_in_status_until_one_succeeds() {
+    let spec = spec();
+    let st = status_in(Phase::EnteringReadOnly);
+    let mut w = world_in(Phase::EnteringReadOnly);
+    w.plan.failing = Some(ReconcileFailure {
+        attempts: 3,
+        step: "set_read_only".into(),
+        message: "Deployment.apps \"squidex\" is invalid:\n spec.selector: Required value".into(),
+    });
+    let d = decide(&spec, Some(&st), &w, t(100));
+    let c = cond::get(&d.status.conditions, cond::RECONCILE_FAILING).expect("set");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "ReconcileError")
+    );
+    assert!(
+        c.message.contains("set_read_only failed (3 attempt(s)")
+            && c.message.contains("spec.selector: Required value"),
+        "{}",
+        c.message
+    );
+    w.plan.failing = None;
+    let ok = decide(&spec, Some(&d.status), &w, t(101));
+    let c = cond::get(&ok.status.conditions, cond::RECONCILE_FAILING).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "Recovered")
+    );
+}
