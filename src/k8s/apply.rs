@@ -1,6 +1,6 @@
 //! Kubernetes writes. Every one is idempotent: a server-side apply with force under cutover's
-//! field manager, a create that accepts "already exists", a delete that accepts "not found",
-//! or a merge patch of one key.
+//! field manager on the objects cutover creates, a create that accepts "already exists", a
+//! delete that accepts "not found", or a merge patch of named keys on objects it does not own.
 
 use std::collections::BTreeMap;
 
@@ -95,10 +95,14 @@ impl<'a> Writer<'a> {
             Color::Blue => {
                 let b = self.blue()?;
                 let container = self.container(b)?;
-                let ro = enabled.then_some(&self.plan.spec.read_only.env);
-                let patch = build::blue_patch(&b.name_any(), &container, ro);
+                let patch = build::blue_read_only_patch(
+                    &b.name_any(),
+                    &container,
+                    &self.plan.spec.read_only.env,
+                    enabled,
+                );
                 self.deployments
-                    .patch(&b.name_any(), &apply(), &Patch::Apply(patch))
+                    .patch(&b.name_any(), &merge(), &Patch::Strategic(patch))
                     .await?;
             }
             Color::Green => {

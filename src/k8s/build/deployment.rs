@@ -44,25 +44,26 @@ pub fn app_container(deployment: &Deployment, wanted: Option<&str>) -> Result<St
     }
 }
 
-/// The server-side-apply body cutover owns on the old version: the track label on its pod
-/// template and, while `read_only`, the read-only variable. Applying it without the variable
-/// removes just that variable; everything else stays with the Deployment's own managers.
-pub fn blue_patch(
+/// The strategic-merge patch cutover makes to the old version: the track label on its pod
+/// template and the read-only variable, set while `enabled`, deleted by name otherwise. A merge
+/// patch and not a server-side apply: the old version may be a Deployment a previous plan
+/// created by server-side apply under cutover's own field manager, where an apply of just these
+/// fields would remove every other one (selector, image, ...); a merge by name touches nothing else.
+pub fn blue_read_only_patch(
     blue_name: &str,
     container: &str,
-    read_only: Option<&EnvVarSpec>,
+    read_only: &EnvVarSpec,
+    enabled: bool,
 ) -> serde_json::Value {
-    let env: Vec<serde_json::Value> = read_only
-        .map(|e| json!({"name": e.name, "value": e.value}))
-        .into_iter()
-        .collect();
+    let var = if enabled {
+        json!({"name": read_only.name, "value": read_only.value})
+    } else {
+        json!({"name": read_only.name, "$patch": "delete"})
+    };
     json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": blue_name},
         "spec": {"template": {
             "metadata": {"labels": {TRACK_LABEL: blue_name}},
-            "spec": {"containers": [{"name": container, "env": env}]}
+            "spec": {"containers": [{"name": container, "env": [var]}]}
         }}
     })
 }

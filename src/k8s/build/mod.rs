@@ -18,7 +18,7 @@ use kube::{Resource, ResourceExt};
 use crate::crd::UpgradePlan;
 use crate::plan::names::{PLAN_LABEL, ROLE_LABEL};
 
-pub use deployment::{app_container, blue_patch, for_reapply, with_env};
+pub use deployment::{app_container, blue_read_only_patch, for_reapply, with_env};
 pub use green::{GreenInputs, green};
 pub use jobs::{backup_job, clone_job, prune_job, tools_secret};
 pub use migration::{migration_credentials_clone, migration_env_secret, migration_job};

@@ -22,25 +22,24 @@ fn picks_the_app_container() {
 }
 
 #[test]
-fn blue_patch_owns_only_the_label_and_the_variable() {
+fn blue_patch_names_only_the_label_and_the_variable() {
     let ro = EnvVarSpec {
         name: "MODE__ISREADONLY".into(),
         value: "true".into(),
     };
-    let on = blue_patch("squidex", "squidex", Some(&ro));
+    let on = blue_read_only_patch("squidex", "squidex", &ro, true);
     assert_eq!(
-        on["spec"]["template"]["metadata"]["labels"][TRACK_LABEL],
-        "squidex"
+        on,
+        json!({"spec": {"template": {
+            "metadata": {"labels": {TRACK_LABEL: "squidex"}},
+            "spec": {"containers": [{"name": "squidex", "env": [{"name": "MODE__ISREADONLY", "value": "true"}]}]}
+        }}})
     );
-    assert_eq!(
-        on["spec"]["template"]["spec"]["containers"][0]["env"][0]["name"],
-        "MODE__ISREADONLY"
-    );
-    assert!(on["spec"].get("replicas").is_none() && on["spec"].get("selector").is_none());
-    let off = blue_patch("squidex", "squidex", None);
+    let off = blue_read_only_patch("squidex", "squidex", &ro, false);
     assert_eq!(
         off["spec"]["template"]["spec"]["containers"][0]["env"],
-        json!([])
+        json!([{"name": "MODE__ISREADONLY", "$patch": "delete"}]),
+        "lifting deletes the variable by name, whoever set it"
     );
 }
 
