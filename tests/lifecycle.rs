@@ -10,6 +10,7 @@ use cutover::crd::Phase;
 use cutover::fixtures::SquidexPlan;
 
 const PLAN_TIMEOUT: Duration = Duration::from_secs(180);
+const TRACK: &str = "cutover.dev/track";
 
 /// v1 → v2, then v2 → v3 of the Deployment and clones the first plan handed over. The second
 /// plan makes a Deployment read-only that cutover itself created by server-side apply; before,
@@ -30,7 +31,9 @@ async fn a_second_upgrade_upgrades_what_the_first_produced() {
         app.clone_of(&app.db, "v2"),
         app.clone_of(&app.content_db, "v2"),
     );
-    let codes = env.post_contents(&app.ns, "app=squidex", "on-v2", 2).await;
+    let codes = env
+        .post_contents(&app.ns, &format!("{TRACK}={v2_deployment}"), "on-v2", 2)
+        .await;
     assert!(
         codes.iter().all(|c| *c == 201),
         "v2 takes writes: {codes:?}"
@@ -52,9 +55,15 @@ async fn a_second_upgrade_upgrades_what_the_first_produced() {
         "the Service selects the third version"
     );
     let v3 = env.deployment(&app.ns, &v3_deployment).await.unwrap();
+    // Names derive from the app's first names, not from the previous plan's.
+    assert_eq!(v3_deployment, "squidex-v3");
+    let (v3_db, v3_content) = (
+        app.clone_of(&app.db, "v3"),
+        app.clone_of(&app.content_db, "v3"),
+    );
     assert_eq!(
         container_env(&v3, "STORE__MONGODB__DATABASE").as_deref(),
-        Some(app.clone_of(&v2_db, "v3").as_str())
+        Some(v3_db.as_str())
     );
     // The second version's Deployment kept its fields through read-only and back.
     let v2 = env.deployment(&app.ns, &v2_deployment).await.unwrap();
@@ -69,27 +78,116 @@ async fn a_second_upgrade_upgrades_what_the_first_produced() {
     assert_eq!(
         container_env(&v2, "MODE__ISREADONLY").as_deref(),
         Some("true"),
-        "the old version stays read-only, scaled down"
+        "the old version stays read-only until it is scaled down"
     );
-    assert_eq!(spec.replicas, Some(0));
     // Writes made on v2 made it to v3, and v3 takes writes.
     // (each migration keeps the previous version's collection beside its own: count in both)
     let on_v2 = env.tagged(&v2_content, "on-v2").await;
     assert!(on_v2 >= 2, "{on_v2}");
     assert_eq!(
-        env.tagged(&app.clone_of(&v2_content, "v3"), "on-v2").await,
+        env.tagged(&v3_content, "on-v2").await,
         on_v2 * 2,
         "every write on v2 is in v3's clone, in its migrated collection too"
     );
-    let codes = env.post_contents(&app.ns, "app=squidex", "on-v3", 1).await;
+    let codes = env
+        .post_contents(&app.ns, &format!("{TRACK}={v3_deployment}"), "on-v3", 1)
+        .await;
     assert!(
         codes.iter().all(|c| *c == 201),
         "v3 takes writes: {codes:?}"
     );
     assert!(condition(&p, "ReconcileFailing").is_none_or(|c| c.status == "False"));
 
-    let mut dbs = all_dbs(&app, &["v2"]);
-    dbs.push(app.clone_of(&v2_db, "v3"));
-    dbs.push(app.clone_of(&v2_content, "v3"));
+    let dbs = all_dbs(&app, &["v2", "v3"]);
+    env.finish(&op, &app.ns, &dbs).await;
+}
+
+/// Five upgrades in a row with a rollback in the middle: names do not grow. Each plan derives
+/// its names from the app's names before any upgrade (carried on the Deployment a plan
+/// creates), so the Deployment is `squidex-v<N>` and the clones `<database>-v<N>` every time,
+/// never `squidex-v2-v3-…`; every backup of the app lands under one directory, and a plan
+/// rolled back in the middle changes nothing for the next one.
+#[tokio::test]
+async fn names_stay_as_short_after_five_upgrades_as_after_one() {
+    let Some(env) = env().await else { return };
+    let app = env.blue_app("five", AppOptions::default()).await;
+    let op = Operator::start(&app.ns);
+    let mut dbs = vec![app.db.clone(), app.content_db.clone()];
+    let (mut deployment, mut db, mut content) = (
+        "squidex".to_string(),
+        app.db.clone(),
+        app.content_db.clone(),
+    );
+    for version in 2..=6u32 {
+        if version == 4 {
+            // A plan rolled back before the lift: the next one starts from the same app.
+            let mut tried = SquidexPlan {
+                deployment: deployment.clone(),
+                ..SquidexPlan::appsim(&db, &content, version)
+            }
+            .object_json("v4try");
+            tried["spec"]["promotion"] = serde_json::json!({"mode": "manual"});
+            env.apply(&app.ns, tried).await;
+            env.wait_phase(
+                &op,
+                &app.ns,
+                "v4try",
+                Phase::AwaitingPromotion,
+                PLAN_TIMEOUT,
+            )
+            .await;
+            env.patch_plan(
+                &app.ns,
+                "v4try",
+                serde_json::json!({"spec": {"traffic": "blue"}}),
+            )
+            .await;
+            env.wait_phase(&op, &app.ns, "v4try", Phase::RolledBack, PLAN_TIMEOUT)
+                .await;
+            dbs.push(format!("{}-v4try", app.db));
+            dbs.push(format!("{}-v4try", app.content_db));
+        }
+        let name = format!("v{version}");
+        let plan = SquidexPlan {
+            deployment: deployment.clone(),
+            ..SquidexPlan::appsim(&db, &content, version)
+        };
+        env.apply(&app.ns, plan.object_json(&name)).await;
+        let p = env
+            .wait_phase(&op, &app.ns, &name, Phase::Succeeded, PLAN_TIMEOUT)
+            .await;
+        let st = status(&p);
+        let targets = st.targets.expect("status.targets");
+        assert_eq!(targets.green_deployment, format!("squidex-{name}"));
+        assert_eq!(
+            targets
+                .databases
+                .iter()
+                .map(|d| d.clone.clone())
+                .collect::<Vec<_>>(),
+            vec![
+                format!("{}-{name}", app.db),
+                format!("{}-{name}", app.content_db)
+            ],
+            "clone names derive from the app's first databases"
+        );
+        assert_eq!(targets.backup_dir, format!("/backup/squidex/{name}"));
+        deployment = targets.green_deployment.clone();
+        db = targets.databases[0].clone.clone();
+        content = targets.databases[1].clone.clone();
+        dbs.push(db.clone());
+        dbs.push(content.clone());
+        assert_eq!(
+            env.track(&app.ns, "squidex").await.as_deref(),
+            Some(deployment.as_str())
+        );
+    }
+    let codes = env
+        .post_contents(&app.ns, &format!("{TRACK}={deployment}"), "on-v6", 1)
+        .await;
+    assert!(
+        codes.iter().all(|c| *c == 201),
+        "v6 takes writes: {codes:?}"
+    );
     env.finish(&op, &app.ns, &dbs).await;
 }

@@ -68,6 +68,10 @@ pub struct UpgradePlanStatus {
     /// Progress of the copy into the clones while it runs, with an estimate of when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<CopyProgress>,
+    /// The names the plan's derived names start from: the app's Deployment and database names
+    /// before any upgrade, carried over from the plan that created the old version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_names: Option<BaseNames>,
     /// Every object and database the plan acts on, resolved once at the end of `Pending`.
     /// From then on the plan acts only on these, whatever the spec says later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,6 +82,17 @@ pub struct UpgradePlanStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::schema::any_object")]
     pub frozen_spec: Option<Box<super::UpgradePlanSpec>>,
+}
+
+/// What derived names start from, so they do not grow with each upgrade in a row.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BaseNames {
+    /// The app's Deployment name before any upgrade.
+    pub deployment: String,
+    /// Each source database to the name its clone's name is derived from.
+    #[serde(default)]
+    pub databases: BTreeMap<String, String>,
 }
 
 /// The names a plan resolved when it started.

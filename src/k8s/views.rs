@@ -30,6 +30,23 @@ pub fn plan_meta(plan: &UpgradePlan) -> PlanMeta {
     }
 }
 
+/// The base names a previous plan annotated on a Deployment it created. An annotation that
+/// does not parse is ignored: names then derive from the Deployment's own, as for any app.
+fn base_names(d: &Deployment) -> Option<crate::crd::BaseNames> {
+    let a = d.metadata.annotations.as_ref()?;
+    let deployment = a
+        .get(crate::plan::names::BASE_DEPLOYMENT_ANNOTATION)?
+        .clone();
+    let databases = a
+        .get(crate::plan::names::BASE_DATABASES_ANNOTATION)
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_default();
+    Some(crate::crd::BaseNames {
+        deployment,
+        databases,
+    })
+}
+
 pub fn deployment_view(d: &Deployment, plan: &UpgradePlan, plan_uid: &str) -> DeploymentView {
     let name = d.name_any();
     let spec = d.spec.clone().unwrap_or_default();
@@ -57,6 +74,7 @@ pub fn deployment_view(d: &Deployment, plan: &UpgradePlan, plan_uid: &str) -> De
     DeploymentView {
         name: name.clone(),
         uid: d.metadata.uid.clone(),
+        base_names: base_names(d),
         replicas: spec.replicas.unwrap_or(1),
         generation: d.metadata.generation.unwrap_or(0),
         observed_generation: status.observed_generation.unwrap_or(0),

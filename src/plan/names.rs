@@ -56,11 +56,25 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// Annotation on a Deployment cutover created: the name of the app's Deployment its name was
+/// derived from, so the next plan derives from the same base (`squidex-v3`, not
+/// `squidex-v2-v3`) and names do not grow with every upgrade.
+pub const BASE_DEPLOYMENT_ANNOTATION: &str = "cutover.dev/base-deployment";
+/// Annotation on a Deployment cutover created: JSON object from each database it runs on (a
+/// clone) to the database name that clone's name was derived from.
+pub const BASE_DATABASES_ANNOTATION: &str = "cutover.dev/base-databases";
+
 pub fn green_deployment(spec: &UpgradePlanSpec, plan: &str) -> String {
+    green_deployment_from(spec, plan, &spec.app.deployment)
+}
+
+/// The new version's Deployment: `deploymentName`, else `<base>-<plan>` where `base` is the
+/// app's Deployment name before any upgrade (see `BASE_DEPLOYMENT_ANNOTATION`).
+pub fn green_deployment_from(spec: &UpgradePlanSpec, plan: &str, base: &str) -> String {
     spec.target
         .deployment_name
         .clone()
-        .unwrap_or_else(|| shorten(&format!("{}-{}", spec.app.deployment, plan), MAX_K8S_NAME))
+        .unwrap_or_else(|| shorten(&format!("{base}-{plan}"), MAX_K8S_NAME))
 }
 
 /// The clone of `db`: its `cloneName`, else `<name>-<plan>` with every character of the plan's
@@ -69,12 +83,18 @@ pub fn green_deployment(spec: &UpgradePlanSpec, plan: &str) -> String {
 /// never have `_`, so two plans never map to the same suffix; names without such characters
 /// are unchanged.
 pub fn clone_database(db: &DatabaseMapping, plan: &str) -> String {
+    clone_database_from(db, plan, &db.name)
+}
+
+/// `clone_database` from the database name `base` the source's own name was derived from
+/// (see `BASE_DATABASES_ANNOTATION`): the clone of `Sq-v2` by plan `v3` is `Sq-v3`.
+pub fn clone_database_from(db: &DatabaseMapping, plan: &str, base: &str) -> String {
     db.clone_name.clone().unwrap_or_else(|| {
         let suffix: String = plan
             .chars()
             .map(|c| if is_db_name_char(c) { c } else { '_' })
             .collect();
-        shorten(&format!("{}-{suffix}", db.name), MAX_DB_NAME)
+        shorten(&format!("{base}-{suffix}"), MAX_DB_NAME)
     })
 }
 
@@ -117,7 +137,12 @@ pub(super) fn env_secret(green: &str) -> String {
 /// Directory of a plan's backup on the volume: one `<database>.archive.gz` per database and a
 /// `SHA256SUMS`. Grouped per application so retention can keep the last N of each.
 pub fn backup_dir(spec: &UpgradePlanSpec, plan: &str) -> String {
-    format!("{BACKUP_MOUNT}/{}/{plan}", spec.app.deployment)
+    backup_dir_from(&spec.app.deployment, plan)
+}
+
+/// `backup_dir` under the app's base Deployment name: every upgrade of one app in one directory.
+pub fn backup_dir_from(base_deployment: &str, plan: &str) -> String {
+    format!("{BACKUP_MOUNT}/{base_deployment}/{plan}")
 }
 
 /// True when every key/value of a non-empty `selector` is among `labels`.

@@ -34,6 +34,9 @@ pub struct DeploymentView {
     pub name: String,
     /// `metadata.uid`: tells the Deployment the plan started with from one given its name later.
     pub uid: Option<String>,
+    /// What a previous plan that created this Deployment derived its names from (its
+    /// `cutover.dev/base-*` annotations); `None` for a Deployment cutover did not create.
+    pub base_names: Option<crate::crd::BaseNames>,
     /// `spec.replicas`.
     pub replicas: i32,
     pub generation: i64,

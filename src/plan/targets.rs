@@ -5,6 +5,8 @@
 //! Plain data on purpose: the step that freezes the targets into status only has to store
 //! this value and return the stored one when present.
 
+use std::collections::BTreeMap;
+
 use crate::crd::{
     Color, DatabasePair, ObjectIdentity, RecordedJobs, RecordedTargets, UpgradePlanSpec,
     UpgradePlanStatus,
@@ -49,22 +51,52 @@ pub struct Targets {
     pub tools_secret: String,
     /// Where the backup goes on the volume.
     pub backup_dir: String,
+    /// The app's Deployment name before any upgrade: annotated on the new Deployment.
+    pub base_deployment: String,
+    /// Each clone to the database name its name was derived from: annotated on the new Deployment.
+    pub base_databases: BTreeMap<String, String>,
 }
 
 /// The targets of the plan named `plan`: what `status` recorded when the plan started, else
 /// the rules of `names` (with the names recorded by older versions of cutover preferred).
 pub fn targets(spec: &UpgradePlanSpec, plan: &str, status: Option<&UpgradePlanStatus>) -> Targets {
+    let bases = status.and_then(|s| s.base_names.as_ref());
+    let base_deployment = bases.map_or(spec.app.deployment.as_str(), |b| b.deployment.as_str());
+    let base_db = |source: &str| -> String {
+        bases
+            .and_then(|b| b.databases.get(source).cloned())
+            .unwrap_or_else(|| source.to_string())
+    };
     if let Some(recorded) = status.and_then(|s| s.targets.as_ref()) {
-        return Targets::from_record(plan, recorded);
+        let mut t = Targets::from_record(plan, recorded);
+        if let Some(b) = bases {
+            t.base_deployment = b.deployment.clone();
+        }
+        t.base_databases = t
+            .databases
+            .iter()
+            .map(|d| (d.clone.clone(), base_db(&d.source)))
+            .collect();
+        return t;
     }
     let green = status
         .and_then(|s| s.green_deployment.clone())
-        .unwrap_or_else(|| names::green_deployment(spec, plan));
+        .unwrap_or_else(|| names::green_deployment_from(spec, plan, base_deployment));
     let recorded_clone = |source: &str| {
         status
             .and_then(|s| s.clone.as_ref())
             .and_then(|c| c.databases.get(source).cloned())
     };
+    let databases: Vec<DatabaseTarget> = spec
+        .database
+        .databases
+        .iter()
+        .map(|d| DatabaseTarget {
+            source: d.name.clone(),
+            clone: recorded_clone(&d.name)
+                .unwrap_or_else(|| names::clone_database_from(d, plan, &base_db(&d.name))),
+        })
+        .collect();
     Targets {
         plan: plan.to_string(),
         blue: spec.app.deployment.clone(),
@@ -73,22 +105,19 @@ pub fn targets(spec: &UpgradePlanSpec, plan: &str, status: Option<&UpgradePlanSt
         green_env_secret: names::env_secret(&green),
         preview_service: names::preview_service_of(&green),
         green,
-        databases: spec
-            .database
-            .databases
+        base_databases: databases
             .iter()
-            .map(|d| DatabaseTarget {
-                source: d.name.clone(),
-                clone: recorded_clone(&d.name).unwrap_or_else(|| names::clone_database(d, plan)),
-            })
+            .map(|d| (d.clone.clone(), base_db(&d.source)))
             .collect(),
+        databases,
         backup_job: names::backup_job(plan),
         clone_job: names::clone_job(plan),
         migration_job: names::migration_job(plan),
         prune_job: names::prune_job(plan),
         migration_env_secret: names::migration_env_secret(plan),
         tools_secret: tools_secret(plan),
-        backup_dir: names::backup_dir(spec, plan),
+        backup_dir: names::backup_dir_from(base_deployment, plan),
+        base_deployment: base_deployment.to_string(),
     }
 }
 
@@ -154,6 +183,9 @@ impl Targets {
             migration_env_secret: r.migration_env_secret.clone(),
             tools_secret: r.tools_secret.clone(),
             backup_dir: r.backup_dir.clone(),
+            // Filled in by `targets` from status.
+            base_deployment: r.blue_deployment.name.clone(),
+            base_databases: BTreeMap::new(),
         }
     }
 

@@ -12,7 +12,9 @@ use kube::{Resource, ResourceExt};
 use super::{BuildError, owned_secret, plain, secret_env};
 use crate::crd::{Mode, UpgradePlan};
 use crate::plan::Targets;
-use crate::plan::names::{PLAN_LABEL, ROLE_LABEL, TRACK_LABEL};
+use crate::plan::names::{
+    BASE_DATABASES_ANNOTATION, BASE_DEPLOYMENT_ANNOTATION, PLAN_LABEL, ROLE_LABEL, TRACK_LABEL,
+};
 use crate::uri;
 
 /// What the executor read that the new version's Deployment is built from.
@@ -103,10 +105,18 @@ pub fn green(inputs: &GreenInputs) -> Result<(Deployment, Option<Secret>), Build
             name: Some(name.clone()),
             namespace: plan.namespace(),
             labels: Some(meta_labels),
-            annotations: Some(BTreeMap::from([(
-                "cutover.dev/source".to_string(),
-                inputs.blue.name_any(),
-            )])),
+            annotations: Some(BTreeMap::from([
+                ("cutover.dev/source".to_string(), inputs.blue.name_any()),
+                (
+                    BASE_DEPLOYMENT_ANNOTATION.to_string(),
+                    inputs.targets.base_deployment.clone(),
+                ),
+                (
+                    BASE_DATABASES_ANNOTATION.to_string(),
+                    serde_json::to_string(&inputs.targets.base_databases)
+                        .expect("a map of strings serializes"),
+                ),
+            ])),
             owner_references: Some(vec![owner]),
             ..Default::default()
         },

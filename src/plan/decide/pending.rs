@@ -8,7 +8,7 @@ use super::super::observed::{DatabaseView, DeploymentView, EnvFact, EnvValue, Se
 use super::super::reason::Reason;
 use super::super::targets::targets;
 use super::super::validate::validate;
-use super::{Machine, POLL};
+use super::{Machine, NEXT, POLL};
 
 /// Other active plans named in a refusal; the rest are counted.
 const MAX_CONFLICTS_LISTED: usize = 3;
@@ -26,6 +26,10 @@ impl Machine<'_> {
                     errors.join("; ")
                 ),
             );
+            return;
+        }
+
+        if self.resolve_base_names() {
             return;
         }
 
@@ -50,7 +54,7 @@ impl Machine<'_> {
         let blue = self.obs.blue.as_ref().expect("preflight checked blue");
         self.st.blue_replicas = Some(blue.replicas);
         // The names of the spec as it is now, recorded: from here on they are the plan's.
-        let fresh = targets(self.spec, &self.obs.plan.name, None);
+        let fresh = self.fresh_targets();
         self.st.green_deployment = Some(fresh.green.clone());
         self.st.clone = Some(CloneStatus {
             databases: fresh.pairs().into_iter().collect(),
@@ -78,6 +82,48 @@ impl Machine<'_> {
         }
     }
 
+    /// Before any name is derived: what the old version's names were derived from, when a
+    /// previous plan created it, else its own names. Recorded first; when they change a name,
+    /// the plan looks again on the next reconcile, which reads the objects under the names
+    /// derived from them. True while that is pending.
+    fn resolve_base_names(&mut self) -> bool {
+        if self.st.base_names.is_some() {
+            return false;
+        }
+        let Some(blue) = &self.obs.blue else {
+            // Preflight says the Deployment is missing.
+            return false;
+        };
+        let carried = blue.base_names.clone().unwrap_or_default();
+        let deployment = if carried.deployment.is_empty() {
+            blue.name.clone()
+        } else {
+            carried.deployment.clone()
+        };
+        let databases = self
+            .spec
+            .database
+            .databases
+            .iter()
+            .map(|d| {
+                let base = carried.databases.get(&d.name).cloned();
+                (d.name.clone(), base.unwrap_or_else(|| d.name.clone()))
+            })
+            .collect();
+        let before = self.fresh_targets();
+        self.st.base_names = Some(crate::crd::BaseNames {
+            deployment,
+            databases,
+        });
+        self.retarget();
+        // Names unchanged (an app cutover did not create): what was read is what is needed.
+        if self.fresh_targets() == before {
+            return false;
+        }
+        self.wait("Resolving the names the plan derives".into(), NEXT);
+        true
+    }
+
     /// Once the plan leaves `Pending` (not while suspended there), what it resolved is its
     /// for good: the targets, with the old Deployment's uid, and the spec it accepted.
     fn freeze_on_leaving(&mut self, blue_uid: Option<String>) {
@@ -88,11 +134,20 @@ impl Machine<'_> {
         self.st.frozen_spec = Some(Box::new(self.spec.clone()));
     }
 
+    /// The names of the spec as it is now, from the recorded base names: what `pending` records.
+    fn fresh_targets(&self) -> crate::plan::Targets {
+        let bases = crate::crd::UpgradePlanStatus {
+            base_names: self.st.base_names.clone(),
+            ..Default::default()
+        };
+        targets(self.spec, &self.obs.plan.name, Some(&bases))
+    }
+
     /// Checks the cluster and the database before any side effect.
     fn preflight(&self, errors: &mut Vec<String>, waiting: &mut Option<String>) {
         let spec = self.spec;
         // Checked against the spec as it is now: these are the names `pending` records.
-        let fresh = targets(spec, &self.obs.plan.name, None);
+        let fresh = self.fresh_targets();
         // Bounded: with many plans on one target the list would grow with their number, in
         // every one of them (statuses of O(N) each, O(N^2) in all).
         errors.extend(

@@ -366,6 +366,7 @@ fn reads_that_wait_on_what_was_read_first() {
     let deployment = |ready: i32, rolled_out: bool| DeploymentView {
         name: "d".into(),
         uid: None,
+        base_names: None,
         replicas: 2,
         generation: 2,
         observed_generation: if rolled_out { 2 } else { 1 },

@@ -75,6 +75,12 @@ fn before_anything_is_recorded_the_rules_name_everything() {
             migration_env_secret: s("up7-migrate-env"),
             tools_secret: s("up7-mongo-tools"),
             backup_dir: s("/backup/squidex/up7"),
+            base_deployment: s("squidex"),
+            base_databases: [
+                (s("Squidex-up7"), s("Squidex")),
+                (s("content-next"), s("SquidexContent")),
+            ]
+            .into(),
         }
     );
 }
@@ -120,6 +126,36 @@ fn the_record_is_the_targets_whatever_the_spec_says() {
     edited.database.databases.remove(0);
     edited.database.databases[0].clone_name = Some("elsewhere".into());
     assert_eq!(targets(&edited, "up7", Some(&status)), resolved);
+}
+
+/// The second upgrade in a row derives from what the first started from: `squidex-v3` on
+/// `Squidex-v3`, not `squidex-v2-v3` on `Squidex-v2-v3`.
+#[test]
+fn names_derive_from_the_base_names() {
+    let mut spec = spec();
+    spec.app.deployment = "squidex-v2".into();
+    spec.database.databases[0].name = "Squidex-v2".into();
+    let status = UpgradePlanStatus {
+        base_names: Some(crate::crd::BaseNames {
+            deployment: "squidex".into(),
+            databases: [(s("Squidex-v2"), s("Squidex"))].into(),
+        }),
+        ..Default::default()
+    };
+    let t = targets(&spec, "v3", Some(&status));
+    assert_eq!(t.blue, "squidex-v2");
+    assert_eq!(t.green, "squidex-v3");
+    assert_eq!(t.clone_of("Squidex-v2"), Some("Squidex-v3"));
+    assert_eq!(
+        t.clone_of("SquidexContent"),
+        Some("content-next"),
+        "cloneName wins"
+    );
+    assert_eq!(t.backup_dir, "/backup/squidex/v3");
+    assert_eq!(
+        t.base_databases.get("Squidex-v3").map(String::as_str),
+        Some("Squidex")
+    );
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub(super) fn deployment(name: &str, replicas: i32) -> DeploymentView {
     DeploymentView {
         name: name.into(),
         uid: Some(format!("uid-{name}")),
+        base_names: None,
         replicas,
         generation: 1,
         observed_generation: 1,
