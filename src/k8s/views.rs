@@ -10,7 +10,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, EnvVarSource, Pod, Secret, Service};
 use kube::ResourceExt;
 
-use crate::crd::{Mode, Phase, Prediction, UpgradePlan};
+use crate::crd::{Mode, Phase, Prediction, Timestamp, UpgradePlan};
 use crate::plan::names::TRACK_LABEL;
 use crate::plan::{
     DeploymentView, EnvFact, EnvValue, JobState, JobView, PlanMeta, SecretView, ServiceSelector,
@@ -25,6 +25,11 @@ pub fn plan_meta(plan: &UpgradePlan) -> PlanMeta {
         name: plan.name_any(),
         generation: plan.metadata.generation,
         deleting: plan.metadata.deletion_timestamp.is_some(),
+        deleted_at: plan
+            .metadata
+            .deletion_timestamp
+            .as_ref()
+            .map(|t| Timestamp(t.0)),
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::crd::Timestamp;
+
 /// Facts about the plan object itself.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PlanMeta {
@@ -10,6 +12,8 @@ pub struct PlanMeta {
     pub generation: Option<i64>,
     /// The plan has a deletionTimestamp: compensate, then let go.
     pub deleting: bool,
+    /// That deletionTimestamp: what runs after deletion is bounded from it.
+    pub deleted_at: Option<Timestamp>,
 }
 
 /// One Deployment (the old version or the new one).

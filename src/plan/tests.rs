@@ -13,6 +13,7 @@ use fixtures::*;
 
 mod cleanup;
 mod data;
+mod deadlines;
 mod green;
 mod pending;
 mod read_only;

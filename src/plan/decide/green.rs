@@ -34,10 +34,20 @@ impl Machine<'_> {
         match self.obs.green.clone() {
             Some(g) if self.green_matches(&g, want) => {
                 if g.observed_generation < g.generation {
-                    self.wait(
-                        format!("Waiting for Deployment {name} to be observed"),
-                        SAFETY,
-                    );
+                    if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
+                        self.fail(
+                            Reason::GreenRolloutTimedOut,
+                            format!(
+                                "Deployment {name} was not observed by its controller within {} (spec.timeouts.rollout): check that kube-controller-manager runs",
+                                self.spec.timeouts.rollout
+                            ),
+                        );
+                    } else {
+                        self.wait(
+                            format!("Waiting for Deployment {name} to be observed"),
+                            SAFETY,
+                        );
+                    }
                 } else {
                     self.advance(
                         Phase::Migrating,
@@ -77,9 +87,22 @@ impl Machine<'_> {
             return ControlFlow::Break(());
         }
         if g.env.iter().any(|f| f.value == EnvValue::NotRead) {
-            self.wait(
+            // Migrating's deadline covers its gates; DeployingGreen's is a rollout's.
+            let (limit, reason) = if self.st.phase == Phase::Migrating {
+                (
+                    self.spec.migration.timeout.clone(),
+                    Reason::MigrationTimedOut,
+                )
+            } else {
+                (
+                    self.spec.timeouts.rollout.clone(),
+                    Reason::GreenRolloutTimedOut,
+                )
+            };
+            self.wait_or_timeout(
                 format!("Reading the variables of Deployment {}", g.name),
-                POLL,
+                &limit,
+                reason,
             );
             return ControlFlow::Break(());
         }

@@ -19,6 +19,7 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
         name: PLAN.into(),
         generation: Some(1),
         deleting,
+        deleted_at: None,
     };
     let r = needs(spec, Some(status), &meta, &t);
     assert_eq!(

@@ -113,6 +113,7 @@ pub(super) fn world() -> Observed {
             name: PLAN.into(),
             generation: Some(1),
             deleting: false,
+            deleted_at: None,
         },
         blue: Some(deployment("squidex", 2)),
         green: None,
