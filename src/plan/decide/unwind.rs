@@ -220,13 +220,14 @@ impl Machine<'_> {
         }
         if on_green {
             if blue.ready_replicas == 0 {
-                self.rollback_stuck(format!(
-                    "Waiting for a ready pod of {} before moving traffic back ({}); traffic stays on {green_name} meanwhile. Check its pods: kubectl describe pods -l {}={}",
-                    blue.name,
-                    blue.rollout_summary(),
-                    names::TRACK_LABEL,
-                    blue.name
-                ));
+                self.rollback_stuck(
+                    format!(
+                        "Waiting for a ready pod of {} before moving traffic back ({}); traffic stays on {green_name} meanwhile",
+                        blue.name,
+                        blue.rollout_summary(),
+                    ),
+                    &blue.name,
+                );
                 return;
             }
             self.act(
@@ -250,13 +251,14 @@ impl Machine<'_> {
             return;
         }
         if !blue.rolled_out() {
-            self.rollback_stuck(format!(
-                "Waiting for {} to roll out read-write ({}); check its pods: kubectl describe pods -l {}={}",
-                blue.name,
-                blue.rollout_summary(),
-                names::TRACK_LABEL,
-                blue.name
-            ));
+            self.rollback_stuck(
+                format!(
+                    "Waiting for {} to roll out read-write ({})",
+                    blue.name,
+                    blue.rollout_summary()
+                ),
+                &blue.name,
+            );
             return;
         }
         self.set_cond(
@@ -392,9 +394,9 @@ impl Machine<'_> {
     /// let go, so the plan object goes away.
     fn let_go_after_deletion(&mut self, deleted_at: Timestamp) {
         let msg = format!(
-            "The plan was deleted at {deleted_at} and what cutover still had to do did not finish within {bound:?} ({DELETION_ROLLOUTS} × spec.timeouts.rollout); letting go so the deletion completes. \
+            "The plan was deleted at {deleted_at} and what cutover still had to do did not finish within {bound} ({DELETION_ROLLOUTS} × spec.timeouts.rollout); letting go so the deletion completes. \
              It was at: {last}. Where things stand: {state}",
-            bound = self.deletion_bound(),
+            bound = human(self.deletion_bound()),
             last = self.st.message,
             state = self.where_things_stand(),
         );
@@ -447,21 +449,25 @@ impl Machine<'_> {
         format!("{}.", parts.join("; "))
     }
 
-    /// A rollback step waited past `timeouts.rollout`: Degraded with what to check, a Warning
-    /// event once; the rollback keeps trying.
-    fn rollback_stuck(&mut self, msg: String) {
+    /// A rollback step waits on the old version `deployment`; past `timeouts.rollout`,
+    /// Degraded with what to check and a Warning event once; the rollback keeps trying.
+    fn rollback_stuck(&mut self, waiting: String, deployment: &str) {
+        let check = format!(
+            "Check its pods: kubectl describe pods -l {}={deployment}",
+            names::TRACK_LABEL
+        );
         if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
-            let full = format!(
-                "{msg} for more than {} (spec.timeouts.rollout). cutover keeps trying; deleting the plan lets go within {:?} of the deletion",
+            let msg = format!(
+                "{waiting}, for more than {} (spec.timeouts.rollout). {check} (image, resources, quota, readiness probe). cutover keeps trying; a deleted plan lets go within {} of its deletion",
                 self.spec.timeouts.rollout,
-                self.deletion_bound()
+                human(self.deletion_bound())
             );
-            if self.set_cond(cond::DEGRADED, true, Reason::RollbackStuck, &full) {
-                self.warn(Reason::RollbackStuck, &full);
+            if self.set_cond(cond::DEGRADED, true, Reason::RollbackStuck, &msg) {
+                self.warn(Reason::RollbackStuck, &msg);
             }
-            self.wait(full, SAFETY);
-        } else {
             self.wait(msg, SAFETY);
+        } else {
+            self.wait(format!("{waiting}. {check}"), SAFETY);
         }
     }
 
@@ -488,5 +494,14 @@ impl Machine<'_> {
                 "Traffic is back on the old version, which serves read-write; the new version is scaled to 0 and the clones are kept",
             );
         }
+    }
+}
+
+/// 30m, 1h, 45s: a bound as a person reads it.
+fn human(d: Duration) -> String {
+    match d.as_secs() {
+        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }

@@ -298,7 +298,7 @@ fn before_lift() -> Vec<Case> {
             "rollback waits for a ready old pod, past the deadline: Degraded, keeps trying",
             blue_not_ready,
             ROLLOUT + 1,
-            "for more than 10m (spec.timeouts.rollout). cutover keeps trying",
+            "for more than 10m (spec.timeouts.rollout). Check its pods: kubectl describe pods -l cutover.dev/track=squidex",
         ),
         stays_rolling_back(
             "rollback waits for the old version read-write, before the deadline",

@@ -327,7 +327,7 @@ fn deletion_bounded() -> Vec<Case> {
             now: 1801,
             want_phase: Failed,
             want_action: None,
-            want_message: "the old version squidex has 2 replicas (2/2 updated, 2/2 ready), read-only (remove variable MODE__ISREADONLY to lift it)",
+            want_message: "did not finish within 30m (3 × spec.timeouts.rollout); letting go so the deletion completes. It was at: ",
         },
     ]
 }
@@ -351,6 +351,39 @@ impl GreenSim {
         g.read_only_env = false;
         g
     }
+}
+
+#[test]
+fn a_deleted_plan_past_its_bound_lets_go_saying_where_things_stand() {
+    let st = status_in(Phase::RollingBack);
+    let mut w = world_in(Phase::RollingBack);
+    deleted(&mut w);
+    let d = decide(&spec(), Some(&st), &w, t(1801));
+    assert_eq!(d.status.phase, Phase::Failed);
+    assert_eq!(d.action, None);
+    assert_eq!(
+        d.status.failure.as_ref().map(|f| f.reason.as_str()),
+        Some("DeletionTimedOut")
+    );
+    let warning = d
+        .events
+        .iter()
+        .find(|e| e.reason == Reason::DeletionTimedOut)
+        .expect("a DeletionTimedOut event");
+    assert_eq!(warning.kind, EventKind::Warning);
+    for fragment in [
+        "selects squidex;",
+        "the old version squidex has 2 replicas (2/2 updated, 2/2 ready), read-only (remove variable MODE__ISREADONLY to lift it)",
+    ] {
+        assert!(
+            warning.note.contains(fragment),
+            "{fragment}: {}",
+            warning.note
+        );
+    }
+    // Within the bound, the same plan keeps unwinding.
+    let d2 = decide(&spec(), Some(&st), &w, t(1799));
+    assert_eq!(d2.status.phase, Phase::RollingBack);
 }
 
 #[test]
