@@ -291,10 +291,21 @@ impl Machine<'_> {
         }
     }
 
-    /// A stale lock holds the plan (no timeout) until a person releases it; breaks then.
-    /// Clears the condition once the lock moved.
+    /// A stale lock holds the plan until a person releases it, reported long before the
+    /// timeout; `migration.timeout` still bounds it (the old version is restored, the app is
+    /// not left read-only). Breaks then. Clears the condition once the lock moved.
     fn stale_lock(&mut self, stale: Option<String>) -> ControlFlow<()> {
         if let Some(msg) = stale {
+            if self.phase_deadline_passed(&self.spec.migration.timeout) {
+                self.fail(
+                    Reason::MigrationTimedOut,
+                    format!(
+                        "The migration gates did not pass within {}: the migration lock was stale and nobody released it. {msg}",
+                        self.spec.migration.timeout
+                    ),
+                );
+                return ControlFlow::Break(());
+            }
             if self.set_cond(
                 cond::MIGRATION_LOCK_STALE,
                 true,
