@@ -10,7 +10,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, EnvVarSource, Pod, Secret, Service};
 use kube::ResourceExt;
 
-use crate::crd::{Mode, Phase, Prediction, UpgradePlan};
+use crate::crd::{Mode, Phase, Prediction, Timestamp, UpgradePlan};
 use crate::plan::names::TRACK_LABEL;
 use crate::plan::{
     DeploymentView, EnvFact, EnvValue, JobState, JobView, PlanMeta, SecretView, ServiceSelector,
@@ -27,6 +27,11 @@ pub fn plan_meta(plan: &UpgradePlan) -> PlanMeta {
         deleting: plan.metadata.deletion_timestamp.is_some(),
         ignored_changes: Vec::new(),
         failing: None,
+        deleted_at: plan
+            .metadata
+            .deletion_timestamp
+            .as_ref()
+            .map(|t| Timestamp(t.0)),
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::crd::Timestamp;
+
 /// Facts about the plan object itself.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PlanMeta {
@@ -10,6 +12,8 @@ pub struct PlanMeta {
     pub generation: Option<i64>,
     /// The plan has a deletionTimestamp: compensate, then let go.
     pub deleting: bool,
+    /// That deletionTimestamp: what runs after deletion is bounded from it.
+    pub deleted_at: Option<Timestamp>,
     /// Live edits of the spec the plan does not act on (see `plan::frozen`).
     pub ignored_changes: Vec<String>,
     /// The reconciles of this plan failing in a row (an action the API or the database

@@ -55,6 +55,12 @@ reasons! {
     GreenDeploymentMissing => "GreenDeploymentMissing",
     ServiceMissing => "ServiceMissing",
     PlanDeleted => "PlanDeleted",
+    /// The old version's read-only write probe gave no answer within `timeouts.rollout`.
+    ReadOnlyUnverified => "ReadOnlyUnverified",
+    /// The new Deployment was not observed by its controller within `timeouts.rollout`.
+    GreenRolloutTimedOut => "GreenRolloutTimedOut",
+    /// A deleted plan's unwinding or hand-over did not finish within its bound: it let go.
+    DeletionTimedOut => "DeletionTimedOut",
 
     // ---- ReadOnly
     ReadOnlyRequested => "ReadOnlyRequested",
@@ -78,6 +84,8 @@ reasons! {
     MigrationLockStale => "MigrationLockStale",
     MigrationProceeding => "MigrationProceeding",
     RolloutSlow => "RolloutSlow",
+    /// Degraded (and a Warning event) while a rollback waits past `timeouts.rollout`.
+    RollbackStuck => "RollbackStuck",
     Healthy => "Healthy",
 
     // ---- RollbackBlocked, DataDiverged
@@ -90,6 +98,8 @@ reasons! {
     WritesSinceLift => "WritesSinceLift",
     RollbackAccepted => "RollbackAccepted",
     TrafficOnGreen => "TrafficOnGreen",
+    /// The Normal event when a plan deleted after the lift kept the new version.
+    NewVersionKept => "NewVersionKept",
 
     // ---- Progressing
     Suspended => "Suspended",

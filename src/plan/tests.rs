@@ -13,6 +13,7 @@ use fixtures::*;
 
 mod cleanup;
 mod data;
+mod deadlines;
 mod frozen;
 mod green;
 mod pending;

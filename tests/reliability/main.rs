@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod after_lift;
 mod bad_input;
 mod bad_inputs;
 mod env_guard;

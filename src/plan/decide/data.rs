@@ -67,7 +67,13 @@ impl Machine<'_> {
             ),
             JobState::Succeeded => {
                 let counts = match &self.obs.source_counts {
-                    None => return self.wait("Counting documents in the sources".into(), NEXT),
+                    None => {
+                        return self.wait_next_or_timeout(
+                            "Counting documents in the sources".into(),
+                            &self.spec.timeouts.backup.clone(),
+                            Reason::BackupTimedOut,
+                        );
+                    }
                     Some(Err(e)) => {
                         return self.wait_or_timeout(
                             format!("Counting documents in the sources failed, retrying: {e}"),
@@ -100,7 +106,11 @@ impl Machine<'_> {
     pub(super) fn cloning(&mut self) {
         if self.server_side() {
             match self.obs.server_copy.as_ref().map(|c| c.state.clone()) {
-                None => self.wait("Looking at the server-side copy".into(), NEXT),
+                None => self.wait_next_or_timeout(
+                    "Looking at the server-side copy".into(),
+                    &self.spec.timeouts.clone.clone(),
+                    Reason::CloneTimedOut,
+                ),
                 // Not running in this process: never started, or the operator restarted.
                 Some(CopyState::Absent) => self.act(
                     Action::StartServerSideCopy,
@@ -160,10 +170,30 @@ impl Machine<'_> {
         }
     }
 
+    /// Waits for an observation expected at the next reconcile, until the phase's deadline.
+    fn wait_next_or_timeout(
+        &mut self,
+        message: String,
+        limit: &crate::crd::GoDuration,
+        reason: Reason,
+    ) {
+        if self.phase_deadline_passed(limit) {
+            self.wait_or_timeout(message, limit, reason);
+        } else {
+            self.wait(message, NEXT);
+        }
+    }
+
     /// The clones' counts must equal the frozen sources'.
     fn verify_clones(&mut self) {
         let counts = match &self.obs.clone_counts {
-            None => return self.wait("Counting documents in the clones".into(), NEXT),
+            None => {
+                return self.wait_next_or_timeout(
+                    "Counting documents in the clones".into(),
+                    &self.spec.timeouts.clone.clone(),
+                    Reason::CloneTimedOut,
+                );
+            }
             Some(Err(e)) => {
                 return self.wait_or_timeout(
                     format!("Counting documents in the clones failed, retrying: {e}"),

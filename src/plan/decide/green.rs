@@ -34,10 +34,20 @@ impl Machine<'_> {
         match self.obs.green.clone() {
             Some(g) if self.green_matches(&g, want) => {
                 if g.observed_generation < g.generation {
-                    self.wait(
-                        format!("Waiting for Deployment {name} to be observed"),
-                        SAFETY,
-                    );
+                    if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
+                        self.fail(
+                            Reason::GreenRolloutTimedOut,
+                            format!(
+                                "Deployment {name} was not observed by its controller within {} (spec.timeouts.rollout): check that kube-controller-manager runs",
+                                self.spec.timeouts.rollout
+                            ),
+                        );
+                    } else {
+                        self.wait(
+                            format!("Waiting for Deployment {name} to be observed"),
+                            SAFETY,
+                        );
+                    }
                 } else {
                     self.advance(
                         Phase::Migrating,
@@ -77,9 +87,22 @@ impl Machine<'_> {
             return ControlFlow::Break(());
         }
         if g.env.iter().any(|f| f.value == EnvValue::NotRead) {
-            self.wait(
+            // Migrating's deadline covers its gates; DeployingGreen's is a rollout's.
+            let (limit, reason) = if self.st.phase == Phase::Migrating {
+                (
+                    self.spec.migration.timeout.clone(),
+                    Reason::MigrationTimedOut,
+                )
+            } else {
+                (
+                    self.spec.timeouts.rollout.clone(),
+                    Reason::GreenRolloutTimedOut,
+                )
+            };
+            self.wait_or_timeout(
                 format!("Reading the variables of Deployment {}", g.name),
-                POLL,
+                &limit,
+                reason,
             );
             return ControlFlow::Break(());
         }
@@ -268,10 +291,21 @@ impl Machine<'_> {
         }
     }
 
-    /// A stale lock holds the plan (no timeout) until a person releases it; breaks then.
-    /// Clears the condition once the lock moved.
+    /// A stale lock holds the plan until a person releases it, reported long before the
+    /// timeout; `migration.timeout` still bounds it (the old version is restored, the app is
+    /// not left read-only). Breaks then. Clears the condition once the lock moved.
     fn stale_lock(&mut self, stale: Option<String>) -> ControlFlow<()> {
         if let Some(msg) = stale {
+            if self.phase_deadline_passed(&self.spec.migration.timeout) {
+                self.fail(
+                    Reason::MigrationTimedOut,
+                    format!(
+                        "The migration gates did not pass within {}: the migration lock was stale and nobody released it. {msg}",
+                        self.spec.migration.timeout
+                    ),
+                );
+                return ControlFlow::Break(());
+            }
             if self.set_cond(
                 cond::MIGRATION_LOCK_STALE,
                 true,

@@ -75,7 +75,18 @@ impl Machine<'_> {
         {
             match &self.obs.read_only_probe {
                 None => {
-                    self.wait("Verifying that the old version refuses writes".into(), POLL);
+                    let msg = "Verifying that the old version refuses writes".to_string();
+                    if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
+                        self.fail(
+                            Reason::ReadOnlyUnverified,
+                            format!(
+                                "The readOnly.verify write to Deployment {} got no answer within {} (spec.timeouts.rollout); check that its pods are reachable on the probe's port",
+                                blue.name, self.spec.timeouts.rollout
+                            ),
+                        );
+                    } else {
+                        self.wait(msg, POLL);
+                    }
                     return;
                 }
                 Some(p) if !p.ok => {

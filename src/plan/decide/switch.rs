@@ -5,6 +5,7 @@ use crate::crd::{Color, Phase};
 
 use super::super::conditions as cond;
 use super::super::decision::Action;
+use super::super::names;
 use super::super::reason::Reason;
 use super::{Machine, NEXT, SAFETY};
 
@@ -42,22 +43,17 @@ impl Machine<'_> {
 
     pub(super) fn lifting_read_only(&mut self) {
         let Some(green) = self.obs.green.clone() else {
-            self.set_cond(
-                cond::DEGRADED,
-                true,
-                Reason::GreenDeploymentMissing,
-                "The new version's Deployment is gone after the switch",
-            );
-            self.wait(
-                format!("Deployment {} is missing after the switch; restore it or roll back with spec.traffic: blue", self.green_name()),
-                SAFETY,
-            );
+            self.green_missing_after_switch();
             return;
         };
         if green.read_only_env {
-            if self.st.read_only_lifted_at.is_none() && self.obs.clone_counts.is_none() {
+            if self.st.read_only_lifted_at.is_none()
+                && self.obs.clone_counts.is_none()
+                && !self.phase_deadline_passed(&self.spec.timeouts.rollout)
+            {
                 // Entered in this reconcile from the switch: the clones were not counted yet,
-                // and that count is the baseline DataDiverged measures writes against.
+                // and that count is the baseline DataDiverged measures writes against. Only a
+                // measurement: past the deadline the lift goes ahead without it.
                 self.wait("Counting the clones before lifting read-only".into(), NEXT);
                 return;
             }
@@ -87,25 +83,34 @@ impl Machine<'_> {
             return;
         }
         if !green.rolled_out() {
-            if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
-                self.set_cond(
-                    cond::DEGRADED,
-                    true,
-                    Reason::RolloutSlow,
-                    &format!(
-                        "Deployment {} has not rolled out read-write within {}",
-                        green.name, self.spec.timeouts.rollout
-                    ),
-                );
-            }
-            self.wait(
-                format!(
-                    "Waiting for Deployment {} to roll out read-write: {}",
-                    green.name,
-                    green.rollout_summary()
-                ),
-                SAFETY,
+            let waiting = format!(
+                "Waiting for Deployment {} to roll out read-write: {}",
+                green.name,
+                green.rollout_summary()
             );
+            if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
+                let msg = format!(
+                    "Deployment {name} (the new version) has not rolled out read-write within {limit} (spec.timeouts.rollout): {summary}. \
+                     Service {service} sends traffic to it and read-only was lifted{at}, so writes go to the clones and a rollback would lose them: cutover does not roll back on its own and keeps waiting. \
+                     Check its pods: kubectl describe pods -l {label}={name}, and their events and logs (image, resources, quota, readiness probe). \
+                     It continues once the rollout completes; to go back to the old version anyway set spec.traffic: blue and spec.rollback.acceptDataLoss: true.",
+                    name = green.name,
+                    limit = self.spec.timeouts.rollout,
+                    summary = green.rollout_summary(),
+                    service = self.spec.app.service,
+                    at = self
+                        .st
+                        .read_only_lifted_at
+                        .map_or(String::new(), |t| format!(" at {t}")),
+                    label = names::TRACK_LABEL,
+                );
+                if self.set_cond(cond::DEGRADED, true, Reason::RolloutSlow, &msg) {
+                    self.warn(Reason::RolloutSlow, &msg);
+                }
+                self.wait(msg, SAFETY);
+            } else {
+                self.wait(waiting, SAFETY);
+            }
             return;
         }
         self.set_cond(cond::DEGRADED, false, Reason::Healthy, "");
@@ -113,6 +118,32 @@ impl Machine<'_> {
             Phase::CleaningUp,
             "The new version serves read-write; handing it over",
         );
+    }
+
+    /// The new Deployment is gone after the switch. Before the lift nothing was written to the
+    /// clones: restoring the old version is lossless. After it, Degraded with instructions and
+    /// a Warning event; never a rollback on its own.
+    fn green_missing_after_switch(&mut self) {
+        let green = self.green_name();
+        let Some(lifted) = self.st.read_only_lifted_at else {
+            self.fail(
+                Reason::GreenDeploymentMissing,
+                format!(
+                    "Deployment {green} disappeared after the switch, before read-only was lifted"
+                ),
+            );
+            return;
+        };
+        let msg = format!(
+            "Deployment {green} (the new version) is gone after the switch; read-only was lifted at {lifted}, so writes since then are in the clones ({clones}) and a rollback would lose them. \
+             Restore {green} (e.g. re-apply it against the clones); cutover keeps waiting and continues once it runs read-write. \
+             To go back to the old version anyway set spec.traffic: blue and spec.rollback.acceptDataLoss: true.",
+            clones = self.targets.clones().join(", "),
+        );
+        if self.set_cond(cond::DEGRADED, true, Reason::GreenDeploymentMissing, &msg) {
+            self.warn(Reason::GreenDeploymentMissing, &msg);
+        }
+        self.wait(msg, SAFETY);
     }
 
     /// Hands the new Deployment over; the guarded cleanup steps run after `Succeeded`.

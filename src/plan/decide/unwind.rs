@@ -1,29 +1,47 @@
 //! Unwinding: deletion and a requested rollback pre-empt the forward sequence, and
 //! `RollingBack` restores the old version step by step before the plan ends.
 
-use crate::crd::{Color, Failure, Mode, Outcome, Phase};
+use std::time::Duration;
+
+use crate::crd::{Color, Failure, Mode, Outcome, Phase, Timestamp};
 
 use super::super::conditions as cond;
-use super::super::decision::Action;
+use super::super::decision::{Action, EventKind, EventNote};
+use super::super::names;
 use super::super::observed::JobState;
 use super::super::reason::Reason;
 use super::{Machine, SAFETY};
+
+/// A deleted plan lets go at most this many `timeouts.rollout` after its deletion: an unwind
+/// waits on up to three rollouts (the new version read-only, the old one ready, the old one
+/// read-write).
+const DELETION_ROLLOUTS: u32 = 3;
 
 impl Machine<'_> {
     /// Deletion and `spec.traffic: blue` pre-empt the forward sequence. True when handled.
     pub(super) fn interrupted(&mut self) -> bool {
         let phase = self.st.phase;
         if self.obs.plan.deleting {
-            if phase == Phase::RollingBack {
+            if phase.is_terminal() {
+                return true;
+            }
+            if let Some(at) = self.obs.plan.deleted_at
+                && self.now.since(at) > self.deletion_bound()
+            {
+                self.let_go_after_deletion(at);
+                return true;
+            }
+            if phase == Phase::RollingBack && !self.rollback_would_lose_writes() {
                 return false;
             }
-            if !phase.is_terminal() {
-                self.fail(
-                    Reason::PlanDeleted,
-                    "The plan was deleted mid-way; restoring the old version before letting go"
-                        .into(),
-                );
+            if self.lifted() {
+                self.hand_over_on_deletion();
+                return true;
             }
+            self.fail(
+                Reason::PlanDeleted,
+                "The plan was deleted mid-way; restoring the old version before letting go".into(),
+            );
             return true;
         }
 
@@ -73,19 +91,8 @@ impl Machine<'_> {
             return true;
         }
 
-        if let Some(lifted) = self.st.read_only_lifted_at
-            && !self.spec.rollback.accept_data_loss
-        {
-            let writes = self.writes_since_lift();
-            let msg = format!(
-                "Rollback refused: read-only was lifted on the new version at {lifted}; writes since then exist only in the clones{writes} and would be lost. \
-                 Set spec.rollback.acceptDataLoss: true to roll back anyway, or set spec.traffic back to green."
-            );
-            if self.set_cond(cond::DATA_DIVERGED, true, Reason::WritesSinceLift, &msg) {
-                self.warn(Reason::DataDiverged, &msg);
-            }
-            self.st.message = msg;
-            self.requeue = Some(SAFETY);
+        if self.st.read_only_lifted_at.is_some() && !self.spec.rollback.accept_data_loss {
+            self.refuse_data_loss();
             return true;
         }
 
@@ -101,6 +108,24 @@ impl Machine<'_> {
             "Rolling back to the old version as requested (spec.traffic: blue)",
         );
         true
+    }
+
+    /// A rollback after the lift without `rollback.acceptDataLoss`: DataDiverged, nothing moves.
+    fn refuse_data_loss(&mut self) {
+        let lifted = self
+            .st
+            .read_only_lifted_at
+            .map_or_else(|| "an earlier reconcile".to_string(), |t| t.to_string());
+        let writes = self.writes_since_lift();
+        let msg = format!(
+            "Rollback refused: read-only was lifted on the new version at {lifted}; writes since then exist only in the clones{writes} and would be lost. \
+             Set spec.rollback.acceptDataLoss: true to roll back anyway, or set spec.traffic back to green."
+        );
+        if self.set_cond(cond::DATA_DIVERGED, true, Reason::WritesSinceLift, &msg) {
+            self.warn(Reason::DataDiverged, &msg);
+        }
+        self.st.message = msg;
+        self.requeue = Some(SAFETY);
     }
 
     /// " (N documents added since read-only was lifted)", when the clones were counted then
@@ -136,6 +161,13 @@ impl Machine<'_> {
         }
         let green_name = self.green_name();
         let on_green = self.service_tracks(&green_name);
+
+        // Every path back after the lift obeys DataDiverged: until the new version is frozen,
+        // moving traffic back needs rollback.acceptDataLoss (a failure alone is not enough).
+        if self.rollback_would_lose_writes() {
+            self.refuse_data_loss();
+            return;
+        }
 
         // Writes may have reached the new version: freeze it before traffic moves back.
         if self.st.read_only_lifted_at.is_some()
@@ -188,12 +220,13 @@ impl Machine<'_> {
         }
         if on_green {
             if blue.ready_replicas == 0 {
-                self.wait(
+                self.rollback_stuck(
                     format!(
-                        "Waiting for a ready pod of {} before moving traffic back",
-                        blue.name
+                        "Waiting for a ready pod of {} before moving traffic back ({}); traffic stays on {green_name} meanwhile",
+                        blue.name,
+                        blue.rollout_summary(),
                     ),
-                    SAFETY,
+                    &blue.name,
                 );
                 return;
             }
@@ -218,13 +251,13 @@ impl Machine<'_> {
             return;
         }
         if !blue.rolled_out() {
-            self.wait(
+            self.rollback_stuck(
                 format!(
-                    "Waiting for {} to roll out read-write: {}",
+                    "Waiting for {} to roll out read-write ({})",
                     blue.name,
                     blue.rollout_summary()
                 ),
-                SAFETY,
+                &blue.name,
             );
             return;
         }
@@ -259,6 +292,185 @@ impl Machine<'_> {
         self.finish_unwinding(String::new());
     }
 
+    // ---- deletion ----------------------------------------------------------------------------
+
+    /// Read-only was lifted on the new version: writes since then exist only in the clones.
+    fn lifted(&self) -> bool {
+        self.spec.mode == Mode::Upgrade
+            && (self.st.read_only_lifted_at.is_some()
+                || matches!(self.st.phase, Phase::CleaningUp | Phase::Succeeded))
+    }
+
+    /// Moving traffic back now would drop writes nobody accepted losing: read-only was lifted,
+    /// the new version still takes writes with traffic, and `rollback.acceptDataLoss` is off.
+    fn rollback_would_lose_writes(&self) -> bool {
+        let green = self.green_name();
+        self.lifted()
+            && !self.spec.rollback.accept_data_loss
+            && self.service_tracks(&green)
+            && self
+                .obs
+                .green
+                .as_ref()
+                .is_some_and(|g| g.replicas > 0 && !g.read_only_env)
+    }
+
+    fn deletion_bound(&self) -> Duration {
+        self.spec.timeouts.rollout.as_std() * DELETION_ROLLOUTS
+    }
+
+    /// The plan was deleted after the lift: rolling back would drop every write since, so
+    /// the new version is kept, read-write, handed over (no longer owned by the plan, so not
+    /// garbage-collected with it), and the plan lets go. No cleanup step runs: the old
+    /// version, the sources, the clones' other copies and the backups stay as they are.
+    fn hand_over_on_deletion(&mut self) {
+        let green = self.green_name();
+        let blue = self.spec.app.deployment.clone();
+        let service = self.spec.app.service.clone();
+        let lifted = self
+            .st
+            .read_only_lifted_at
+            .map_or_else(|| "an earlier reconcile".to_string(), |t| t.to_string());
+        let Some(g) = self.obs.green.clone() else {
+            let msg = format!(
+                "The plan was deleted after read-only was lifted on the new version at {lifted}, but its Deployment {green} is gone, so there is nothing to hand over. \
+                 cutover does not move traffic back to {blue}: writes made since the lift exist only in the clones ({clones}). \
+                 Restore {green} against the clones, or carry those writes over before pointing Service {service} at {blue}. Letting go of the plan.",
+                clones = self.targets.clones().join(", "),
+            );
+            self.st.failure = Some(Failure {
+                phase: self.st.phase,
+                reason: Reason::GreenDeploymentMissing.as_str().into(),
+                message: msg.clone(),
+            });
+            self.warn(Reason::GreenDeploymentMissing, &msg);
+            self.close_current(Outcome::Interrupted, "the plan was deleted");
+            self.enter_terminal(Phase::Failed, &msg);
+            return;
+        };
+        if g.read_only_env {
+            self.act(
+                Action::SetReadOnly {
+                    color: Color::Green,
+                    enabled: false,
+                },
+                format!(
+                    "The plan was deleted after read-only was lifted: making {green} read-write before letting go"
+                ),
+            );
+            return;
+        }
+        if g.owned_by_plan {
+            self.act(
+                Action::ReleaseGreen,
+                format!(
+                    "The plan was deleted after read-only was lifted: handing Deployment {green} over (the plan no longer owns it) before letting go"
+                ),
+            );
+            return;
+        }
+        self.set_cond(
+            cond::READ_ONLY,
+            false,
+            Reason::Lifted,
+            "The application serves read-write",
+        );
+        let msg = format!(
+            "The plan was deleted after read-only was lifted on the new version at {lifted}: writes made since then exist only in the clones, so a rollback would lose them. \
+             The new version {green} ({image}) was kept, read-write, behind Service {service}, and handed over (the plan no longer owns it). \
+             No cleanup step ran: Deployment {blue} (the old version), the source databases and the backups were left as they are; remove them when no longer needed.",
+            image = self.spec.target.image,
+        );
+        self.events.push(EventNote {
+            kind: EventKind::Normal,
+            reason: Reason::NewVersionKept,
+            note: msg.clone(),
+        });
+        self.close_current(Outcome::Interrupted, "the plan was deleted");
+        self.enter_terminal(Phase::Succeeded, &msg);
+    }
+
+    /// What runs after deletion did not finish within its bound: say where things stand and
+    /// let go, so the plan object goes away.
+    fn let_go_after_deletion(&mut self, deleted_at: Timestamp) {
+        let msg = format!(
+            "The plan was deleted at {deleted_at} and what cutover still had to do did not finish within {bound} ({DELETION_ROLLOUTS} × spec.timeouts.rollout); letting go so the deletion completes. \
+             It was at: {last}. Where things stand: {state}",
+            bound = human(self.deletion_bound()),
+            last = self.st.message,
+            state = self.where_things_stand(),
+        );
+        self.st.failure = Some(Failure {
+            phase: self.st.phase,
+            reason: Reason::DeletionTimedOut.as_str().into(),
+            message: msg.clone(),
+        });
+        self.warn(Reason::DeletionTimedOut, &msg);
+        self.close_current(Outcome::Interrupted, "the plan was deleted");
+        self.enter_terminal(Phase::Failed, &msg);
+    }
+
+    /// Which version takes traffic, which is read-only, and what the plan still owns: for a
+    /// person taking over by hand.
+    fn where_things_stand(&self) -> String {
+        let var = &self.spec.read_only.env.name;
+        let mut parts = Vec::new();
+        let tracked = self
+            .obs
+            .service
+            .as_ref()
+            .and_then(|s| s.selector.get(names::TRACK_LABEL).cloned());
+        parts.push(match tracked {
+            Some(d) => format!("Service {} selects {d}", self.spec.app.service),
+            None => format!(
+                "Service {} selects no version by track",
+                self.spec.app.service
+            ),
+        });
+        for (what, d) in [("old", &self.obs.blue), ("new", &self.obs.green)] {
+            let Some(d) = d else { continue };
+            parts.push(format!(
+                "the {what} version {} has {} replicas ({}){}{}",
+                d.name,
+                d.replicas,
+                d.rollout_summary(),
+                if d.read_only_env {
+                    format!(", read-only (remove variable {var} to lift it)")
+                } else {
+                    ", read-write".into()
+                },
+                if d.owned_by_plan {
+                    ", still owned by the plan (Kubernetes deletes it with the plan)"
+                } else {
+                    ""
+                },
+            ));
+        }
+        format!("{}.", parts.join("; "))
+    }
+
+    /// A rollback step waits on the old version `deployment`; past `timeouts.rollout`,
+    /// Degraded with what to check and a Warning event once; the rollback keeps trying.
+    fn rollback_stuck(&mut self, waiting: String, deployment: &str) {
+        let check = format!(
+            "Check its pods: kubectl describe pods -l {}={deployment}",
+            names::TRACK_LABEL
+        );
+        if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
+            let msg = format!(
+                "{waiting}, for more than {} (spec.timeouts.rollout). {check} (image, resources, quota, readiness probe). cutover keeps trying; a deleted plan lets go within {} of its deletion",
+                self.spec.timeouts.rollout,
+                human(self.deletion_bound())
+            );
+            if self.set_cond(cond::DEGRADED, true, Reason::RollbackStuck, &msg) {
+                self.warn(Reason::RollbackStuck, &msg);
+            }
+            self.wait(msg, SAFETY);
+        } else {
+            self.wait(format!("{waiting}. {check}"), SAFETY);
+        }
+    }
+
     fn finish_unwinding(&mut self, problem: String) {
         if let Some(f) = self.st.failure.clone() {
             let mut msg = format!(
@@ -282,5 +494,14 @@ impl Machine<'_> {
                 "Traffic is back on the old version, which serves read-write; the new version is scaled to 0 and the clones are kept",
             );
         }
+    }
+}
+
+/// 30m, 1h, 45s: a bound as a person reads it.
+fn human(d: Duration) -> String {
+    match d.as_secs() {
+        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }

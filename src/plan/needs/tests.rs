@@ -21,6 +21,7 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
         deleting,
         ignored_changes: Vec::new(),
         failing: None,
+        deleted_at: None,
     };
     let r = needs(spec, Some(status), &meta, &t);
     assert_eq!(

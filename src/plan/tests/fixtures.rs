@@ -117,6 +117,7 @@ pub(super) fn world() -> Observed {
             deleting: false,
             ignored_changes: Vec::new(),
             failing: None,
+            deleted_at: None,
         },
         blue: Some(deployment("squidex", 2)),
         green: None,

@@ -359,18 +359,30 @@ fn stale_migration_lock_is_reported_not_waited_on() {
             .iter()
             .any(|e| e.reason.as_str() == "MigrationLockStale")
     );
-    // Even past the migration timeout a stale lock waits for a human instead of failing.
-    let d2 = decide(&s, Some(&d.status), &w, t(1000));
+    // Until the migration timeout a stale lock waits for a human instead of failing.
+    let d2 = decide(&s, Some(&d.status), &w, t(590));
     assert_eq!(d2.status.phase, Phase::Migrating);
     assert!(d2.events.is_empty(), "the warning is emitted once");
-    // Released: the condition clears and the plan goes on.
+    // Past it, the old version is restored (the app is not left read-only), saying why.
+    let late = decide(&s, Some(&d2.status), &w, t(601));
+    assert_eq!(late.status.phase, Phase::RollingBack);
+    let f = late.status.failure.as_ref().unwrap();
+    assert_eq!(f.reason, "MigrationTimedOut");
+    assert!(
+        f.message
+            .contains("the migration lock was stale and nobody released it")
+            && f.message.contains("updateOne("),
+        "{}",
+        f.message
+    );
+    // Released in time: the condition clears and the plan goes on.
     w.migration_doc = Some(Ok(Some(MigrationDoc {
         version: Some(2),
         locked: false,
         raw: "{}".into(),
     })));
     w.green.as_mut().unwrap().ready_replicas = 2;
-    let d3 = decide(&s, Some(&d2.status), &w, t(1001));
+    let d3 = decide(&s, Some(&d2.status), &w, t(591));
     assert!(!cond::is_true(
         &d3.status.conditions,
         cond::MIGRATION_LOCK_STALE

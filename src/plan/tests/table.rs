@@ -20,12 +20,18 @@ pub(super) fn no_world(_: &mut Observed) {}
 
 /// Decides each row and checks the phase, the action and what was said.
 pub(super) fn run(cases: Vec<Case>) {
+    run_with(cases, |_| {});
+}
+
+/// `run`, each row's status first changed by `status` (e.g. read-only already lifted).
+pub(super) fn run_with(cases: Vec<Case>, status: fn(&mut UpgradePlanStatus)) {
     for c in cases {
         let mut s = spec();
         (c.spec)(&mut s);
         let mut w = world_in(c.phase);
         (c.world)(&mut w);
-        let st = status_in(c.phase);
+        let mut st = status_in(c.phase);
+        status(&mut st);
         let d = decide(&s, Some(&st), &w, t(c.now));
         assert_eq!(
             d.status.phase, c.want_phase,

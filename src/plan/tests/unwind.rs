@@ -1,6 +1,6 @@
 //! Requested rollbacks, deletion mid-way, and terminal phases that stay put.
 
-use super::table::{Case, no_spec, no_world, run};
+use super::table::{Case, no_spec, no_world, run, run_with};
 use super::*;
 
 pub(super) fn cases() -> Vec<Case> {
@@ -126,6 +126,337 @@ pub(super) fn cases() -> Vec<Case> {
 #[test]
 fn table() {
     run(cases());
+}
+
+fn deleted(w: &mut Observed) {
+    w.plan.deleting = true;
+    w.plan.deleted_at = Some(t(0));
+}
+
+fn lifted(st: &mut UpgradePlanStatus) {
+    st.read_only_lifted_at = Some(t(-5));
+    st.active_color = Some(Color::Green);
+}
+
+/// A plan deleted after read-only was lifted keeps the new version: made read-write, handed
+/// over, then let go, whatever phase it was in; never a rollback.
+fn deletion_after_lift() -> Vec<Case> {
+    use Phase::*;
+    vec![
+        Case {
+            name: "deleted after the lift, new version still read-only: made read-write first",
+            phase: LiftingReadOnly,
+            spec: no_spec,
+            world: deleted,
+            now: 1,
+            want_phase: LiftingReadOnly,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Green,
+                enabled: false,
+            }),
+            want_message: "making squidex-up7 read-write before letting go",
+        },
+        Case {
+            name: "deleted after the lift, rolling out read-write: handed over without waiting",
+            phase: LiftingReadOnly,
+            spec: no_spec,
+            world: |w| {
+                deleted(w);
+                let g = w.green.as_mut().unwrap();
+                g.read_only_env = false;
+                g.ready_replicas = 0;
+            },
+            now: 1,
+            want_phase: LiftingReadOnly,
+            want_action: Some(Action::ReleaseGreen),
+            want_message: "handing Deployment squidex-up7 over",
+        },
+        Case {
+            name: "deleted while cleaning up: handed over",
+            phase: CleaningUp,
+            spec: no_spec,
+            world: deleted,
+            now: 1,
+            want_phase: CleaningUp,
+            want_action: Some(Action::ReleaseGreen),
+            want_message: "handing Deployment squidex-up7 over",
+        },
+        Case {
+            name: "deleted after the lift, handed over: lets go keeping the new version, no cleanup",
+            phase: CleaningUp,
+            spec: |s| {
+                s.cleanup.delete_blue_after = Some(dur("0s"));
+                s.cleanup.drop_source_databases_after = Some(dur("0s"));
+            },
+            world: |w| {
+                deleted(w);
+                w.green.as_mut().unwrap().owned_by_plan = false;
+            },
+            now: 1,
+            want_phase: Succeeded,
+            want_action: None,
+            want_message: "The new version squidex-up7 (squidex/squidex:7.0.0) was kept, read-write",
+        },
+        Case {
+            name: "deleted after the lift while suspended: still handed over",
+            phase: CleaningUp,
+            spec: |s| s.suspend = true,
+            world: |w| {
+                deleted(w);
+                w.green.as_mut().unwrap().owned_by_plan = false;
+            },
+            now: 1,
+            want_phase: Succeeded,
+            want_action: None,
+            want_message: "was kept, read-write",
+        },
+        Case {
+            name: "deleted after the lift with traffic: blue requested: no rollback",
+            phase: CleaningUp,
+            spec: |s| s.traffic = Color::Blue,
+            world: deleted,
+            now: 1,
+            want_phase: CleaningUp,
+            want_action: Some(Action::ReleaseGreen),
+            want_message: "handing Deployment squidex-up7 over",
+        },
+        Case {
+            name: "deleted after the lift, new version gone: lets go, traffic not moved",
+            phase: LiftingReadOnly,
+            spec: no_spec,
+            world: |w| {
+                deleted(w);
+                w.green = None;
+            },
+            now: 1,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "cutover does not move traffic back to squidex",
+        },
+        Case {
+            name: "deleted while a rollback would lose writes: handed over instead",
+            phase: RollingBack,
+            spec: no_spec,
+            world: |w| {
+                deleted(w);
+                w.green = Some(GreenSim::serving());
+                w.service
+                    .as_mut()
+                    .unwrap()
+                    .selector
+                    .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
+            },
+            now: 1,
+            want_phase: RollingBack,
+            want_action: Some(Action::ReleaseGreen),
+            want_message: "handing Deployment squidex-up7 over",
+        },
+        Case {
+            name: "rolling back after the lift without acceptDataLoss: refused, nothing moves",
+            phase: RollingBack,
+            spec: no_spec,
+            world: |w| {
+                w.green = Some(GreenSim::serving());
+                w.service
+                    .as_mut()
+                    .unwrap()
+                    .selector
+                    .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
+            },
+            now: 1,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "Rollback refused",
+        },
+        Case {
+            name: "rolling back after the lift with acceptDataLoss: freezes the new version",
+            phase: RollingBack,
+            spec: |s| s.rollback.accept_data_loss = true,
+            world: |w| {
+                w.green = Some(GreenSim::serving());
+                w.service
+                    .as_mut()
+                    .unwrap()
+                    .selector
+                    .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
+            },
+            now: 1,
+            want_phase: RollingBack,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Green,
+                enabled: true,
+            }),
+            want_message: "read-only before traffic moves back",
+        },
+    ]
+}
+
+/// Deletion before the lift rolls back (lossless), and whatever runs after a deletion is
+/// bounded.
+fn deletion_bounded() -> Vec<Case> {
+    use Phase::*;
+    vec![
+        Case {
+            name: "deleted in LiftingReadOnly before the lift: rolls back",
+            phase: LiftingReadOnly,
+            spec: no_spec,
+            world: deleted,
+            now: 1,
+            want_phase: RollingBack,
+            want_action: None,
+            want_message: "deleted mid-way",
+        },
+        Case {
+            name: "deleted while rolling back, within the bound: keeps unwinding",
+            phase: RollingBack,
+            spec: no_spec,
+            world: deleted,
+            now: 1800,
+            want_phase: RollingBack,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
+            want_message: "Lifting read-only on the old version",
+        },
+        Case {
+            name: "deleted while rolling back, past the bound: lets go, saying where things stand",
+            phase: RollingBack,
+            spec: no_spec,
+            world: deleted,
+            now: 1801,
+            want_phase: Failed,
+            want_action: None,
+            want_message: "did not finish within 30m (3 × spec.timeouts.rollout); letting go so the deletion completes. It was at: ",
+        },
+    ]
+}
+
+#[test]
+fn deletion_after_the_lift_keeps_the_new_version() {
+    run_with(deletion_after_lift(), lifted);
+}
+
+#[test]
+fn deletion_before_the_lift_rolls_back_and_is_bounded() {
+    run(deletion_bounded());
+}
+
+struct GreenSim;
+
+impl GreenSim {
+    /// The new version serving read-write after the lift.
+    fn serving() -> DeploymentView {
+        let mut g = green_view(2);
+        g.read_only_env = false;
+        g
+    }
+}
+
+#[test]
+fn a_deleted_plan_past_its_bound_lets_go_saying_where_things_stand() {
+    let st = status_in(Phase::RollingBack);
+    let mut w = world_in(Phase::RollingBack);
+    deleted(&mut w);
+    let d = decide(&spec(), Some(&st), &w, t(1801));
+    assert_eq!(d.status.phase, Phase::Failed);
+    assert_eq!(d.action, None);
+    assert_eq!(
+        d.status.failure.as_ref().map(|f| f.reason.as_str()),
+        Some("DeletionTimedOut")
+    );
+    let warning = d
+        .events
+        .iter()
+        .find(|e| e.reason == Reason::DeletionTimedOut)
+        .expect("a DeletionTimedOut event");
+    assert_eq!(warning.kind, EventKind::Warning);
+    for fragment in [
+        "selects squidex;",
+        "the old version squidex has 2 replicas (2/2 updated, 2/2 ready), read-only (remove variable MODE__ISREADONLY to lift it)",
+    ] {
+        assert!(
+            warning.note.contains(fragment),
+            "{fragment}: {}",
+            warning.note
+        );
+    }
+    // Within the bound, the same plan keeps unwinding.
+    let d2 = decide(&spec(), Some(&st), &w, t(1799));
+    assert_eq!(d2.status.phase, Phase::RollingBack);
+}
+
+#[test]
+fn deletion_after_the_lift_says_the_new_version_was_kept() {
+    let mut st = status_in(Phase::CleaningUp);
+    lifted(&mut st);
+    let mut w = world_in(Phase::CleaningUp);
+    deleted(&mut w);
+    w.green.as_mut().unwrap().owned_by_plan = false;
+    let d = decide(&spec(), Some(&st), &w, t(1));
+    let kept: Vec<_> = d
+        .events
+        .iter()
+        .filter(|e| e.reason == Reason::NewVersionKept)
+        .collect();
+    assert_eq!(kept.len(), 1, "{:?}", d.events);
+    assert_eq!(kept[0].kind, EventKind::Normal);
+    assert!(kept[0].note.contains("a rollback would lose them"));
+    assert!(
+        !d.events.iter().any(|e| e.kind == EventKind::Warning),
+        "{:?}",
+        d.events
+    );
+    assert!(!cond::is_true(&d.status.conditions, cond::READ_ONLY));
+    assert!(d.status.cleanup.is_none(), "no cleanup step ran");
+}
+
+#[test]
+fn walks_deletion_after_the_lift_to_a_kept_new_version() {
+    let mut sim = Sim::new();
+    let mut deleted_at = None;
+    let (st, actions) = walk(&spec(), &mut sim, None, |step, st, _, sim| {
+        if st.read_only_lifted_at.is_some() && deleted_at.is_none() {
+            // Deleted right after the lift, while the new version still rolls out.
+            deleted_at = Some(t(step as i64));
+            sim.w.plan.deleting = true;
+            sim.w.plan.deleted_at = deleted_at;
+            sim.w.green.as_mut().unwrap().ready_replicas = 0;
+        }
+    });
+    assert!(deleted_at.is_some());
+    assert_eq!(st.phase, Phase::Succeeded);
+    let after_lift = actions
+        .iter()
+        .skip_while(|a| {
+            **a != Action::SetReadOnly {
+                color: Color::Green,
+                enabled: false,
+            }
+        })
+        .skip(1)
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(after_lift, vec![Action::ReleaseGreen], "{actions:?}");
+    let g = sim.w.green.as_ref().unwrap();
+    assert!(!g.read_only_env && !g.owned_by_plan);
+    assert_eq!(
+        sim.w.blue.as_ref().unwrap().replicas,
+        2,
+        "blue left as it is"
+    );
+    assert_eq!(
+        sim.w
+            .service
+            .as_ref()
+            .unwrap()
+            .selector
+            .get(names::TRACK_LABEL)
+            .map(String::as_str),
+        Some("squidex-up7"),
+        "traffic stays on the new version"
+    );
+    assert!(st.phases.last().unwrap().detail.contains("was kept"));
 }
 
 #[test]
