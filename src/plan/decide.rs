@@ -24,6 +24,7 @@ use super::targets::{Targets, targets};
 mod cleanup;
 mod data;
 mod green;
+mod owned;
 mod pending;
 mod progress;
 mod read_only;
@@ -106,7 +107,7 @@ impl Machine<'_> {
             self.push_record(Phase::Pending, "The plan changed; checking it again");
         }
 
-        if self.interrupted() {
+        if self.interrupted() || self.foreign_found() {
             return;
         }
 

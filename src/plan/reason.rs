@@ -55,6 +55,8 @@ reasons! {
     GreenDeploymentMissing => "GreenDeploymentMissing",
     ServiceMissing => "ServiceMissing",
     PlanDeleted => "PlanDeleted",
+    /// After Pending, an object appeared under a name the plan needs that is not its own.
+    ForeignObject => "ForeignObject",
 
     // ---- ReadOnly
     ReadOnlyRequested => "ReadOnlyRequested",

@@ -14,6 +14,7 @@ use fixtures::*;
 mod cleanup;
 mod data;
 mod green;
+mod owned;
 mod pending;
 mod read_only;
 mod server_copy;
