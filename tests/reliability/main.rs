@@ -14,6 +14,7 @@ mod bad_inputs;
 mod env_guard;
 mod failures;
 mod one_plan;
+mod ownership;
 mod restart;
 mod rollback;
 mod stale_lock;
