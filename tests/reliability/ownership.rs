@@ -111,8 +111,8 @@ async fn names_taken_by_foreign_objects_refuse_the_plan_before_anything_moves() 
         f.message
     );
     for want in [
-        "Secret \"squidex-own-env\" already exists and is not this plan's (it has no owner reference to this plan; cutover never adopts, overwrites or deletes it): set spec.target.deploymentName to a free name",
-        "Job \"own-backup\" already exists and is not this plan's",
+        "Secret \"squidex-own-env\" already exists and does not belong to this plan (it has no owner reference to this plan; cutover never adopts, overwrites or deletes it): set spec.target.deploymentName to a free name",
+        "Job \"own-backup\" already exists and does not belong to this plan",
     ] {
         assert!(f.message.contains(want), "{:?} lacks {want:?}", f.message);
     }

@@ -243,7 +243,7 @@ impl Machine<'_> {
                 "delete it if it is a leftover, or give the plan another name"
             };
             errors.push(format!(
-                "{what} already exists and is not this plan's (it has no owner reference to this plan; cutover never adopts, overwrites or deletes it): {todo}"
+                "{what} already exists and does not belong to this plan (it has no owner reference to this plan; cutover never adopts, overwrites or deletes it): {todo}"
             ));
         }
     }

@@ -31,7 +31,7 @@ pub(super) fn cases() -> Vec<Case> {
             now: 0,
             want_phase: Failed,
             want_action: None,
-            want_message: "Secret \"squidex-up7-env\" already exists and is not this plan's (it has no owner reference to this plan; cutover never adopts, overwrites or deletes it): set spec.target.deploymentName to a free name",
+            want_message: "Secret \"squidex-up7-env\" already exists and does not belong to this plan (it has no owner reference to this plan; cutover never adopts, overwrites or deletes it): set spec.target.deploymentName to a free name",
         },
         Case {
             name: "pending: a foreign Job under the plan's name refuses the plan",
@@ -41,7 +41,7 @@ pub(super) fn cases() -> Vec<Case> {
             now: 0,
             want_phase: Failed,
             want_action: None,
-            want_message: "Job \"up7-backup\" already exists and is not this plan's (it has no owner reference to this plan; cutover never adopts, overwrites or deletes it): delete it if it is a leftover, or give the plan another name",
+            want_message: "Job \"up7-backup\" already exists and does not belong to this plan (it has no owner reference to this plan; cutover never adopts, overwrites or deletes it): delete it if it is a leftover, or give the plan another name",
         },
         Case {
             name: "pending: a foreign new-version Deployment refuses the plan",
