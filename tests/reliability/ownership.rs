@@ -151,14 +151,16 @@ async fn names_taken_by_foreign_objects_refuse_the_plan_before_anything_moves() 
     env.finish(&op, &app.ns, &all_dbs(&app, &[plan])).await;
 }
 
-/// A running Job named `<plan>-backup`, carrying the plan label, is created by someone else
-/// after the plan passed `Pending` (the old version's read-only rollout is held by pausing
-/// its Deployment, so the Job surely lands first). On the old code the plan's create got 409,
-/// took that for its own Job and waited on a Job it ignored, read-only, for ever. Now the plan
-/// fails (`ForeignObject`, naming the Job), restores the old version read-write, and leaves
-/// the Job running and unowned.
+/// A running Job named `<plan>-backup` and a Deployment named like the new version, both
+/// carrying the plan label, are created by someone else after the plan passed `Pending` (the
+/// old version's read-only rollout is held by pausing its Deployment, so they surely land
+/// first). On the old code the plan's create got 409, took that for its own Job and waited on
+/// a Job it ignored, read-only, for ever (and would have applied the new version over the
+/// Deployment with force, and deleted it on a rollback). Now the plan fails
+/// (`ForeignObject`, naming both), restores the old version read-write, and leaves the Job
+/// running and both objects unowned and unwritten.
 #[tokio::test]
-async fn a_job_taking_the_plans_name_mid_way_fails_the_plan_and_is_left_alone() {
+async fn objects_taking_the_plans_names_mid_way_fail_the_plan_and_are_left_alone() {
     let Some(env) = env().await else { return };
     let (app, before) = app_with_writes(&env, "rel-own-mid").await;
     let plan = "midway";
@@ -189,6 +191,23 @@ async fn a_job_taking_the_plans_name_mid_way_fails_the_plan_and_is_left_alone() 
     )
     .await;
     let job = foreign_job(&env, &app.ns, "midway-backup", plan).await;
+    let foreign_deployment: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "squidex-midway", "labels": {"cutover.dev/plan": plan}},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "someone-else"}},
+            "template": {
+                "metadata": {"labels": {"app": "someone-else"}},
+                "spec": {"containers": [{"name": "x", "image": "busybox"}]}
+            }
+        }
+    }))
+    .unwrap();
+    let foreign_deployment = deployments
+        .create(&PostParams::default(), &foreign_deployment)
+        .await
+        .expect("create the foreign Deployment");
     env.wait_plan(
         &op,
         &app.ns,
@@ -209,8 +228,13 @@ async fn a_job_taking_the_plans_name_mid_way_fails_the_plan_and_is_left_alone() 
         .await;
     let f = status(&p).failure.unwrap();
     assert_eq!(f.phase, Phase::EnteringReadOnly, "{}", f.message);
-    let want = "Job \"midway-backup\" appeared under a name this plan needs and is not its own (no owner reference to this plan): cutover leaves it alone and does not wait on it";
-    assert!(f.message.contains(want), "{:?} lacks {want:?}", f.message);
+    for want in [
+        "Job \"midway-backup\"",
+        "Deployment \"squidex-midway\"",
+        "appeared under a name this plan needs and is not its own (no owner reference to this plan): cutover leaves it alone and does not wait on it",
+    ] {
+        assert!(f.message.contains(want), "{:?} lacks {want:?}", f.message);
+    }
     assert_unwound(&p, Phase::EnteringReadOnly, Outcome::Failed, Phase::Failed);
     assert!(env.has_event(&app.ns, "ForeignObject", "Warning").await);
 
@@ -225,7 +249,15 @@ async fn a_job_taking_the_plans_name_mid_way_fails_the_plan_and_is_left_alone() 
         Some(1),
         "the foreign Job was stopped"
     );
-    assert!(env.deployment(&app.ns, "squidex-midway").await.is_none());
+    let deployment_after = env
+        .deployment(&app.ns, "squidex-midway")
+        .await
+        .expect("the foreign Deployment is still there");
+    assert_left_alone(&foreign_deployment.uid().unwrap(), &deployment_after);
+    assert_eq!(
+        deployment_after.spec, foreign_deployment.spec,
+        "the foreign Deployment changed"
+    );
     assert_no_clones(&env, plan).await;
     assert_eq!(source_counts(&env, &app).await, before);
     // It failed before the Service was pinned to the old version: it selects as it did.
