@@ -1,6 +1,13 @@
-//! Kubernetes writes. Every one is idempotent: a server-side apply with force under cutover's
-//! field manager on the objects cutover creates, a create that accepts "already exists", a
-//! delete that accepts "not found", or a merge patch of named keys on objects it does not own.
+//! Kubernetes writes. Every one is idempotent: a server-side apply under cutover's field
+//! manager, a create that accepts "already exists" (of its own object), a delete that accepts
+//! "not found", or a merge patch of named keys (the old version's read-only variable and track label).
+//!
+//! Own before you destroy: an object the plan creates is written, patched or deleted only when
+//! it carries the plan's mark (`observe::mark`: an owner reference to the plan's uid, or the
+//! uid the hand-over left). One that exists under the name and does not is refused
+//! (`ExecError::NotOwned`), never forced over. A write to an object that was read carries its
+//! uid (a delete as `preconditions.uid`, a patch as `metadata.uid`), so the API server refuses
+//! it when the object was deleted and re-created by someone else in between.
 
 use std::collections::BTreeMap;
 
@@ -10,17 +17,17 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
 };
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::crd::{Color, Mode, UpgradePlan};
-use crate::plan::Targets;
 use crate::plan::names::PLAN_LABEL;
+use crate::plan::{ObjectKind, Targets};
 use crate::uri::Uri;
 
 use super::build;
 use super::error::ExecError;
-use super::observe::World;
+use super::observe::{self, RELEASED_BY, World};
 
 /// The single field manager of everything cutover writes.
 pub const MANAGER: &str = "cutover";
@@ -83,6 +90,56 @@ impl<'a> Writer<'a> {
         self.world.green.as_ref().ok_or(ExecError::GreenMissing)
     }
 
+    /// The object carries this plan's mark (see `observe::mark`).
+    fn ours(&self, obj: &impl Resource) -> bool {
+        observe::mark(
+            obj.meta(),
+            &self.plan.name_any(),
+            self.plan.uid().as_deref().unwrap_or(""),
+        )
+        .is_ours()
+    }
+
+    /// Server-side applies an object the plan creates, only onto its own: one that exists
+    /// under the name without the plan's mark is refused; the plan's own is applied with its
+    /// uid (refused if it was deleted and re-created in between); an absent one is created by
+    /// an apply without force, which fails rather than take over the fields of an object
+    /// someone else created in the meantime.
+    async fn apply_owned<K>(&self, api: &Api<K>, kind: ObjectKind, mut obj: K) -> Result
+    where
+        K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let name = obj.name_any();
+        let params = match api.get_opt(&name).await? {
+            None => PatchParams::apply(MANAGER),
+            Some(existing) if self.ours(&existing) => {
+                obj.meta_mut().uid = existing.uid();
+                apply()
+            }
+            Some(_) => return Err(ExecError::NotOwned { kind, name }),
+        };
+        api.patch(&name, &params, &Patch::Apply(&obj)).await?;
+        Ok(())
+    }
+
+    /// Deletes an object the plan created, when it is there and its own (by its uid).
+    async fn delete_owned<K>(&self, api: &Api<K>, kind: ObjectKind, name: &str) -> Result
+    where
+        K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let Some(obj) = api.get_opt(name).await? else {
+            return Ok(());
+        };
+        if !self.ours(&obj) {
+            return Err(ExecError::NotOwned {
+                kind,
+                name: name.to_string(),
+            });
+        }
+        ignore_not_found(api.delete(name, &with_uid(obj.uid())).await.map(|_| ()))?;
+        Ok(())
+    }
+
     fn container(&self, d: &Deployment) -> Result<String> {
         Ok(build::app_container(
             d,
@@ -101,6 +158,9 @@ impl<'a> Writer<'a> {
                     &self.plan.spec.read_only.env,
                     enabled,
                 );
+                // The Deployment that was looked at, not one re-created under its name.
+                let mut patch = patch;
+                patch["metadata"] = json!({"uid": b.uid()});
                 self.deployments
                     .patch(&b.name_any(), &merge(), &Patch::Strategic(patch))
                     .await?;
@@ -109,12 +169,16 @@ impl<'a> Writer<'a> {
                 let g = self.green()?.clone();
                 let container = self.container(&g)?;
                 let name = g.name_any();
-                let d = build::for_reapply(build::with_env(
+                let uid = g.uid();
+                let mut d = build::for_reapply(build::with_env(
                     g,
                     &container,
                     &self.plan.spec.read_only.env,
                     enabled,
                 ));
+                // `green` is the plan's own (observe leaves a foreign one out); the uid makes
+                // the apply fail on one re-created under its name since.
+                d.metadata.uid = uid;
                 self.deployments
                     .patch(&name, &apply(), &Patch::Apply(d))
                     .await?;
@@ -125,12 +189,12 @@ impl<'a> Writer<'a> {
 
     pub async fn pin_service(&self, color: Color) -> Result {
         let track = self.targets.deployment(color);
+        let mut patch = build::service_track_patch(track);
+        if let Some(uid) = self.world.service.as_ref().and_then(|s| s.uid()) {
+            patch["metadata"]["uid"] = json!(uid);
+        }
         self.services
-            .patch(
-                &self.targets.service,
-                &merge(),
-                &Patch::Merge(build::service_track_patch(track)),
-            )
+            .patch(&self.targets.service, &merge(), &Patch::Merge(patch))
             .await?;
         Ok(())
     }
@@ -139,13 +203,11 @@ impl<'a> Writer<'a> {
     /// plan-owned Secret (never on their command line).
     pub async fn apply_tools_secret(&self, uri: &Uri) -> Result {
         let s = build::tools_secret(self.plan, self.targets, uri);
-        self.secrets
-            .patch(&s.name_any(), &apply(), &Patch::Apply(s))
-            .await?;
-        Ok(())
+        self.apply_owned(&self.secrets, ObjectKind::Secret, s).await
     }
 
     pub async fn create_job(&self, job: Job) -> Result {
+        let name = job.name_any();
         match self
             .jobs
             .create(
@@ -158,8 +220,16 @@ impl<'a> Writer<'a> {
             .await
         {
             Ok(_) => Ok(()),
-            // Created by an earlier attempt whose status write did not land: the Job is the record.
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            // Created by an earlier attempt whose status write did not land (the Job is the
+            // record), or by someone else: never taken for the plan's own.
+            Err(kube::Error::Api(s)) if s.code == 409 => match self.jobs.get_opt(&name).await? {
+                Some(j) if !self.ours(&j) => Err(ExecError::NotOwned {
+                    kind: ObjectKind::Job,
+                    name,
+                }),
+                // Deleted since: the next reconcile creates it.
+                _ => Ok(()),
+            },
             Err(e) => Err(e.into()),
         }
     }
@@ -186,19 +256,16 @@ impl<'a> Writer<'a> {
             service_selector: &selector,
         })?;
         if let Some(s) = secret {
-            self.secrets
-                .patch(&s.name_any(), &apply(), &Patch::Apply(s))
+            self.apply_owned(&self.secrets, ObjectKind::Secret, s)
                 .await?;
         }
-        self.deployments
-            .patch(&d.name_any(), &apply(), &Patch::Apply(&d))
+        self.apply_owned(&self.deployments, ObjectKind::Deployment, d)
             .await?;
         if plan.spec.mode == Mode::Rehearsal
             && let Some(svc) = &self.world.service
         {
             let preview = build::preview_service(plan, self.targets, svc);
-            self.services
-                .patch(&preview.name_any(), &apply(), &Patch::Apply(preview))
+            self.apply_owned(&self.services, ObjectKind::Service, preview)
                 .await?;
         }
         Ok(())
@@ -232,42 +299,46 @@ impl<'a> Writer<'a> {
                     key: cred.key.clone(),
                 })?;
             if let Some(s) = build::migration_env_secret(plan, self.targets, &value) {
-                self.secrets
-                    .patch(&s.name_any(), &apply(), &Patch::Apply(s))
+                self.apply_owned(&self.secrets, ObjectKind::Secret, s)
                     .await?;
             }
         }
         self.create_job(job).await
     }
 
+    /// Scales the Deployment that was looked at (the new version only as the plan's own).
     pub async fn scale(&self, color: Color, replicas: i32) -> Result {
+        let d = match color {
+            Color::Blue => self.blue()?,
+            Color::Green => self.green()?,
+        };
         self.deployments
             .patch(
-                self.targets.deployment(color),
+                &d.name_any(),
                 &merge(),
-                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                &Patch::Merge(json!({
+                    "metadata": {"uid": d.uid()},
+                    "spec": {"replicas": replicas},
+                })),
             )
             .await?;
         Ok(())
     }
 
+    /// Deletes the new version's Deployment, preview Service and Secret, each only as the
+    /// plan's own; a foreign one under those names is left alone (and reported as refused once
+    /// the others are gone).
     pub async fn delete_green(&self) -> Result {
         let t = self.targets;
-        let dp = DeleteParams::background();
-        ignore_not_found(self.deployments.delete(&t.green, &dp).await.map(|_| ()))?;
-        ignore_not_found(
-            self.services
-                .delete(&t.preview_service, &dp)
-                .await
-                .map(|_| ()),
-        )?;
-        ignore_not_found(
-            self.secrets
-                .delete(&t.green_env_secret, &dp)
-                .await
-                .map(|_| ()),
-        )?;
-        Ok(())
+        let results = [
+            self.delete_owned(&self.deployments, ObjectKind::Deployment, &t.green)
+                .await,
+            self.delete_owned(&self.services, ObjectKind::Service, &t.preview_service)
+                .await,
+            self.delete_owned(&self.secrets, ObjectKind::Secret, &t.green_env_secret)
+                .await,
+        ];
+        results.into_iter().collect()
     }
 
     pub async fn stop_jobs(&self) -> Result {
@@ -277,46 +348,62 @@ impl<'a> Writer<'a> {
             .await?;
         for j in listed {
             let active = j.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0;
-            if active {
-                let dp = DeleteParams {
-                    propagation_policy: Some(PropagationPolicy::Background),
-                    ..Default::default()
-                };
-                ignore_not_found(self.jobs.delete(&j.name_any(), &dp).await.map(|_| ()))?;
+            // The label is no proof: a Job someone else labelled is not stopped.
+            if active && self.ours(&j) {
+                ignore_not_found(
+                    self.jobs
+                        .delete(&j.name_any(), &with_uid(j.uid()))
+                        .await
+                        .map(|_| ()),
+                )?;
             }
         }
         Ok(())
     }
 
     /// After the switch the new Deployment is the application: deleting the plan must not
-    /// garbage-collect it, nor the Secret its pods read.
+    /// garbage-collect it, nor the Secret its pods read. The owner reference gives way to the
+    /// plan's uid in an annotation, so the plan still knows them for its own (a rollback
+    /// after success scales the new version down).
     pub async fn release_green(&self) -> Result {
-        let release = Patch::Merge(json!({"metadata": {"ownerReferences": null}}));
+        let plan_uid = self.plan.uid().unwrap_or_default();
+        let release = |uid: Option<String>| {
+            Patch::Merge(json!({"metadata": {
+                "uid": uid,
+                "ownerReferences": null,
+                "annotations": {RELEASED_BY: plan_uid},
+            }}))
+        };
+        let g = self.green()?;
         self.deployments
-            .patch(&self.targets.green, &merge(), &release)
+            .patch(&g.name_any(), &merge(), &release(g.uid()))
             .await?;
-        ignore_not_found(
-            self.secrets
-                .patch(&self.targets.green_env_secret, &merge(), &release)
-                .await
-                .map(|_| ()),
-        )?;
+        match self.secrets.get_opt(&self.targets.green_env_secret).await? {
+            None => {}
+            Some(s) if self.ours(&s) => {
+                ignore_not_found(
+                    self.secrets
+                        .patch(&s.name_any(), &merge(), &release(s.uid()))
+                        .await
+                        .map(|_| ()),
+                )?;
+            }
+            Some(s) => {
+                return Err(ExecError::NotOwned {
+                    kind: ObjectKind::Secret,
+                    name: s.name_any(),
+                });
+            }
+        }
         Ok(())
     }
 
     pub async fn delete_blue(&self) -> Result {
         let b = self.blue()?;
         // Only the Deployment that was looked at: never one recreated under the same name.
-        let dp = DeleteParams {
-            preconditions: b.uid().map(|uid| Preconditions {
-                uid: Some(uid),
-                resource_version: None,
-            }),
-            ..DeleteParams::background()
-        };
         ignore_not_found(
             self.deployments
-                .delete(&b.name_any(), &dp)
+                .delete(&b.name_any(), &with_uid(b.uid()))
                 .await
                 .map(|_| ()),
         )?;
@@ -376,6 +463,19 @@ impl<'a> Writer<'a> {
             }
         }
         Ok(out)
+    }
+}
+
+/// A background delete of exactly the object with this uid (the API server refuses it, 409,
+/// when the name now belongs to another object).
+fn with_uid(uid: Option<String>) -> DeleteParams {
+    DeleteParams {
+        preconditions: uid.map(|uid| Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
     }
 }
 

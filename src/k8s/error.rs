@@ -2,6 +2,7 @@
 
 use super::build::BuildError;
 use crate::mongo::MongoError;
+use crate::plan::ObjectKind;
 
 /// One variant per kind of failure. `label()` is stable: it ends the reconcile error's metric
 /// label (`<action>_<label>`).
@@ -28,6 +29,12 @@ pub enum ExecError {
         "variable {var:?} (spec.database.databases[].uriEnv) has no readable mongodb:// value in the old version's container"
     )]
     UriEnvUnresolvable { var: String },
+    /// An object exists under a name the plan needs and is not the plan's own: it is left
+    /// alone (never overwritten, adopted or deleted).
+    #[error(
+        "{kind} {name:?} exists and is not this plan's (it has no owner reference to this plan): cutover leaves it alone; delete or rename it, or give the plan other names"
+    )]
+    NotOwned { kind: ObjectKind, name: String },
 }
 
 impl ExecError {
@@ -42,6 +49,7 @@ impl ExecError {
             | ExecError::NoMigrationJob
             | ExecError::MigrationCredentialsMissing { .. }
             | ExecError::UriEnvUnresolvable { .. } => "missing",
+            ExecError::NotOwned { .. } => "not_owned",
         }
     }
 }
@@ -85,6 +93,14 @@ mod tests {
                 },
                 "missing",
                 "Secret \"migrator\" key \"uri\" (migration.job.credentialsSecret) not found",
+            ),
+            (
+                ExecError::NotOwned {
+                    kind: ObjectKind::Job,
+                    name: "v7-backup".into(),
+                },
+                "not_owned",
+                "Job \"v7-backup\" exists and is not this plan's (it has no owner reference to this plan): cutover leaves it alone; delete or rename it, or give the plan other names",
             ),
         ];
         for (e, label, message) in rows {

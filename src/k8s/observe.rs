@@ -9,17 +9,18 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
 use crate::copy::Copies;
 use crate::crd::UpgradePlan;
 use crate::mongo::{self, Clients};
-use crate::plan::names::{MAX_K8S_NAME, PLAN_LABEL, TRACK_LABEL};
+use crate::plan::names::TRACK_LABEL;
 use crate::plan::needs::{Count, JobNames, Probe};
 use crate::plan::{
-    DatabaseView, DeploymentView, EnvFact, EnvValue, JobState, Observed, ProbeView, Reads,
-    SecretView,
+    DatabaseView, DeploymentView, EnvFact, EnvValue, ForeignObject, JobState, ObjectKind, Observed,
+    ProbeView, Reads, SecretView,
 };
 use crate::probe;
 use crate::uri::Uri;
@@ -54,7 +55,13 @@ pub async fn observe(
         .get_opt(&reads.blue)
         .await?
         .filter(|d| reads.blue_uid.is_none() || d.metadata.uid == reads.blue_uid);
-    let green = deployments.get_opt(&reads.green).await?;
+    let mut foreign = Vec::new();
+    // A Deployment under the new version's name that is not the plan's is not the new
+    // version: reported, and never looked at as one.
+    let green = deployments
+        .get_opt(&reads.green)
+        .await?
+        .filter(|d| keep_own(d, ObjectKind::Deployment, plan, &mut foreign));
     let service = Api::<Service>::namespaced(client.clone(), &ns)
         .get_opt(&reads.service)
         .await?;
@@ -74,6 +81,17 @@ pub async fn observe(
         secret,
         ..Default::default()
     };
+    for (kind, name) in &reads.owned {
+        let meta = match kind {
+            ObjectKind::Secret => meta_of::<Secret>(client, &ns, name).await?,
+            ObjectKind::Service => meta_of::<Service>(client, &ns, name).await?,
+            ObjectKind::Deployment => meta_of::<Deployment>(client, &ns, name).await?,
+            ObjectKind::Job => meta_of::<Job>(client, &ns, name).await?,
+        };
+        if let Some(meta) = meta {
+            keep_own_meta(&meta, *kind, plan, &mut foreign);
+        }
+    }
     if reads.blue_env
         && let (Some(d), Some(v)) = (&blue, obs.blue.as_mut())
     {
@@ -93,8 +111,9 @@ pub async fn observe(
         obs.workloads = Some(views::workloads(services, deployments));
     }
     if let Some(names) = &reads.jobs {
-        read_jobs(client, &ns, &uid, names, &mut obs).await?;
+        read_jobs(client, &ns, plan, names, &mut obs, &mut foreign).await?;
     }
+    obs.foreign = foreign;
     if reads.server_copy {
         obs.server_copy = Some(copies.view(&databases::copy_key(plan)));
     }
@@ -247,25 +266,23 @@ impl EnvObjects {
     }
 }
 
-/// The plan's own Jobs (owned by this very plan, not one deleted and recreated by that name).
+/// The plan's Jobs, by name: one owned by this very plan is observed; one that exists under
+/// the name and is not (a foreign Job, or one of an earlier plan of this name) is reported as
+/// foreign, never taken for the plan's own.
 async fn read_jobs(
     client: &Client,
     ns: &str,
-    uid: &str,
+    plan: &UpgradePlan,
     names: &JobNames,
     obs: &mut Observed,
+    foreign: &mut Vec<ForeignObject>,
 ) -> Result<()> {
-    // A plan name over 63 characters is no label value: nothing can carry it (the plan is
-    // refused at Pending), and the API server would refuse the selector, leaving the plan
-    // unanswered.
-    if names.plan.len() > MAX_K8S_NAME {
-        return Ok(());
-    }
-    let listed = Api::<Job>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("{PLAN_LABEL}={}", names.plan)))
-        .await?;
-    for j in listed {
-        if !j.owner_references().iter().any(|o| o.uid == uid) {
+    let jobs = Api::<Job>::namespaced(client.clone(), ns);
+    for name in [&names.backup, &names.clone, &names.migration, &names.prune] {
+        let Some(j) = jobs.get_opt(name).await? else {
+            continue;
+        };
+        if !keep_own(&j, ObjectKind::Job, plan, foreign) {
             continue;
         }
         let state = views::job_state(&j);
@@ -278,18 +295,109 @@ async fn read_jobs(
                 .items
         };
         let view = Some(views::job_view(&j, state, &pods));
-        let name = j.name_any();
-        if name == names.backup {
+        if name == &names.backup {
             obs.backup_job = view;
-        } else if name == names.clone {
+        } else if name == &names.clone {
             obs.clone_job = view;
-        } else if name == names.migration {
+        } else if name == &names.migration {
             obs.migration_job = view;
-        } else if name == names.prune {
+        } else {
             obs.prune_job = view;
         }
     }
     Ok(())
+}
+
+/// The annotation `release_green` leaves on the new version's Deployment and Secret in place
+/// of the owner reference it removes: the uid of the plan that created them.
+pub const RELEASED_BY: &str = "cutover.dev/released-by";
+
+/// Whose an object under a name the plan needs is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// An owner reference to this plan's uid.
+    Own,
+    /// Created by this plan and handed over (`RELEASED_BY` holds its uid).
+    Released,
+    /// Owned by an earlier UpgradePlan of the same name (a different uid): garbage.
+    PreviousPlan,
+    /// Anything else, whatever labels it carries.
+    Foreign,
+}
+
+impl Mark {
+    pub fn is_ours(self) -> bool {
+        matches!(self, Mark::Own | Mark::Released)
+    }
+}
+
+/// The mark an object carries for the plan `plan_name` with uid `plan_uid`. The plan label is
+/// not looked at: anyone can copy a label, no one can give an object this plan's uid as owner
+/// without reading it first.
+pub fn mark(meta: &ObjectMeta, plan_name: &str, plan_uid: &str) -> Mark {
+    let owners = meta.owner_references.as_deref().unwrap_or_default();
+    if !plan_uid.is_empty() && owners.iter().any(|o| o.uid == plan_uid) {
+        return Mark::Own;
+    }
+    if !plan_uid.is_empty()
+        && meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RELEASED_BY))
+            .is_some_and(|uid| uid == plan_uid)
+    {
+        return Mark::Released;
+    }
+    let previous = owners.iter().any(|o| {
+        o.kind == "UpgradePlan" && o.api_version.starts_with("cutover.dev/") && o.name == plan_name
+    });
+    if previous {
+        Mark::PreviousPlan
+    } else {
+        Mark::Foreign
+    }
+}
+
+/// True when the object is the plan's; otherwise it is recorded in `foreign`.
+fn keep_own<K: kube::Resource>(
+    obj: &K,
+    kind: ObjectKind,
+    plan: &UpgradePlan,
+    foreign: &mut Vec<ForeignObject>,
+) -> bool {
+    keep_own_meta(obj.meta(), kind, plan, foreign)
+}
+
+fn keep_own_meta(
+    meta: &ObjectMeta,
+    kind: ObjectKind,
+    plan: &UpgradePlan,
+    foreign: &mut Vec<ForeignObject>,
+) -> bool {
+    let m = mark(meta, &plan.name_any(), plan.uid().as_deref().unwrap_or(""));
+    if !m.is_ours() {
+        foreign.push(ForeignObject {
+            kind,
+            name: meta.name.clone().unwrap_or_default(),
+            previous_plan: m == Mark::PreviousPlan,
+        });
+    }
+    m.is_ours()
+}
+
+/// The metadata of one object, when it exists.
+async fn meta_of<K>(client: &Client, ns: &str, name: &str) -> Result<Option<ObjectMeta>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Ok(Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await?
+        .map(|o| o.meta().clone()))
 }
 
 /// The document counts `count` asks for, when its condition holds on what is observed so far.
@@ -402,5 +510,63 @@ async fn probe_pods(pods: &[Pod], p: &Probe) -> ProbeView {
         } else {
             bad.join("; ")
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    fn owner(kind: &str, api_version: &str, name: &str, uid: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: uid.into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+
+    fn meta(owners: Vec<OwnerReference>, released_by: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some("squidex-v7-env".into()),
+            labels: Some(BTreeMap::from([(
+                crate::plan::names::PLAN_LABEL.to_string(),
+                "v7".to_string(),
+            )])),
+            owner_references: Some(owners),
+            annotations: released_by
+                .map(|u| BTreeMap::from([(RELEASED_BY.to_string(), u.to_string())])),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_the_plans_uid_makes_an_object_its_own() {
+        let plan = |uid: &str| owner("UpgradePlan", "cutover.dev/v1alpha1", "v7", uid);
+        #[rustfmt::skip]
+        let rows = [
+            ("owner reference to this plan", meta(vec![plan("u1")], None), Mark::Own),
+            ("one of several owners", meta(vec![owner("Deployment", "apps/v1", "x", "u9"), plan("u1")], None), Mark::Own),
+            ("handed over by this plan", meta(vec![], Some("u1")), Mark::Released),
+            ("handed over by another plan", meta(vec![], Some("u2")), Mark::Foreign),
+            ("the plan label alone", meta(vec![], None), Mark::Foreign),
+            ("an earlier plan of this name", meta(vec![plan("u0")], None), Mark::PreviousPlan),
+            ("a plan of another name", meta(vec![owner("UpgradePlan", "cutover.dev/v1alpha1", "v8", "u3")], None), Mark::Foreign),
+            ("another kind named like the plan", meta(vec![owner("Deployment", "apps/v1", "v7", "u4")], None), Mark::Foreign),
+        ];
+        for (what, m, want) in rows {
+            assert_eq!(mark(&m, "v7", "u1"), want, "{what}");
+        }
+        // A plan without a uid (never from the API server) owns nothing.
+        assert_eq!(
+            mark(&meta(vec![plan("")], Some("")), "v7", ""),
+            Mark::PreviousPlan
+        );
     }
 }

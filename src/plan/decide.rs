@@ -25,6 +25,7 @@ use super::targets::{Targets, targets};
 mod cleanup;
 mod data;
 mod green;
+mod owned;
 mod pending;
 mod progress;
 mod read_only;
@@ -109,7 +110,7 @@ impl Machine<'_> {
 
         self.report_ignored_changes();
         self.report_failing_reconciles();
-        if self.interrupted() {
+        if self.interrupted() || self.foreign_found() {
             return;
         }
 

@@ -10,7 +10,7 @@ use crate::crd::{
     UpgradePlanStatus,
 };
 
-use super::observed::{CopyState, JobState, Observed, PlanMeta};
+use super::observed::{CopyState, JobState, ObjectKind, Observed, PlanMeta};
 use super::targets::Targets;
 
 /// Everything one reconcile reads, by name. `None`/`false`: not looked at.
@@ -30,8 +30,13 @@ pub struct Reads {
     pub blue_env: bool,
     /// The same for the new version's Deployment, as it runs.
     pub green_env: bool,
-    /// The plan's own Jobs, told apart by these names.
+    /// The plan's Jobs, by these names (one that is not the plan's own is reported in
+    /// `Observed::foreign`).
     pub jobs: Option<JobNames>,
+    /// Secrets and Services with a name the plan needs, read to find out whether one exists
+    /// that is not the plan's own (`Observed::foreign`): all of them while Pending, and each
+    /// in the phases that create it. (The new version's Deployment is always read.)
+    pub owned: Vec<(ObjectKind, String)>,
     /// The namespace's Services and Deployments (who selects the old version, who names the
     /// sources).
     pub workloads: bool,
@@ -221,6 +226,11 @@ pub fn needs(
     };
 
     let migrating = phase == Phase::Migrating;
+    let owned = if deleting {
+        Vec::new()
+    } else {
+        owned(spec, phase, targets)
+    };
     Reads {
         blue: targets.blue.clone(),
         blue_uid: targets.blue_uid.clone(),
@@ -239,6 +249,7 @@ pub fn needs(
         server_copy: spec.backup.clone_method == CloneMethod::ServerSide
             && matches!(phase, Phase::BackingUp | Phase::Cloning)
             && !deleting,
+        owned,
         other_plans: phase == Phase::Pending,
         databases,
         source_counts: (phase == Phase::BackingUp).then(|| Count {
@@ -301,6 +312,36 @@ pub fn needs(
                 when: When::BlueRolledOut,
             }),
     }
+}
+
+/// The Secrets and Services whose owner is checked in `phase`: every one the plan will create
+/// while Pending, then each in the phases that write it (so a foreign one fails the plan
+/// instead of the write being refused again and again).
+fn owned(spec: &UpgradePlanSpec, phase: Phase, targets: &Targets) -> Vec<(ObjectKind, String)> {
+    let pending = phase == Phase::Pending;
+    let tools = pending || matches!(phase, Phase::BackingUp | Phase::Cloning);
+    let green = pending || phase == Phase::DeployingGreen;
+    let migration_env = (pending || matches!(phase, Phase::DeployingGreen | Phase::Migrating))
+        && spec
+            .migration
+            .job
+            .as_ref()
+            .is_some_and(|j| j.credentials_secret.is_some());
+    let secret = |name: &String| (ObjectKind::Secret, name.clone());
+    let mut out = Vec::new();
+    if tools {
+        out.push(secret(&targets.tools_secret));
+    }
+    if green {
+        out.push(secret(&targets.green_env_secret));
+        if spec.mode == Mode::Rehearsal {
+            out.push((ObjectKind::Service, targets.preview_service.clone()));
+        }
+    }
+    if migration_env {
+        out.push(secret(&targets.migration_env_secret));
+    }
+    out
 }
 
 impl Reads {

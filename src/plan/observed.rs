@@ -246,6 +246,55 @@ pub struct Observed {
     pub server_copy: Option<CopyView>,
     /// Documents in the clones so far (estimated), while a restore runs: progress and ETA.
     pub clone_documents: Option<i64>,
+    /// Objects with a name the plan needs that are not its own (among those read): never
+    /// adopted, overwritten, waited on or deleted. A foreign new-version Deployment is here,
+    /// not in `green`.
+    pub foreign: Vec<ForeignObject>,
+}
+
+/// The kinds of Kubernetes object a plan creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ObjectKind {
+    Deployment,
+    Secret,
+    Service,
+    Job,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Deployment => "Deployment",
+            ObjectKind::Secret => "Secret",
+            ObjectKind::Service => "Service",
+            ObjectKind::Job => "Job",
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An object that exists under a name the plan needs and does not carry the plan's mark (an
+/// owner reference to this plan's uid; the plan label alone proves nothing, anyone can copy
+/// it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignObject {
+    pub kind: ObjectKind,
+    pub name: String,
+    /// Owned by an earlier UpgradePlan of the same name, since deleted: the garbage collector
+    /// removes it (a plan re-created under its old name finds its predecessor's objects).
+    pub previous_plan: bool,
+}
+
+impl ForeignObject {
+    /// `Secret "squidex-v7-env"`.
+    pub fn describe(&self) -> String {
+        format!("{} {:?}", self.kind, self.name)
+    }
 }
 
 /// The server-side copy as the operator's registry knows it.

@@ -61,6 +61,8 @@ reasons! {
     GreenRolloutTimedOut => "GreenRolloutTimedOut",
     /// A deleted plan's unwinding or hand-over did not finish within its bound: it let go.
     DeletionTimedOut => "DeletionTimedOut",
+    /// After Pending, an object appeared under a name the plan needs that is not its own.
+    ForeignObject => "ForeignObject",
 
     // ---- ReadOnly
     ReadOnlyRequested => "ReadOnlyRequested",

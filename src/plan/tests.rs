@@ -16,6 +16,7 @@ mod data;
 mod deadlines;
 mod frozen;
 mod green;
+mod owned;
 mod pending;
 mod read_only;
 mod server_copy;

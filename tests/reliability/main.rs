@@ -16,6 +16,7 @@ mod env_guard;
 mod failures;
 mod frozen;
 mod one_plan;
+mod ownership;
 mod restart;
 mod rollback;
 mod stale_lock;

@@ -14,6 +14,9 @@ use super::{Machine, NEXT, POLL};
 const MAX_CONFLICTS_LISTED: usize = 3;
 /// A container's variables named in a refusal; the rest are counted.
 const MAX_VARIABLES_LISTED: usize = 30;
+/// How long Pending waits for the garbage collector to remove what an earlier plan of the
+/// same name owned, before it refuses the plan.
+const PREVIOUS_PLAN_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Machine<'_> {
     pub(super) fn pending(&mut self) {
@@ -210,6 +213,7 @@ impl Machine<'_> {
             }
         }
 
+        self.foreign_preflight(&fresh, errors, waiting);
         if let Some(g) = &self.obs.green
             && !g.owned_by_plan
         {
@@ -267,6 +271,49 @@ impl Machine<'_> {
 }
 
 impl Machine<'_> {
+    /// Own before you destroy: an object under a name the plan needs that is not its own is
+    /// never adopted, overwritten or waited on; the plan is refused, naming it. What an earlier
+    /// plan of the same name owned is garbage the cluster removes: waited for, a while.
+    fn foreign_preflight(
+        &self,
+        fresh: &super::super::Targets,
+        errors: &mut Vec<String>,
+        waiting: &mut Option<String>,
+    ) {
+        for f in &self.obs.foreign {
+            let what = f.describe();
+            if f.previous_plan {
+                if self.now.since(self.phase_started()) <= PREVIOUS_PLAN_WAIT {
+                    *waiting = Some(format!(
+                        "{what} belongs to an earlier UpgradePlan {:?} (deleted); waiting for the garbage collector to remove it",
+                        self.obs.plan.name
+                    ));
+                } else {
+                    errors.push(format!(
+                        "{what} still belongs to an earlier, deleted UpgradePlan {:?} after {}s: delete it, and the plan is checked again",
+                        self.obs.plan.name,
+                        PREVIOUS_PLAN_WAIT.as_secs()
+                    ));
+                }
+                continue;
+            }
+            let todo = if [
+                &fresh.green,
+                &fresh.green_env_secret,
+                &fresh.preview_service,
+            ]
+            .contains(&&f.name)
+            {
+                "set spec.target.deploymentName to a free name, or delete it if it is a leftover"
+            } else {
+                "delete it if it is a leftover, or give the plan another name"
+            };
+            errors.push(format!(
+                "{what} already exists and does not belong to this plan (it has no owner reference to this plan; cutover never adopts, overwrites or deletes it): {todo}"
+            ));
+        }
+    }
+
     /// The new version never touches a source: every variable the plan rewires exists in the
     /// old version's container (a `uriEnv` one holds a readable connection string), and no
     /// variable the plan leaves alone, nor one of `spec.target.env`, names a source database.

@@ -419,3 +419,56 @@ fn reads_that_wait_on_what_was_read_first() {
         assert_eq!(when.holds(&obs), want, "row {i}: {when:?}");
     }
 }
+
+#[test]
+fn owners_are_checked_before_the_plan_creates_under_a_name() {
+    let with_credentials = || {
+        with(|s| {
+            s.migration.job = Some(JobGate {
+                command: vec!["migrate".into()],
+                args: vec![],
+                credentials_secret: Some(CredentialsRef {
+                    name: "migrator".into(),
+                    key: "uri".into(),
+                    env: "STORE__URI".into(),
+                }),
+            })
+        })
+    };
+    let rehearsal = || with(|s| s.mode = Mode::Rehearsal);
+    #[rustfmt::skip]
+    let rows: Vec<(&str, UpgradePlanSpec, UpgradePlanStatus, bool, &[&str])> = vec![
+        ("pending: every Secret the plan will create", spec(), recorded(Phase::Pending), false,
+            &["Secret up7-mongo-tools", "Secret squidex-up7-env"]),
+        ("pending, a rehearsal: and its preview Service", rehearsal(), recorded(Phase::Pending), false,
+            &["Secret up7-mongo-tools", "Secret squidex-up7-env", "Service squidex-up7-preview"]),
+        ("pending, a migration Job with credentials: and their Secret", with_credentials(),
+            recorded(Phase::Pending), false,
+            &["Secret up7-mongo-tools", "Secret squidex-up7-env", "Secret up7-migrate-env"]),
+        ("backing up writes the tools' Secret", spec(), recorded(Phase::BackingUp), false,
+            &["Secret up7-mongo-tools"]),
+        ("so does cloning", spec(), recorded(Phase::Cloning), false, &["Secret up7-mongo-tools"]),
+        ("deploying writes the new version's Secret", rehearsal(),
+            recorded(Phase::DeployingGreen), false,
+            &["Secret squidex-up7-env", "Service squidex-up7-preview"]),
+        ("migrating writes the migration user's", with_credentials(),
+            recorded(Phase::Migrating), false, &["Secret up7-migrate-env"]),
+        ("nothing else is created afterwards", spec(), recorded(Phase::SwitchingTraffic), false, &[]),
+        ("a plan being deleted creates nothing", spec(), recorded(Phase::Pending), true, &[]),
+    ];
+    for (what, spec, status, deleting, want) in rows {
+        let t = targets(&spec, PLAN, Some(&status));
+        let meta = PlanMeta {
+            name: PLAN.into(),
+            generation: Some(1),
+            deleting,
+            ..Default::default()
+        };
+        let got: Vec<String> = needs(&spec, Some(&status), &meta, &t)
+            .owned
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        assert_eq!(got, want.to_vec(), "{what}");
+    }
+}
