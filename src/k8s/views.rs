@@ -23,6 +23,8 @@ use super::build;
 pub fn plan_meta(plan: &UpgradePlan) -> PlanMeta {
     PlanMeta {
         name: plan.name_any(),
+        namespace: plan.namespace().unwrap_or_default(),
+        uid: plan.uid().unwrap_or_default(),
         generation: plan.metadata.generation,
         deleting: plan.metadata.deletion_timestamp.is_some(),
     }
@@ -349,8 +351,10 @@ fn database_names(plan: &UpgradePlan) -> impl Iterator<Item = &str> {
     plan.spec.database.databases.iter().map(|d| d.name.as_str())
 }
 
-/// Other active plans that target the same Deployment or any of the same databases. Between
-/// two new plans, the older one goes first.
+/// Other active plans (being deleted or rolling back included) that target the same
+/// Deployment or any of the same databases, as the watch cache shows them: an early, friendly
+/// refusal. The claim registry on the MongoDB server decides (see `plan::claims`). Between two
+/// new plans, the older one goes first.
 pub fn conflicts(plan: &UpgradePlan, others: &[Arc<UpgradePlan>]) -> Vec<String> {
     let ns = plan.namespace();
     let mine: BTreeSet<&str> = database_names(plan).collect();
@@ -362,10 +366,9 @@ pub fn conflicts(plan: &UpgradePlan, others: &[Arc<UpgradePlan>]) -> Vec<String>
     };
     let mut out = Vec::new();
     for o in others {
-        if o.namespace() != ns
-            || o.name_any() == plan.name_any()
-            || o.metadata.deletion_timestamp.is_some()
-        {
+        // A plan being deleted still counts: it may be rolling back, and lifts read-only on
+        // the Deployment when done.
+        if o.namespace() != ns || o.name_any() == plan.name_any() {
             continue;
         }
         let phase = o.status.as_ref().map(|s| s.phase).unwrap_or_default();

@@ -14,6 +14,8 @@ pub const MIGRATION_LOCK_STALE: &str = "MigrationLockStale";
 pub const DATA_DIVERGED: &str = "DataDiverged";
 pub const CLEANUP_BLOCKED: &str = "CleanupBlocked";
 pub const ROLLBACK_BLOCKED: &str = "RollbackBlocked";
+/// The plan may hold claims in the registry on the MongoDB server (see `plan::claims`).
+pub const CLAIMED: &str = "Claimed";
 
 /// Sets a condition, keeping its lastTransitionTime unless its status changes.
 /// Returns true when the status changed (so callers can emit an event once).

@@ -21,6 +21,7 @@ use super::observed::{JobView, Observed};
 use super::reason::Reason;
 use super::targets::{Targets, targets};
 
+mod claims;
 mod cleanup;
 mod data;
 mod green;
@@ -107,6 +108,7 @@ impl Machine<'_> {
         }
 
         if self.interrupted() {
+            self.settle_claims();
             return;
         }
 
@@ -123,6 +125,7 @@ impl Machine<'_> {
         if !matches!(self.st.phase, Phase::BackingUp | Phase::Cloning) {
             self.st.progress = None;
         }
+        self.settle_claims();
     }
 
     fn step(&mut self) {

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PlanMeta {
     pub name: String,
+    /// The plan's namespace and uid: who holds its claims (see `claims`).
+    pub namespace: String,
+    pub uid: String,
     pub generation: Option<i64>,
     /// The plan has a deletionTimestamp: compensate, then let go.
     pub deleting: bool,
@@ -221,6 +224,9 @@ pub struct Observed {
     pub server_copy: Option<CopyView>,
     /// Documents in the clones so far (estimated), while a restore runs: progress and ETA.
     pub clone_documents: Option<i64>,
+    /// The claim registry's documents on the plan's names and those the plan holds, or why
+    /// the registry could not be read.
+    pub claims: Option<Result<Vec<super::claims::Claim>, String>>,
 }
 
 /// The server-side copy as the operator's registry knows it.

@@ -55,6 +55,11 @@ reasons! {
     GreenDeploymentMissing => "GreenDeploymentMissing",
     ServiceMissing => "ServiceMissing",
     PlanDeleted => "PlanDeleted",
+    /// Another plan holds one of the plan's databases or its Deployment in the claim
+    /// registry; nothing was changed.
+    ClaimConflict => "ClaimConflict",
+    /// The claim registry (`cutover.claims` on the MongoDB server) cannot be read.
+    ClaimsUnavailable => "ClaimsUnavailable",
 
     // ---- ReadOnly
     ReadOnlyRequested => "ReadOnlyRequested",
@@ -90,6 +95,16 @@ reasons! {
     WritesSinceLift => "WritesSinceLift",
     RollbackAccepted => "RollbackAccepted",
     TrafficOnGreen => "TrafficOnGreen",
+
+    // ---- Claimed, and the Warning event of a drop refused for want of a claim
+    /// The plan is claiming its databases and Deployment.
+    Claiming => "Claiming",
+    /// Every claim is this plan's.
+    ClaimsHeld => "ClaimsHeld",
+    /// The plan holds no claim any more.
+    ClaimsReleased => "ClaimsReleased",
+    /// A database was not dropped because this plan holds no claim on it.
+    NotClaimed => "NotClaimed",
 
     // ---- Progressing
     Suspended => "Suspended",
