@@ -11,6 +11,7 @@ mod common;
 
 mod bad_input;
 mod bad_inputs;
+mod claims;
 mod env_guard;
 mod failures;
 mod one_plan;
