@@ -346,3 +346,51 @@ fn a_rehearsal_drops_only_the_clones_it_claimed() {
     assert_eq!(d.status.phase, Phase::CleaningUp);
     assert_eq!(d.action, None);
 }
+
+#[test]
+fn cleanup_drops_only_sources_the_plan_holds() {
+    let mut s = spec();
+    s.cleanup.drop_source_databases_after = Some("0s".parse().unwrap());
+    let mut st = claimed_in(Phase::Succeeded);
+    st.read_only_lifted_at = Some(t(-10));
+    st.cleanup = Some(CleanupStatus {
+        steps: vec![CleanupStep {
+            name: CleanupStepName::ScaleDownBlue,
+            state: CleanupState::Done,
+            due: None,
+            done_at: Some(t(-5)),
+            message: String::new(),
+        }],
+        ..Default::default()
+    });
+    let mut w = world_in(Phase::Succeeded);
+    w.workloads = Some(Workloads::default());
+    // A plan started before claims existed holds none: the sources are kept, and it says so.
+    w.claims = None;
+    let d = decide(&s, Some(&st), &w, t(5));
+    let drop = d
+        .status
+        .cleanup
+        .as_ref()
+        .and_then(|c| {
+            c.steps
+                .iter()
+                .find(|x| x.name == CleanupStepName::DropSourceDatabases)
+        })
+        .unwrap();
+    assert_eq!(drop.state, CleanupState::Refused, "{}", drop.message);
+    assert!(drop.message.contains("holds no claim"), "{}", drop.message);
+    assert!(!matches!(d.action, Some(Action::DropDatabases { .. })));
+
+    // Held: dropped.
+    w.claims = Some(Ok(held_claims(&s, UID)));
+    let d = decide(&s, Some(&st), &w, t(6));
+    assert_eq!(
+        d.action,
+        Some(Action::DropDatabases {
+            names: vec!["Squidex".into(), "SquidexContent".into()]
+        }),
+        "{}",
+        d.status.message
+    );
+}
