@@ -477,3 +477,37 @@ mod env_tests {
         assert!(!format!("{facts:?}").contains("hunter2"));
     }
 }
+
+#[cfg(test)]
+mod conflict_tests {
+    use super::*;
+    use crate::crd::UpgradePlanStatus;
+    use crate::fixtures::SquidexPlan;
+
+    fn plan(name: &str, phase: Phase) -> UpgradePlan {
+        let mut p = SquidexPlan::unit().object(name);
+        p.metadata.namespace = Some("ns".into());
+        p.status = Some(UpgradePlanStatus {
+            phase,
+            ..Default::default()
+        });
+        p
+    }
+
+    #[test]
+    fn plans_being_deleted_or_rolling_back_count() {
+        let me = plan("me", Phase::Pending);
+        let mut deleted = plan("deleted", Phase::RollingBack);
+        deleted.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        let found = conflicts(&me, &[Arc::new(deleted)]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("UpgradePlan deleted"), "{}", found[0]);
+        assert!(found[0].contains("phase RollingBack"), "{}", found[0]);
+
+        // Ended plans (even being deleted, waiting for their finalizer) do not.
+        let ended = plan("ended", Phase::Failed);
+        assert!(conflicts(&me, &[Arc::new(ended)]).is_empty());
+    }
+}
