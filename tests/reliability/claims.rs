@@ -282,3 +282,104 @@ async fn a_plan_being_deleted_keeps_its_deployment_until_it_let_go() {
     env.finish(&op, &app.ns, &all_dbs(&app, &["first", "second", "third"]))
         .await;
 }
+
+/// The registry itself, on the real server: of two holders racing for the same names, only
+/// one gets any (all or none, so neither is left half-claimed); claiming again is idempotent;
+/// releasing touches only the releaser's documents.
+#[tokio::test]
+async fn the_registry_lets_one_holder_win_all_or_nothing() {
+    use cutover::plan::claims::{ClaimRole, Holder, Wanted};
+    let Some(env) = env().await else { return };
+    let uri = cutover::uri::Uri::parse(env.mongo_uri.clone()).unwrap();
+    let id = unique("reg");
+    let holder = |n: &str| Holder {
+        namespace: format!("ns-{n}"),
+        plan: "v2".into(),
+        uid: format!("{id}-{n}"),
+    };
+    let want = |names: &[&str]| -> Vec<Wanted> {
+        names
+            .iter()
+            .map(|n| Wanted {
+                id: format!("db:{id}-{n}"),
+                role: ClaimRole::Clone,
+            })
+            .collect()
+    };
+    let (a, b) = (holder("a"), holder("b"));
+    let c = &env.mongo;
+
+    // Racing for overlapping sets: each ends with all of its names or none, never both
+    // with some (both may lose; then each plan fails naming the other and can be retried).
+    let (want_a, want_b) = (want(&["x", "y", "z"]), want(&["z", "y", "w"]));
+    let (ra, rb) = tokio::join!(
+        cutover::mongo::claim(c, &uri, &a, &want_a),
+        cutover::mongo::claim(c, &uri, &b, &want_b),
+    );
+    ra.unwrap();
+    rb.unwrap();
+    let (held_a, held_b) = (claims_of(&env, &a.uid).await, claims_of(&env, &b.uid).await);
+    assert!(
+        [0, 3].contains(&held_a.len())
+            && [0, 3].contains(&held_b.len())
+            && (held_a.is_empty() || held_b.is_empty()),
+        "a: {held_a:?}\nb: {held_b:?}"
+    );
+    let all: Vec<String> = want(&["x", "y", "z", "w"])
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    cutover::mongo::release(c, &uri, &a.uid, &all)
+        .await
+        .unwrap();
+    cutover::mongo::release(c, &uri, &b.uid, &all)
+        .await
+        .unwrap();
+
+    // One after the other: the second inserts its free name first, meets the first's claim,
+    // and takes the free one back.
+    cutover::mongo::claim(c, &uri, &a, &want_a).await.unwrap();
+    cutover::mongo::claim(c, &uri, &b, &want(&["w", "y"]))
+        .await
+        .unwrap();
+    assert!(claims_of(&env, &b.uid).await.is_empty(), "all or nothing");
+    let (winner, loser, winners) = (&a, &b, want_a);
+
+    // Again: idempotent for the winner, still nothing for the loser.
+    cutover::mongo::claim(c, &uri, winner, &winners)
+        .await
+        .unwrap();
+    assert_eq!(claims_of(&env, &winner.uid).await.len(), 3);
+    let ids: Vec<String> = winners.iter().map(|w| w.id.clone()).collect();
+    // The loser cannot release the winner's claims.
+    cutover::mongo::release(c, &uri, &loser.uid, &ids)
+        .await
+        .unwrap();
+    assert_eq!(claims_of(&env, &winner.uid).await.len(), 3);
+    let read = cutover::mongo::read_claims(c, &uri, &ids, "")
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 3);
+    assert!(
+        read.iter()
+            .all(|r| r.holder == *winner && r.role == ClaimRole::Clone)
+    );
+    // Not held: what a drop is refused for.
+    assert_eq!(
+        cutover::mongo::not_held(c, &uri, &loser.uid, &ids[..1])
+            .await
+            .unwrap(),
+        ids[..1].to_vec()
+    );
+    assert!(
+        cutover::mongo::not_held(c, &uri, &winner.uid, &ids)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    cutover::mongo::release(c, &uri, &winner.uid, &ids)
+        .await
+        .unwrap();
+    assert!(claims_of(&env, &winner.uid).await.is_empty());
+}
