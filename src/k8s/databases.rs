@@ -5,8 +5,9 @@ use kube::ResourceExt;
 
 use crate::copy::Copies;
 use crate::crd::UpgradePlan;
-use crate::mongo::{self, Clients};
+use crate::mongo::{self, Clients, MongoError};
 use crate::plan::Targets;
+use crate::plan::claims::{self, Holder, Wanted};
 use crate::uri::Uri;
 
 use super::error::ExecError;
@@ -29,17 +30,64 @@ pub enum Dropping {
     Collections,
 }
 
+/// Drops databases only where this plan holds their claim (a clone it created, a source its
+/// cleanup may drop): a database is never dropped on its name alone.
 pub async fn drop(
     clients: &Clients,
     uri: &Uri,
+    plan: &UpgradePlan,
     what: Dropping,
     names: &[String],
 ) -> Result<(), ExecError> {
     let c = clients.get(uri).await?;
     match what {
-        Dropping::Databases => mongo::drop_databases(&c, uri, names).await?,
+        Dropping::Databases => {
+            let ids: Vec<String> = names.iter().map(|n| claims::database_id(n)).collect();
+            let not_held = mongo::not_held(&c, uri, &plan.uid().unwrap_or_default(), &ids).await?;
+            if !not_held.is_empty() {
+                let names: Vec<&str> = not_held
+                    .iter()
+                    .map(|id| id.strip_prefix("db:").unwrap_or(id))
+                    .collect();
+                return Err(MongoError::NotClaimed(names.join(", ")).into());
+            }
+            mongo::drop_databases(&c, uri, names).await?
+        }
         Dropping::Collections => mongo::drop_collections(&c, uri, names).await?,
     }
+    Ok(())
+}
+
+/// Who holds this plan's claims.
+fn holder(plan: &UpgradePlan) -> Holder {
+    Holder {
+        namespace: plan.namespace().unwrap_or_default(),
+        plan: plan.name_any(),
+        uid: plan.uid().unwrap_or_default(),
+    }
+}
+
+/// Claims `wanted` for the plan, all or none (see `mongo::claim`).
+pub async fn claim(
+    clients: &Clients,
+    uri: &Uri,
+    plan: &UpgradePlan,
+    wanted: &[Wanted],
+) -> Result<(), ExecError> {
+    let c = clients.get(uri).await?;
+    mongo::claim(&c, uri, &holder(plan), wanted).await?;
+    Ok(())
+}
+
+/// Releases those of `ids` the plan holds.
+pub async fn release_claims(
+    clients: &Clients,
+    uri: &Uri,
+    plan: &UpgradePlan,
+    ids: &[String],
+) -> Result<(), ExecError> {
+    let c = clients.get(uri).await?;
+    mongo::release(&c, uri, &holder(plan).uid, ids).await?;
     Ok(())
 }
 

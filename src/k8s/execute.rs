@@ -46,11 +46,13 @@ pub async fn execute(
         Action::StopJobs => k8s.stop_jobs().await,
         Action::ReleaseGreen => k8s.release_green().await,
         Action::DropDatabases { names } => {
-            databases::drop(mongo, uri()?, databases::Dropping::Databases, names).await
+            databases::drop(mongo, uri()?, plan, databases::Dropping::Databases, names).await
         }
         Action::DropCollections { names } => {
-            databases::drop(mongo, uri()?, databases::Dropping::Collections, names).await
+            databases::drop(mongo, uri()?, plan, databases::Dropping::Collections, names).await
         }
+        Action::Claim { claims } => databases::claim(mongo, uri()?, plan, claims).await,
+        Action::ReleaseClaims { ids } => databases::release_claims(mongo, uri()?, plan, ids).await,
         Action::DeleteBlue => k8s.delete_blue().await,
         Action::CreatePruneJob => k8s.create_job(build::prune_job(plan, targets)).await,
         Action::StartServerSideCopy => {

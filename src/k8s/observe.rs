@@ -426,7 +426,10 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
                 obs.database = DatabaseView::Unreachable(e.clone());
             }
             if reads.migration_doc.is_some() {
-                obs.migration_doc = Some(Err(e));
+                obs.migration_doc = Some(Err(e.clone()));
+            }
+            if reads.claims.is_some() {
+                obs.claims = Some(Err(e));
             }
             return;
         }
@@ -452,6 +455,13 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
     if let Some(clones) = &reads.clone_collections {
         obs.clone_collections = Some(
             mongo::collections_with_reads(&c, uri, clones)
+                .await
+                .map_err(|e| e.to_string()),
+        );
+    }
+    if let Some(read) = &reads.claims {
+        obs.claims = Some(
+            mongo::read_claims(&c, uri, &read.ids, &read.uid)
                 .await
                 .map_err(|e| e.to_string()),
         );

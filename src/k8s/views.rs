@@ -23,6 +23,8 @@ use super::build;
 pub fn plan_meta(plan: &UpgradePlan) -> PlanMeta {
     PlanMeta {
         name: plan.name_any(),
+        namespace: plan.namespace().unwrap_or_default(),
+        uid: plan.uid().unwrap_or_default(),
         generation: plan.metadata.generation,
         deleting: plan.metadata.deletion_timestamp.is_some(),
         ignored_changes: Vec::new(),
@@ -375,8 +377,10 @@ fn database_names(plan: &UpgradePlan) -> impl Iterator<Item = &str> {
     plan.spec.database.databases.iter().map(|d| d.name.as_str())
 }
 
-/// Other active plans that target the same Deployment or any of the same databases. Between
-/// two new plans, the older one goes first.
+/// Other active plans (being deleted or rolling back included) that target the same
+/// Deployment or any of the same databases, as the watch cache shows them: an early, friendly
+/// refusal. The claim registry on the MongoDB server decides (see `plan::claims`). Between two
+/// new plans, the older one goes first.
 pub fn conflicts(plan: &UpgradePlan, others: &[Arc<UpgradePlan>]) -> Vec<String> {
     let ns = plan.namespace();
     let mine: BTreeSet<&str> = database_names(plan).collect();
@@ -388,10 +392,9 @@ pub fn conflicts(plan: &UpgradePlan, others: &[Arc<UpgradePlan>]) -> Vec<String>
     };
     let mut out = Vec::new();
     for o in others {
-        if o.namespace() != ns
-            || o.name_any() == plan.name_any()
-            || o.metadata.deletion_timestamp.is_some()
-        {
+        // A plan being deleted still counts: it may be rolling back, and lifts read-only on
+        // the Deployment when done.
+        if o.namespace() != ns || o.name_any() == plan.name_any() {
             continue;
         }
         let phase = o.status.as_ref().map(|s| s.phase).unwrap_or_default();
@@ -498,5 +501,39 @@ mod env_tests {
         );
         assert_eq!(facts[3].value, EnvValue::Field);
         assert!(!format!("{facts:?}").contains("hunter2"));
+    }
+}
+
+#[cfg(test)]
+mod conflict_tests {
+    use super::*;
+    use crate::crd::UpgradePlanStatus;
+    use crate::fixtures::SquidexPlan;
+
+    fn plan(name: &str, phase: Phase) -> UpgradePlan {
+        let mut p = SquidexPlan::unit().object(name);
+        p.metadata.namespace = Some("ns".into());
+        p.status = Some(UpgradePlanStatus {
+            phase,
+            ..Default::default()
+        });
+        p
+    }
+
+    #[test]
+    fn plans_being_deleted_or_rolling_back_count() {
+        let me = plan("me", Phase::Pending);
+        let mut deleted = plan("deleted", Phase::RollingBack);
+        deleted.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        let found = conflicts(&me, &[Arc::new(deleted)]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("UpgradePlan deleted"), "{}", found[0]);
+        assert!(found[0].contains("phase RollingBack"), "{}", found[0]);
+
+        // Ended plans (even being deleted, waiting for their finalizer) do not.
+        let ended = plan("ended", Phase::Failed);
+        assert!(conflicts(&me, &[Arc::new(ended)]).is_empty());
     }
 }

@@ -2,8 +2,11 @@
 //! operator runs (`ops`). Every error message is redacted of the connection string before it
 //! can reach a log, an event or the status. Connection strings themselves are `crate::uri`.
 
+mod claims;
 mod ops;
 mod pool;
+
+pub use claims::{claim, not_held, read_claims, release};
 
 pub use ops::{
     collections_with_reads, count_documents, drop_collections, drop_databases, list_databases,
@@ -25,6 +28,11 @@ pub enum MongoError {
     Top(String),
     #[error("{0:?} is not database.collection")]
     NotQualified(String),
+    /// A database about to be dropped that this plan holds no claim on.
+    #[error(
+        "refusing to drop {0}: this plan holds no claim on it in cutover.claims (it may be another plan's)"
+    )]
+    NotClaimed(String),
     #[error("copying {namespace} to {clone}: {message}")]
     Copy {
         namespace: String,
@@ -41,6 +49,7 @@ impl MongoError {
             MongoError::Top(_) => "top",
             MongoError::NotQualified(_) => "not_qualified",
             MongoError::Copy { .. } => "copy",
+            MongoError::NotClaimed(_) => "not_claimed",
         }
     }
 }

@@ -16,6 +16,8 @@ pub const CLEANUP_BLOCKED: &str = "CleanupBlocked";
 pub const ROLLBACK_BLOCKED: &str = "RollbackBlocked";
 pub const SPEC_CHANGE_IGNORED: &str = "SpecChangeIgnored";
 pub const RECONCILE_FAILING: &str = "ReconcileFailing";
+/// The plan may hold claims in the registry on the MongoDB server (see `plan::claims`).
+pub const CLAIMED: &str = "Claimed";
 
 /// Sets a condition, keeping its lastTransitionTime unless its status changes.
 /// Returns true when the status changed (so callers can emit an event once).

@@ -22,6 +22,7 @@ use super::observed::{JobView, Observed};
 use super::reason::Reason;
 use super::targets::{Targets, targets};
 
+mod claims;
 mod cleanup;
 mod data;
 mod green;
@@ -111,6 +112,7 @@ impl Machine<'_> {
         self.report_ignored_changes();
         self.report_failing_reconciles();
         if self.interrupted() || self.foreign_found() {
+            self.settle_claims();
             return;
         }
 
@@ -127,6 +129,7 @@ impl Machine<'_> {
         if !matches!(self.st.phase, Phase::BackingUp | Phase::Cloning) {
             self.st.progress = None;
         }
+        self.settle_claims();
     }
 
     fn step(&mut self) {

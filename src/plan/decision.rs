@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::crd::{Color, UpgradePlanStatus};
 
+use super::claims::Wanted;
 use super::reason::Reason;
 
 /// The one side effect of a reconcile. Each is idempotent: carrying it out twice leaves the
@@ -43,6 +44,11 @@ pub enum Action {
     CreatePruneJob,
     /// Start copying the sources into the clones inside the server (if not running).
     StartServerSideCopy,
+    /// Claim these names in the registry on the MongoDB server for this plan, all or none
+    /// (a name another plan holds makes the call claim nothing).
+    Claim { claims: Vec<Wanted> },
+    /// Release these claims, where this plan holds them.
+    ReleaseClaims { ids: Vec<String> },
 }
 
 impl Action {
@@ -64,6 +70,8 @@ impl Action {
             Action::DeleteBlue => "delete_blue",
             Action::CreatePruneJob => "create_prune_job",
             Action::StartServerSideCopy => "start_server_side_copy",
+            Action::Claim { .. } => "claim",
+            Action::ReleaseClaims { .. } => "release_claims",
         }
     }
 }

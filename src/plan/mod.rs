@@ -2,6 +2,7 @@
 //! (`needs`), and the state machine `decide`.
 //! Nothing here performs I/O or reads the clock.
 
+pub mod claims;
 pub mod conditions;
 mod decide;
 mod decision;

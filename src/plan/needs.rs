@@ -60,6 +60,15 @@ pub struct Reads {
     pub green_pods: Option<GreenPods>,
     /// The write that must be refused by the old version once it is read-only.
     pub read_only_probe: Option<Probe>,
+    /// The claim registry: claims on these names and every claim of the plan's uid.
+    pub claims: Option<ClaimRead>,
+}
+
+/// Claims to read: on `ids`, and any held by `uid`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimRead {
+    pub ids: Vec<String>,
+    pub uid: String,
 }
 
 /// The names of the plan's Jobs.
@@ -295,6 +304,17 @@ pub fn needs(
                 when: When::GreenReady,
             }),
         }),
+        // Pending claims; a plan that may hold claims reads them until they are given back.
+        claims: (phase == Phase::Pending
+            || deleting
+            || super::conditions::is_true(&status.conditions, super::conditions::CLAIMED))
+        .then(|| ClaimRead {
+            ids: super::claims::wanted(targets, &plan.namespace)
+                .into_iter()
+                .map(|w| w.id)
+                .collect(),
+            uid: plan.uid.clone(),
+        }),
         read_only_probe: spec
             .read_only
             .verify
@@ -353,6 +373,7 @@ impl Reads {
             || self.clone_documents.is_some()
             || self.clone_collections.is_some()
             || self.migration_doc.is_some()
+            || self.claims.is_some()
     }
 }
 

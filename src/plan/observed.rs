@@ -9,6 +9,9 @@ use crate::crd::Timestamp;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PlanMeta {
     pub name: String,
+    /// The plan's namespace and uid: who holds its claims (see `claims`).
+    pub namespace: String,
+    pub uid: String,
     pub generation: Option<i64>,
     /// The plan has a deletionTimestamp: compensate, then let go.
     pub deleting: bool,
@@ -250,6 +253,9 @@ pub struct Observed {
     /// adopted, overwritten, waited on or deleted. A foreign new-version Deployment is here,
     /// not in `green`.
     pub foreign: Vec<ForeignObject>,
+    /// The claim registry's documents on the plan's names and those the plan holds, or why
+    /// the registry could not be read.
+    pub claims: Option<Result<Vec<super::claims::Claim>, String>>,
 }
 
 /// The kinds of Kubernetes object a plan creates.

@@ -63,6 +63,11 @@ reasons! {
     DeletionTimedOut => "DeletionTimedOut",
     /// After Pending, an object appeared under a name the plan needs that is not its own.
     ForeignObject => "ForeignObject",
+    /// Another plan holds one of the plan's databases or its Deployment in the claim
+    /// registry; nothing was changed.
+    ClaimConflict => "ClaimConflict",
+    /// The claim registry (`cutover.claims` on the MongoDB server) cannot be read.
+    ClaimsUnavailable => "ClaimsUnavailable",
 
     // ---- ReadOnly
     ReadOnlyRequested => "ReadOnlyRequested",
@@ -102,6 +107,16 @@ reasons! {
     TrafficOnGreen => "TrafficOnGreen",
     /// The Normal event when a plan deleted after the lift kept the new version.
     NewVersionKept => "NewVersionKept",
+
+    // ---- Claimed, and the Warning event of a drop refused for want of a claim
+    /// The plan is claiming its databases and Deployment.
+    Claiming => "Claiming",
+    /// Every claim is this plan's.
+    ClaimsHeld => "ClaimsHeld",
+    /// The plan holds no claim any more.
+    ClaimsReleased => "ClaimsReleased",
+    /// A database was not dropped because this plan holds no claim on it.
+    NotClaimed => "NotClaimed",
 
     // ---- Progressing
     Suspended => "Suspended",

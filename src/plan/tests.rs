@@ -11,6 +11,7 @@ use super::*;
 mod fixtures;
 use fixtures::*;
 
+mod claims;
 mod cleanup;
 mod data;
 mod deadlines;

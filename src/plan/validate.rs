@@ -448,6 +448,9 @@ pub(super) fn check_db_name(name: &str) -> Result<(), String> {
     if ["admin", "local", "config"].contains(&name) {
         return Err("is a MongoDB system database; it cannot be upgraded by cloning".into());
     }
+    if name == super::claims::DATABASE {
+        return Err("is cutover's own database (its claim registry); choose another name".into());
+    }
     Ok(())
 }
 

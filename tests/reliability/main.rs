@@ -12,6 +12,7 @@ mod common;
 mod after_lift;
 mod bad_input;
 mod bad_inputs;
+mod claims;
 mod env_guard;
 mod failures;
 mod frozen;

@@ -54,10 +54,15 @@ impl Machine<'_> {
             return;
         }
 
+        // The names of the spec as it is now: claimed, then recorded; from here on they are
+        // the plan's. No side effect before every claim is this plan's.
+        let fresh = self.fresh_targets();
+        if !self.claimed(&fresh) {
+            return;
+        }
+
         let blue = self.obs.blue.as_ref().expect("preflight checked blue");
         self.st.blue_replicas = Some(blue.replicas);
-        // The names of the spec as it is now, recorded: from here on they are the plan's.
-        let fresh = self.fresh_targets();
         self.st.green_deployment = Some(fresh.green.clone());
         self.st.clone = Some(CloneStatus {
             databases: fresh.pairs().into_iter().collect(),

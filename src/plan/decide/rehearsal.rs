@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use crate::crd::{Phase, Prediction};
 
+use super::super::claims;
 use super::super::decision::Action;
 use super::super::observed::DatabaseView;
+use super::super::reason::Reason;
 use super::{Machine, NEXT, SAFETY};
 
 impl Machine<'_> {
@@ -25,6 +27,19 @@ impl Machine<'_> {
             .filter(|_| !self.spec.rehearsal.keep_clone)
             .map(|c| c.databases.values().cloned().collect())
             .unwrap_or_default();
+        // Only what this plan claimed is dropped: a name alone proves nothing.
+        if !clones.is_empty()
+            && let Some(Err(e)) = &self.obs.claims
+        {
+            return self.wait(
+                format!(
+                    "Cannot read the claim registry to drop the rehearsal clones, retrying: {e}"
+                ),
+                SAFETY,
+            );
+        }
+        let (clones, unclaimed): (Vec<String>, Vec<String>) =
+            clones.into_iter().partition(|c| self.holds_database(c));
         match &self.obs.database {
             _ if clones.is_empty() => {}
             DatabaseView::Unknown => {
@@ -78,10 +93,20 @@ impl Machine<'_> {
         } else {
             String::new()
         };
-        let detail = format!(
+        let mut detail = format!(
             "Rehearsal complete; predicted read-only window for the real upgrade: {:.1}s (backup + clone + deploy + migration){kept}",
             predicted.as_secs_f64()
         );
+        if !unclaimed.is_empty() {
+            let note = format!(
+                "Rehearsal clones {} were not dropped: this plan holds no claim on them in {}.{}, so they may be another plan's; drop them by hand if they are this rehearsal's",
+                unclaimed.join(", "),
+                claims::DATABASE,
+                claims::COLLECTION
+            );
+            self.warn(Reason::NotClaimed, &note);
+            detail = format!("{detail}. {note}");
+        }
         self.st.prediction = Some(Prediction {
             read_only_seconds: (predicted.as_millis() as f64 / 100.0).round() / 10.0,
             rehearsal: self.obs.plan.name.clone(),

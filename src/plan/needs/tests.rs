@@ -17,6 +17,8 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
     let t = targets(spec, PLAN, Some(status));
     let meta = PlanMeta {
         name: PLAN.into(),
+        namespace: "ns".into(),
+        uid: "uid-up7".into(),
         generation: Some(1),
         deleting,
         ignored_changes: Vec::new(),
@@ -78,6 +80,7 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
         "read_only_probe",
         r.read_only_probe.as_ref().map(|p| p.deployment.clone()),
     );
+    on("claims", r.claims.as_ref().map(|_| String::new()));
     assert_eq!(
         r.mongo(),
         out.iter().any(|w| {
@@ -88,6 +91,7 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
                 "clone_documents",
                 "clone_collections",
                 "migration_doc",
+                "claims",
             ]
             .iter()
             .any(|m| w.starts_with(m))
@@ -110,6 +114,20 @@ fn recorded(phase: Phase) -> UpgradePlanStatus {
         }),
         ..Default::default()
     }
+}
+
+/// The plan took claims (the `Claimed` condition is true).
+fn claimed(mut st: UpgradePlanStatus) -> UpgradePlanStatus {
+    crate::plan::conditions::set(
+        &mut st.conditions,
+        crate::plan::conditions::CLAIMED,
+        true,
+        "ClaimsHeld",
+        "held",
+        Some(1),
+        Timestamp::from_millis(0),
+    );
+    st
 }
 
 fn lifted(mut st: UpgradePlanStatus) -> UpgradePlanStatus {
@@ -164,9 +182,9 @@ fn reads_by_phase_and_situation() {
     let rows: Vec<(&str, UpgradePlanSpec, UpgradePlanStatus, bool, &[&str])> = vec![
         ("a new plan checks its databases and the other plans", spec(),
             UpgradePlanStatus::default(), false,
-            &["jobs", "others", "databases:sources+clones"]),
+            &["jobs", "others", "databases:sources+clones", "claims"]),
         ("pending, names recorded", spec(), recorded(Phase::Pending), false,
-            &["jobs", "others", "databases:sources+clones"]),
+            &["jobs", "others", "databases:sources+clones", "claims"]),
         ("entering read-only probes the old version once it rolled out", spec(),
             recorded(Phase::EnteringReadOnly), false,
             &["jobs", "read_only_probe:squidex"]),
@@ -183,8 +201,8 @@ fn reads_by_phase_and_situation() {
             &["jobs", "clone_counts:clones@CloneDone", "clone_documents:clones@CloneRunning"]),
         ("cloning server-side", server_side(), recorded(Phase::Cloning), false,
             &["jobs", "copy", "clone_counts:clones@CloneDone"]),
-        ("a deleted plan lets go of its copy", server_side(), recorded(Phase::Cloning), true,
-            &["jobs", "clone_counts:clones@CloneDone"]),
+        ("a deleted plan lets go of its copy, and reads its claims", server_side(),
+            recorded(Phase::Cloning), true, &["jobs", "clone_counts:clones@CloneDone", "claims"]),
         ("deploying", spec(), recorded(Phase::DeployingGreen), false, &["jobs"]),
         ("migrating reads the document, the pods and the health gate", spec(),
             recorded(Phase::Migrating), false,
@@ -225,13 +243,17 @@ fn reads_by_phase_and_situation() {
             false, &[]),
         ("succeeded with no cleanup asked for", bare(), recorded(Phase::Succeeded), false, &[]),
         ("a deleted succeeded plan cleans nothing but still sees its Jobs", spec(),
-            recorded(Phase::Succeeded), true, &["jobs"]),
+            recorded(Phase::Succeeded), true, &["jobs", "claims"]),
         ("a rehearsal does not clean up after itself this way", rehearsal(),
             recorded(Phase::Succeeded), false, &[]),
         ("rehearsed", spec(), recorded(Phase::Rehearsed), false, &[]),
         ("rolled back", spec(), recorded(Phase::RolledBack), false, &[]),
         ("failed", spec(), recorded(Phase::Failed), false, &[]),
-        ("a deleted failed plan looks at its Jobs", spec(), recorded(Phase::Failed), true, &["jobs"]),
+        ("a deleted failed plan looks at its Jobs and claims", spec(), recorded(Phase::Failed),
+            true, &["jobs", "claims"]),
+        ("a plan that may hold claims reads them until they are given back", spec(),
+            claimed(recorded(Phase::RollingBack)), false, &["jobs", "claims"]),
+        ("even once it ended", bare(), claimed(recorded(Phase::Succeeded)), false, &["claims"]),
     ];
     for phase in Phase::ALL {
         // A phase added later gets its reads written down here.
@@ -286,6 +308,27 @@ fn the_details_of_each_read() {
                 .map(String::from)
                 .to_vec()
         )
+    );
+    // Claims on every source, clone and the Deployment, and on whatever the plan holds.
+    let meta = PlanMeta {
+        namespace: "ns".into(),
+        uid: "uid-up7".into(),
+        ..PlanMeta::default()
+    };
+    assert_eq!(
+        needs(&spec, None, &meta, &t).claims,
+        Some(crate::plan::needs::ClaimRead {
+            ids: [
+                "db:Squidex",
+                "db:SquidexContent",
+                "db:Squidex-up7",
+                "db:content-next",
+                "deployment:ns/squidex",
+            ]
+            .map(String::from)
+            .to_vec(),
+            uid: "uid-up7".into(),
+        })
     );
     let entering = needs(&spec, Some(&recorded(Phase::EnteringReadOnly)), &meta, &t);
     assert_eq!(

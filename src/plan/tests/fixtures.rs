@@ -4,6 +4,29 @@
 use super::*;
 
 pub(super) const PLAN: &str = "up7";
+pub(super) const NS: &str = "ns";
+pub(super) const UID: &str = "uid-up7";
+
+/// Every claim the plan wants, held by the plan with uid `uid`.
+pub(super) fn held_claims(spec: &UpgradePlanSpec, uid: &str) -> Vec<crate::plan::claims::Claim> {
+    use crate::plan::claims;
+    claims::wanted(&targets(spec, PLAN, None), NS)
+        .into_iter()
+        .map(|w| claims::Claim {
+            id: w.id,
+            role: w.role,
+            holder: claims::Holder {
+                namespace: NS.into(),
+                plan: if uid == UID {
+                    PLAN.into()
+                } else {
+                    "other".into()
+                },
+                uid: uid.into(),
+            },
+        })
+        .collect()
+}
 
 /// The shared Squidex plan, as it is: two databases, the migration document, defaults.
 pub(super) fn spec() -> UpgradePlanSpec {
@@ -113,12 +136,16 @@ pub(super) fn world() -> Observed {
     Observed {
         plan: PlanMeta {
             name: PLAN.into(),
+            namespace: NS.into(),
+            uid: UID.into(),
             generation: Some(1),
             deleting: false,
             ignored_changes: Vec::new(),
             failing: None,
             deleted_at: None,
         },
+        // The plan holds its claims (Pending takes them before anything else).
+        claims: Some(Ok(held_claims(&spec(), UID))),
         blue: Some(deployment("squidex", 2)),
         green: None,
         service: Some(ServiceView {
@@ -300,6 +327,7 @@ impl Sim {
                 d.generation += 1;
                 d.observed_generation = d.generation;
             }
+            Action::Claim { .. } | Action::ReleaseClaims { .. } => {}
             Action::PinService { color } => {
                 let name = match color {
                     Color::Blue => "squidex",

@@ -48,6 +48,7 @@ fn database_names() {
         "a\u{2028}b",
         "a\u{7f}b",
         "admin",
+        "cutover", // the claim registry's database
         &"x".repeat(64),
         &"é".repeat(32),
     ] {

@@ -163,6 +163,27 @@ impl Machine<'_> {
                             sources.join(", ")
                         ),
                     )
+                } else if let Some(Err(e)) = &self.obs.claims {
+                    Verdict::new(
+                        CleanupState::Running,
+                        format!(
+                            "Cannot read the claim registry to drop the sources, retrying: {e}"
+                        ),
+                    )
+                } else if left.iter().any(|d| !self.holds_database(d)) {
+                    // Never dropped on a name alone (see `claims`).
+                    let unclaimed: Vec<&str> = left
+                        .iter()
+                        .filter(|d| !self.holds_database(d))
+                        .map(String::as_str)
+                        .collect();
+                    Verdict::new(
+                        CleanupState::Refused,
+                        format!(
+                            "Source databases {} are kept: this plan holds no claim on them in cutover.claims (it started before claims, or they are another plan's); drop them by hand once nothing uses them",
+                            unclaimed.join(", ")
+                        ),
+                    )
                 } else {
                     Verdict::act(
                         Action::DropDatabases {
