@@ -247,9 +247,14 @@ pub struct BackupStatus {
     /// SHA-256 of the archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
-    /// Documents per collection (`database.collection`) in the frozen sources.
+    /// Documents per collection (`database.collection`) in the frozen sources: the
+    /// [`SAMPLE`] largest collections only; `counts` covers every one. (A status written
+    /// before `counts` existed holds every collection here.)
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub collections: BTreeMap<String, i64>,
+    /// Every collection of the frozen sources, summed up and fingerprinted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<CountsDigest>,
     /// When the backup completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Timestamp>,
@@ -265,13 +270,150 @@ pub struct CloneStatus {
     /// True once every collection of the clones has the same document count as its frozen source.
     #[serde(default)]
     pub verified: bool,
-    /// Documents per collection (`clone.collection`) right after the restore.
+    /// Documents per collection (`clone.collection`) right after the restore: the [`SAMPLE`]
+    /// largest collections only; `counts` covers every one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub collections: BTreeMap<String, i64>,
+    /// Every collection of the clones right after the restore, summed up and fingerprinted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<CountsDigest>,
     /// Documents per collection (`clone.collection`) just before read-only was lifted on the new
-    /// version (after its migration): what the clones hold beyond this was written since.
+    /// version (after its migration): what the clones hold beyond this was written since. The
+    /// [`SAMPLE`] largest collections only; `countsAtLift` covers every one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub collections_at_lift: BTreeMap<String, i64>,
+    /// Every collection of the clones just before read-only was lifted, summed up and fingerprinted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts_at_lift: Option<CountsDigest>,
+}
+
+/// How many collections a per-collection map in status lists: an object in etcd is at most
+/// 1.5 MiB, and the status write precedes every action, so a database with tens of thousands
+/// of collections must not make it grow with them.
+pub const SAMPLE: usize = 100;
+
+/// Document counts of every collection, in a size that does not grow with their number.
+///
+/// Sound for verification: `sha256` fingerprints the complete `collection → documents` map
+/// (its canonical JSON: keys sorted, no whitespace), so two maps with the same fingerprint
+/// are equal collection by collection (up to a SHA-256 collision); the clones are compared
+/// with the frozen sources through it, every collection included, not only the sample. The
+/// sample next to it names the largest collections for people and for the diagnosis.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CountsDigest {
+    /// Collections counted.
+    pub collections: i64,
+    /// Documents in all of them.
+    pub documents: i64,
+    /// Collections counted but not listed in the sample beside it ("N more").
+    #[serde(default)]
+    pub omitted: i64,
+    /// SHA-256 (hex) of the complete map as canonical JSON.
+    pub sha256: String,
+}
+
+impl CountsDigest {
+    /// The digest of a complete map.
+    pub fn of(counts: &BTreeMap<String, i64>) -> Self {
+        use sha2::{Digest, Sha256};
+        // A BTreeMap serializes with its keys sorted: the same map, the same bytes.
+        let json = serde_json::to_vec(counts).unwrap_or_default();
+        let hash = Sha256::digest(&json);
+        CountsDigest {
+            collections: counts.len() as i64,
+            documents: counts.values().sum(),
+            omitted: counts.len().saturating_sub(SAMPLE) as i64,
+            sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// True when `counts` is exactly the map this digest was made of.
+    pub fn matches(&self, counts: &BTreeMap<String, i64>) -> bool {
+        let other = Self::of(counts);
+        other.sha256 == self.sha256
+            && other.collections == self.collections
+            && other.documents == self.documents
+    }
+}
+
+/// The [`SAMPLE`] largest collections of `counts` (ties by name), for status.
+pub fn sample(counts: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
+    if counts.len() <= SAMPLE {
+        return counts.clone();
+    }
+    let mut by_size: Vec<(&String, &i64)> = counts.iter().collect();
+    by_size.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    by_size
+        .into_iter()
+        .take(SAMPLE)
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+impl BackupStatus {
+    /// Records the frozen sources' counts: the sample and the digest of all of them.
+    pub fn record_counts(&mut self, counts: &BTreeMap<String, i64>) {
+        self.collections = sample(counts);
+        self.counts = Some(CountsDigest::of(counts));
+    }
+
+    /// The digest of every source collection; for a status written before digests existed,
+    /// made from its map, which then holds every collection.
+    pub fn digest(&self) -> CountsDigest {
+        self.counts
+            .clone()
+            .unwrap_or_else(|| CountsDigest::of(&self.collections))
+    }
+}
+
+impl CloneStatus {
+    /// Records the clones' counts right after the copy.
+    pub fn record_counts(&mut self, counts: &BTreeMap<String, i64>) {
+        self.collections = sample(counts);
+        self.counts = Some(CountsDigest::of(counts));
+    }
+
+    /// Records the clones' counts just before read-only is lifted.
+    pub fn record_at_lift(&mut self, counts: &BTreeMap<String, i64>) {
+        self.collections_at_lift = sample(counts);
+        self.counts_at_lift = Some(CountsDigest::of(counts));
+    }
+
+    /// Documents added to the clones since read-only was lifted, given their counts now, and
+    /// whether that number is exact; `None` when nothing was recorded at the lift.
+    ///
+    /// Per collection for the sampled ones (a collection that shrank adds nothing), and the
+    /// net growth of all the others together: exact when every collection was sampled (up to
+    /// [`SAMPLE`] collections, or a status written before digests existed), otherwise a lower
+    /// bound. Informative only: the DataDiverged guard itself rests on `readOnlyLiftedAt`.
+    pub fn added_since_lift(&self, now: &BTreeMap<String, i64>) -> Option<(i64, bool)> {
+        let at = self.counts_at_lift.clone().or_else(|| {
+            (!self.collections_at_lift.is_empty())
+                .then(|| CountsDigest::of(&self.collections_at_lift))
+        })?;
+        let mut added = 0;
+        let (mut sampled_now, mut sampled_at) = (0, 0);
+        for (c, was) in &self.collections_at_lift {
+            let n = now.get(c).copied().unwrap_or(0);
+            added += (n - was).max(0);
+            sampled_now += n;
+            sampled_at += was;
+        }
+        let exact = at.collections == self.collections_at_lift.len() as i64;
+        if exact {
+            // Collections created since the lift.
+            added += now
+                .iter()
+                .filter(|(c, _)| !self.collections_at_lift.contains_key(*c))
+                .map(|(_, n)| (*n).max(0))
+                .sum::<i64>();
+        } else {
+            let rest_now: i64 = now.values().sum::<i64>() - sampled_now;
+            added += (rest_now - (at.documents - sampled_at)).max(0);
+        }
+        Some((added, exact))
+    }
 }
 
 /// The migration as last observed.
