@@ -433,3 +433,97 @@ pub struct MigrationStatus {
     #[serde(default)]
     pub job_succeeded: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(n: usize, each: i64) -> BTreeMap<String, i64> {
+        (0..n).map(|i| (format!("db.c{i:05}"), each)).collect()
+    }
+
+    #[test]
+    fn the_digest_tells_maps_apart() {
+        let a = counts(300, 2);
+        let d = CountsDigest::of(&a);
+        assert_eq!((d.collections, d.documents, d.omitted), (300, 600, 200));
+        assert_eq!(d.sha256.len(), 64);
+        assert!(d.matches(&a));
+        let mut b = a.clone();
+        *b.get_mut("db.c00001").unwrap() += 1;
+        *b.get_mut("db.c00002").unwrap() -= 1;
+        assert!(!d.matches(&b), "same totals, other map");
+        let mut renamed = a.clone();
+        let v = renamed.remove("db.c00001").unwrap();
+        renamed.insert("db.c0000x".into(), v);
+        assert!(!d.matches(&renamed));
+        // Stable across releases: the same map always gives this fingerprint.
+        assert_eq!(
+            CountsDigest::of(&BTreeMap::from([("db.c".to_string(), 1)])).sha256,
+            "4de9134b7c7aa46ce508ee4db94f4dccd5f6ca4d1c65236184155ef1a87780f7"
+        );
+    }
+
+    #[test]
+    fn the_sample_keeps_the_largest() {
+        let mut a = counts(300, 1);
+        a.insert("db.big".into(), 10);
+        let s = sample(&a);
+        assert_eq!(s.len(), SAMPLE);
+        assert_eq!(s.get("db.big"), Some(&10));
+        assert_eq!(sample(&counts(5, 1)).len(), 5);
+    }
+
+    #[test]
+    fn writes_since_the_lift() {
+        // Every collection sampled: exact, per collection.
+        let mut c = CloneStatus::default();
+        let at = counts(3, 10);
+        c.record_at_lift(&at);
+        let mut now = at.clone();
+        *now.get_mut("db.c00000").unwrap() += 5;
+        *now.get_mut("db.c00001").unwrap() -= 3;
+        now.insert("db.new".into(), 2);
+        assert_eq!(c.added_since_lift(&now), Some((7, true)));
+
+        // More than the sample: the sampled ones per collection, the rest net, a lower bound.
+        let mut c = CloneStatus::default();
+        let at = counts(500, 10);
+        c.record_at_lift(&at);
+        assert_eq!(c.collections_at_lift.len(), SAMPLE);
+        let mut now = at.clone();
+        *now.get_mut("db.c00499").unwrap() += 4;
+        now.insert("db.new".into(), 1);
+        assert_eq!(c.added_since_lift(&now), Some((5, false)));
+
+        // A status from before digests: its map is complete.
+        let legacy = CloneStatus {
+            collections_at_lift: counts(2, 1),
+            ..Default::default()
+        };
+        assert_eq!(legacy.added_since_lift(&counts(2, 3)), Some((4, true)));
+        assert_eq!(CloneStatus::default().added_since_lift(&counts(2, 3)), None);
+    }
+
+    #[test]
+    fn old_statuses_decode() {
+        let old = serde_json::json!({
+            "databases": {"a": "a-x"},
+            "verified": true,
+            "collections": {"a-x.c": 3},
+            "collectionsAtLift": {"a-x.c": 4}
+        });
+        let c: CloneStatus = serde_json::from_value(old).unwrap();
+        assert_eq!(c.counts, None);
+        assert_eq!(
+            c.added_since_lift(&BTreeMap::from([("a-x.c".into(), 6)])),
+            Some((2, true))
+        );
+        let b: BackupStatus =
+            serde_json::from_value(serde_json::json!({"collections": {"a.c": 3}})).unwrap();
+        assert_eq!(
+            b.digest(),
+            CountsDigest::of(&BTreeMap::from([("a.c".into(), 3)]))
+        );
+    }
+}
