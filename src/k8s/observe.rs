@@ -90,7 +90,7 @@ pub async fn observe(
         obs.workloads = Some(views::workloads(services, deployments));
     }
     if let Some(names) = &reads.jobs {
-        read_jobs(client, &ns, &uid, names, &mut obs).await?;
+        read_jobs(client, plan, uri.as_ref(), names, &mut obs).await?;
     }
     if reads.server_copy {
         obs.server_copy = Some(copies.view(&databases::copy_key(plan)));
@@ -247,11 +247,13 @@ impl EnvObjects {
 /// The plan's own Jobs (owned by this very plan, not one deleted and recreated by that name).
 async fn read_jobs(
     client: &Client,
-    ns: &str,
-    uid: &str,
+    plan: &UpgradePlan,
+    uri: Option<&Uri>,
     names: &JobNames,
     obs: &mut Observed,
 ) -> Result<()> {
+    let ns = &plan.namespace().unwrap_or_default();
+    let uid = &plan.uid().unwrap_or_default();
     // A plan name over 63 characters is no label value: nothing can carry it (the plan is
     // refused at Pending), and the API server would refuse the selector, leaving the plan
     // unanswered.
@@ -261,8 +263,9 @@ async fn read_jobs(
     let listed = Api::<Job>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels(&format!("{PLAN_LABEL}={}", names.plan)))
         .await?;
+    let mut known: Option<Vec<String>> = None;
     for j in listed {
-        if !j.owner_references().iter().any(|o| o.uid == uid) {
+        if !j.owner_references().iter().any(|o| o.uid == *uid) {
             continue;
         }
         let state = views::job_state(&j);
@@ -274,7 +277,15 @@ async fn read_jobs(
                 .await?
                 .items
         };
-        let view = Some(views::job_view(&j, state, &pods));
+        if known.is_none() && state != JobState::Active {
+            known = Some(known_secrets(client, plan, uri).await?);
+        }
+        let view = Some(views::job_view(
+            &j,
+            state,
+            &pods,
+            known.as_deref().unwrap_or_default(),
+        ));
         let name = j.name_any();
         if name == names.backup {
             obs.backup_job = view;
@@ -287,6 +298,36 @@ async fn read_jobs(
         }
     }
     Ok(())
+}
+
+/// The secret values a Job of this plan may print, to scrub from its output: the connection
+/// string and its password, and the migration Job's credentials.
+async fn known_secrets(
+    client: &Client,
+    plan: &UpgradePlan,
+    uri: Option<&Uri>,
+) -> Result<Vec<String>> {
+    let mut known = uri.map(Uri::secret_values).unwrap_or_default();
+    if let Some(c) = plan
+        .spec
+        .migration
+        .job
+        .as_ref()
+        .and_then(|j| j.credentials_secret.as_ref())
+    {
+        let ns = plan.namespace().unwrap_or_default();
+        let value = Api::<Secret>::namespaced(client.clone(), &ns)
+            .get_opt(&c.name)
+            .await?
+            .and_then(|s| views::secret_strings(&s).remove(&c.key));
+        if let Some(v) = value {
+            match Uri::parse(v.trim()) {
+                Ok(u) => known.extend(u.secret_values()),
+                Err(_) => known.push(v),
+            }
+        }
+    }
+    Ok(known)
 }
 
 /// The document counts `count` asks for, when its condition holds on what is observed so far.
