@@ -13,6 +13,7 @@ mod bad_input;
 mod bad_inputs;
 mod env_guard;
 mod failures;
+mod many_collections;
 mod one_plan;
 mod restart;
 mod rollback;
