@@ -81,7 +81,7 @@ async fn a_plan_over_5000_collections_keeps_its_status_small() {
     plan["spec"]["backup"]["cloneMethod"] = json!("serverSide");
     plan["spec"]["backup"]["parallelism"] = json!(8);
     for t in ["backup", "clone"] {
-        plan["spec"]["timeouts"][t] = json!("10m");
+        plan["spec"]["timeouts"][t] = json!("40m");
     }
     let started = Instant::now();
     let done = env
@@ -90,7 +90,7 @@ async fn a_plan_over_5000_collections_keeps_its_status_small() {
             &app.ns,
             plan,
             Phase::Succeeded,
-            Duration::from_secs(600),
+            Duration::from_secs(2400),
         )
         .await;
     let took = started.elapsed();
