@@ -16,4 +16,5 @@ pub mod metrics;
 pub mod mongo;
 pub mod plan;
 pub mod probe;
+pub mod scrub;
 pub mod uri;

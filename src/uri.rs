@@ -109,6 +109,32 @@ impl Uri {
     }
 }
 
+impl Uri {
+    /// The exact values to scrub from a Job's output (see [`crate::scrub`]): the string as
+    /// written, and its password as written and percent-decoded.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut out = vec![self.raw.trim().to_string()];
+        if let Some(p) = split(self.raw.trim())
+            .userinfo
+            .and_then(|u| u.split_once(':'))
+            .map(|(_, p)| p)
+            .filter(|p| !p.is_empty())
+        {
+            out.push(p.to_string());
+        }
+        if let Some(p) = self
+            .parsed
+            .credential
+            .as_ref()
+            .and_then(|c| c.password.as_deref())
+            .filter(|p| !p.is_empty())
+        {
+            out.push(p.to_string());
+        }
+        out
+    }
+}
+
 impl std::fmt::Debug for Uri {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Uri(***)")

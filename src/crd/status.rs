@@ -334,9 +334,14 @@ pub struct BackupStatus {
     /// SHA-256 of the archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
-    /// Documents per collection (`database.collection`) in the frozen sources.
+    /// Documents per collection (`database.collection`) in the frozen sources: the
+    /// [`SAMPLE`] largest collections only; `counts` covers every one. (A status written
+    /// before `counts` existed holds every collection here.)
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub collections: BTreeMap<String, i64>,
+    /// Every collection of the frozen sources, summed up and fingerprinted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<CountsDigest>,
     /// When the backup completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Timestamp>,
@@ -352,13 +357,150 @@ pub struct CloneStatus {
     /// True once every collection of the clones has the same document count as its frozen source.
     #[serde(default)]
     pub verified: bool,
-    /// Documents per collection (`clone.collection`) right after the restore.
+    /// Documents per collection (`clone.collection`) right after the restore: the [`SAMPLE`]
+    /// largest collections only; `counts` covers every one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub collections: BTreeMap<String, i64>,
+    /// Every collection of the clones right after the restore, summed up and fingerprinted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<CountsDigest>,
     /// Documents per collection (`clone.collection`) just before read-only was lifted on the new
-    /// version (after its migration): what the clones hold beyond this was written since.
+    /// version (after its migration): what the clones hold beyond this was written since. The
+    /// [`SAMPLE`] largest collections only; `countsAtLift` covers every one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub collections_at_lift: BTreeMap<String, i64>,
+    /// Every collection of the clones just before read-only was lifted, summed up and fingerprinted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts_at_lift: Option<CountsDigest>,
+}
+
+/// How many collections a per-collection map in status lists: an object in etcd is at most
+/// 1.5 MiB, and the status write precedes every action, so a database with tens of thousands
+/// of collections must not make it grow with them.
+pub const SAMPLE: usize = 100;
+
+/// Document counts of every collection, in a size that does not grow with their number.
+///
+/// Sound for verification: `sha256` fingerprints the complete `collection → documents` map
+/// (its canonical JSON: keys sorted, no whitespace), so two maps with the same fingerprint
+/// are equal collection by collection (up to a SHA-256 collision); the clones are compared
+/// with the frozen sources through it, every collection included, not only the sample. The
+/// sample next to it names the largest collections for people and for the diagnosis.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CountsDigest {
+    /// Collections counted.
+    pub collections: i64,
+    /// Documents in all of them.
+    pub documents: i64,
+    /// Collections counted but not listed in the sample beside it ("N more").
+    #[serde(default)]
+    pub omitted: i64,
+    /// SHA-256 (hex) of the complete map as canonical JSON.
+    pub sha256: String,
+}
+
+impl CountsDigest {
+    /// The digest of a complete map.
+    pub fn of(counts: &BTreeMap<String, i64>) -> Self {
+        use sha2::{Digest, Sha256};
+        // A BTreeMap serializes with its keys sorted: the same map, the same bytes.
+        let json = serde_json::to_vec(counts).unwrap_or_default();
+        let hash = Sha256::digest(&json);
+        CountsDigest {
+            collections: counts.len() as i64,
+            documents: counts.values().sum(),
+            omitted: counts.len().saturating_sub(SAMPLE) as i64,
+            sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// True when `counts` is exactly the map this digest was made of.
+    pub fn matches(&self, counts: &BTreeMap<String, i64>) -> bool {
+        let other = Self::of(counts);
+        other.sha256 == self.sha256
+            && other.collections == self.collections
+            && other.documents == self.documents
+    }
+}
+
+/// The [`SAMPLE`] largest collections of `counts` (ties by name), for status.
+pub fn sample(counts: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
+    if counts.len() <= SAMPLE {
+        return counts.clone();
+    }
+    let mut by_size: Vec<(&String, &i64)> = counts.iter().collect();
+    by_size.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    by_size
+        .into_iter()
+        .take(SAMPLE)
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+impl BackupStatus {
+    /// Records the frozen sources' counts: the sample and the digest of all of them.
+    pub fn record_counts(&mut self, counts: &BTreeMap<String, i64>) {
+        self.collections = sample(counts);
+        self.counts = Some(CountsDigest::of(counts));
+    }
+
+    /// The digest of every source collection; for a status written before digests existed,
+    /// made from its map, which then holds every collection.
+    pub fn digest(&self) -> CountsDigest {
+        self.counts
+            .clone()
+            .unwrap_or_else(|| CountsDigest::of(&self.collections))
+    }
+}
+
+impl CloneStatus {
+    /// Records the clones' counts right after the copy.
+    pub fn record_counts(&mut self, counts: &BTreeMap<String, i64>) {
+        self.collections = sample(counts);
+        self.counts = Some(CountsDigest::of(counts));
+    }
+
+    /// Records the clones' counts just before read-only is lifted.
+    pub fn record_at_lift(&mut self, counts: &BTreeMap<String, i64>) {
+        self.collections_at_lift = sample(counts);
+        self.counts_at_lift = Some(CountsDigest::of(counts));
+    }
+
+    /// Documents added to the clones since read-only was lifted, given their counts now, and
+    /// whether that number is exact; `None` when nothing was recorded at the lift.
+    ///
+    /// Per collection for the sampled ones (a collection that shrank adds nothing), and the
+    /// net growth of all the others together: exact when every collection was sampled (up to
+    /// [`SAMPLE`] collections, or a status written before digests existed), otherwise a lower
+    /// bound. Informative only: the DataDiverged guard itself rests on `readOnlyLiftedAt`.
+    pub fn added_since_lift(&self, now: &BTreeMap<String, i64>) -> Option<(i64, bool)> {
+        let at = self.counts_at_lift.clone().or_else(|| {
+            (!self.collections_at_lift.is_empty())
+                .then(|| CountsDigest::of(&self.collections_at_lift))
+        })?;
+        let mut added = 0;
+        let (mut sampled_now, mut sampled_at) = (0, 0);
+        for (c, was) in &self.collections_at_lift {
+            let n = now.get(c).copied().unwrap_or(0);
+            added += (n - was).max(0);
+            sampled_now += n;
+            sampled_at += was;
+        }
+        let exact = at.collections == self.collections_at_lift.len() as i64;
+        if exact {
+            // Collections created since the lift.
+            added += now
+                .iter()
+                .filter(|(c, _)| !self.collections_at_lift.contains_key(*c))
+                .map(|(_, n)| (*n).max(0))
+                .sum::<i64>();
+        } else {
+            let rest_now: i64 = now.values().sum::<i64>() - sampled_now;
+            added += (rest_now - (at.documents - sampled_at)).max(0);
+        }
+        Some((added, exact))
+    }
 }
 
 /// The migration as last observed.
@@ -377,4 +519,98 @@ pub struct MigrationStatus {
     /// True once the migration Job (if any) completed.
     #[serde(default)]
     pub job_succeeded: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(n: usize, each: i64) -> BTreeMap<String, i64> {
+        (0..n).map(|i| (format!("db.c{i:05}"), each)).collect()
+    }
+
+    #[test]
+    fn the_digest_tells_maps_apart() {
+        let a = counts(300, 2);
+        let d = CountsDigest::of(&a);
+        assert_eq!((d.collections, d.documents, d.omitted), (300, 600, 200));
+        assert_eq!(d.sha256.len(), 64);
+        assert!(d.matches(&a));
+        let mut b = a.clone();
+        *b.get_mut("db.c00001").unwrap() += 1;
+        *b.get_mut("db.c00002").unwrap() -= 1;
+        assert!(!d.matches(&b), "same totals, other map");
+        let mut renamed = a.clone();
+        let v = renamed.remove("db.c00001").unwrap();
+        renamed.insert("db.c0000x".into(), v);
+        assert!(!d.matches(&renamed));
+        // Stable across releases: the same map always gives this fingerprint.
+        assert_eq!(
+            CountsDigest::of(&BTreeMap::from([("db.c".to_string(), 1)])).sha256,
+            "4de9134b7c7aa46ce508ee4db94f4dccd5f6ca4d1c65236184155ef1a87780f7"
+        );
+    }
+
+    #[test]
+    fn the_sample_keeps_the_largest() {
+        let mut a = counts(300, 1);
+        a.insert("db.big".into(), 10);
+        let s = sample(&a);
+        assert_eq!(s.len(), SAMPLE);
+        assert_eq!(s.get("db.big"), Some(&10));
+        assert_eq!(sample(&counts(5, 1)).len(), 5);
+    }
+
+    #[test]
+    fn writes_since_the_lift() {
+        // Every collection sampled: exact, per collection.
+        let mut c = CloneStatus::default();
+        let at = counts(3, 10);
+        c.record_at_lift(&at);
+        let mut now = at.clone();
+        *now.get_mut("db.c00000").unwrap() += 5;
+        *now.get_mut("db.c00001").unwrap() -= 3;
+        now.insert("db.new".into(), 2);
+        assert_eq!(c.added_since_lift(&now), Some((7, true)));
+
+        // More than the sample: the sampled ones per collection, the rest net, a lower bound.
+        let mut c = CloneStatus::default();
+        let at = counts(500, 10);
+        c.record_at_lift(&at);
+        assert_eq!(c.collections_at_lift.len(), SAMPLE);
+        let mut now = at.clone();
+        *now.get_mut("db.c00499").unwrap() += 4;
+        now.insert("db.new".into(), 1);
+        assert_eq!(c.added_since_lift(&now), Some((5, false)));
+
+        // A status from before digests: its map is complete.
+        let legacy = CloneStatus {
+            collections_at_lift: counts(2, 1),
+            ..Default::default()
+        };
+        assert_eq!(legacy.added_since_lift(&counts(2, 3)), Some((4, true)));
+        assert_eq!(CloneStatus::default().added_since_lift(&counts(2, 3)), None);
+    }
+
+    #[test]
+    fn old_statuses_decode() {
+        let old = serde_json::json!({
+            "databases": {"a": "a-x"},
+            "verified": true,
+            "collections": {"a-x.c": 3},
+            "collectionsAtLift": {"a-x.c": 4}
+        });
+        let c: CloneStatus = serde_json::from_value(old).unwrap();
+        assert_eq!(c.counts, None);
+        assert_eq!(
+            c.added_since_lift(&BTreeMap::from([("a-x.c".into(), 6)])),
+            Some((2, true))
+        );
+        let b: BackupStatus =
+            serde_json::from_value(serde_json::json!({"collections": {"a.c": 3}})).unwrap();
+        assert_eq!(
+            b.digest(),
+            CountsDigest::of(&BTreeMap::from([("a.c".into(), 3)]))
+        );
+    }
 }

@@ -111,7 +111,16 @@ pub async fn observe(
         obs.workloads = Some(views::workloads(services, deployments));
     }
     if let Some(names) = &reads.jobs {
-        read_jobs(client, &ns, plan, names, &mut obs, &mut foreign).await?;
+        read_jobs(
+            client,
+            &ns,
+            plan,
+            uri.as_ref(),
+            names,
+            &mut obs,
+            &mut foreign,
+        )
+        .await?;
     }
     obs.foreign = foreign;
     if reads.server_copy {
@@ -273,11 +282,13 @@ async fn read_jobs(
     client: &Client,
     ns: &str,
     plan: &UpgradePlan,
+    uri: Option<&Uri>,
     names: &JobNames,
     obs: &mut Observed,
     foreign: &mut Vec<ForeignObject>,
 ) -> Result<()> {
     let jobs = Api::<Job>::namespaced(client.clone(), ns);
+    let mut known: Option<Vec<String>> = None;
     for name in [&names.backup, &names.clone, &names.migration, &names.prune] {
         let Some(j) = jobs.get_opt(name).await? else {
             continue;
@@ -294,7 +305,15 @@ async fn read_jobs(
                 .await?
                 .items
         };
-        let view = Some(views::job_view(&j, state, &pods));
+        if known.is_none() && state != JobState::Active {
+            known = Some(known_secrets(client, plan, uri).await?);
+        }
+        let view = Some(views::job_view(
+            &j,
+            state,
+            &pods,
+            known.as_deref().unwrap_or_default(),
+        ));
         if name == &names.backup {
             obs.backup_job = view;
         } else if name == &names.clone {
@@ -398,6 +417,36 @@ where
         .get_opt(name)
         .await?
         .map(|o| o.meta().clone()))
+}
+
+/// The secret values a Job of this plan may print, to scrub from its output: the connection
+/// string and its password, and the migration Job's credentials.
+async fn known_secrets(
+    client: &Client,
+    plan: &UpgradePlan,
+    uri: Option<&Uri>,
+) -> Result<Vec<String>> {
+    let mut known = uri.map(Uri::secret_values).unwrap_or_default();
+    if let Some(c) = plan
+        .spec
+        .migration
+        .job
+        .as_ref()
+        .and_then(|j| j.credentials_secret.as_ref())
+    {
+        let ns = plan.namespace().unwrap_or_default();
+        let value = Api::<Secret>::namespaced(client.clone(), &ns)
+            .get_opt(&c.name)
+            .await?
+            .and_then(|s| views::secret_strings(&s).remove(&c.key));
+        if let Some(v) = value {
+            match Uri::parse(v.trim()) {
+                Ok(u) => known.extend(u.secret_values()),
+                Err(_) => known.push(v),
+            }
+        }
+    }
+    Ok(known)
 }
 
 /// The document counts `count` asks for, when its condition holds on what is observed so far.

@@ -260,8 +260,9 @@ pub fn job_state(job: &Job) -> JobState {
 }
 
 /// A finished Job with the message its pods left: the pod's termination message carries the
-/// Job's result (backup size and checksum) or the tail of its log on failure.
-pub fn job_view(job: &Job, state: JobState, pods: &[Pod]) -> JobView {
+/// Job's result (backup size and checksum) or the tail of its log on failure. Scrubbed of
+/// credentials (the `known` secret values among them) before it can reach status or events.
+pub fn job_view(job: &Job, state: JobState, pods: &[Pod], known: &[String]) -> JobView {
     let mut message = String::new();
     for p in pods {
         for cs in p
@@ -293,7 +294,7 @@ pub fn job_view(job: &Job, state: JobState, pods: &[Pod]) -> JobView {
     JobView {
         name: job.name_any(),
         state,
-        message,
+        message: crate::scrub::scrub(&message, known),
     }
 }
 
@@ -535,5 +536,30 @@ mod conflict_tests {
         // Ended plans (even being deleted, waiting for their finalizer) do not.
         let ended = plan("ended", Phase::Failed);
         assert!(conflicts(&me, &[Arc::new(ended)]).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a failed Job's pod printed reaches the plan scrubbed.
+    #[test]
+    fn job_output_is_scrubbed() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "status": {"containerStatuses": [{
+                "name": "migrate", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 1, "message":
+                    "connecting to mongodb://migrator:Hunter2pw@db:27017/app\nauth failed for Hunter2pw\nMONGO_PASSWORD=other"}}
+            }]}
+        }))
+        .unwrap();
+        let job: Job =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p-migrate"}})).unwrap();
+        let uri = Uri::parse("mongodb://migrator:Hunter2pw@db:27017/app").unwrap();
+        let v = job_view(&job, JobState::Failed, &[pod], &uri.secret_values());
+        assert!(!v.message.contains("Hunter2pw"), "{}", v.message);
+        assert!(!v.message.contains("other"), "{}", v.message);
+        assert!(v.message.starts_with("connecting to ***"), "{}", v.message);
     }
 }

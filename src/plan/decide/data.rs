@@ -90,12 +90,12 @@ impl Machine<'_> {
                 backup.path = path;
                 backup.bytes = result.bytes;
                 backup.checksum = result.sha256;
-                backup.collections = counts;
+                backup.record_counts(&counts);
                 backup.completed_at = Some(self.now);
                 let detail = format!(
                     "Backup complete: {} collections, {} documents, {} bytes; restoring it into the clones",
-                    backup.collections.len(),
-                    backup.collections.values().sum::<i64>(),
+                    counts.len(),
+                    counts.values().sum::<i64>(),
                     backup.bytes.map_or("?".into(), |b| b.to_string())
                 );
                 self.advance(Phase::Cloning, &detail);
@@ -205,7 +205,7 @@ impl Machine<'_> {
         };
         let mismatches = self.compare_counts(&counts);
         let clone = self.st.clone.get_or_insert_with(Default::default);
-        clone.collections = counts;
+        clone.record_counts(&counts);
         if mismatches.is_empty() {
             clone.verified = true;
             if self.server_side() {
@@ -231,21 +231,28 @@ impl Machine<'_> {
         } else if self.spec.mode == Mode::Rehearsal {
             let detail = format!(
                 "Rehearsal: the live sources changed during the copy, counts differ ({}); continuing",
-                mismatches.join("; ")
+                bounded_list(&mismatches)
             );
             self.set_cond(cond::BACKUP_VERIFIED, false, Reason::SourcesInUse, &detail);
             self.advance(Phase::DeployingGreen, &detail);
         } else {
             let msg = format!(
                 "The clones do not match the frozen sources: {}. The copy cannot be trusted; the clones are kept for inspection",
-                mismatches.join("; ")
+                bounded_list(&mismatches)
             );
             self.set_cond(cond::BACKUP_VERIFIED, false, Reason::CountsDiffer, &msg);
             self.fail(Reason::CloneVerificationFailed, msg);
         }
     }
 
-    /// Collections whose clone count differs from the source count, each as a sentence.
+    /// How the clones' counts differ from the frozen sources', each as a sentence; empty when
+    /// every collection has the same count.
+    ///
+    /// Status keeps only a sample of the sources' counts and a digest of all of them (see
+    /// `CountsDigest`): the clones' counts, read fresh and renamed to the sources' databases,
+    /// must have the same digest, so every collection is compared, not only the sampled ones.
+    /// Where they differ, the sampled collections are named; differences outside the sample
+    /// show in the totals, and the clones are kept for inspection.
     fn compare_counts(&self, clone_counts: &BTreeMap<String, i64>) -> Vec<String> {
         let mapping = self
             .st
@@ -253,23 +260,24 @@ impl Machine<'_> {
             .as_ref()
             .map(|c| c.databases.clone())
             .unwrap_or_default();
-        let source_counts = self
-            .st
-            .backup
-            .as_ref()
-            .map(|b| b.collections.clone())
-            .unwrap_or_default();
-        let to_clone_ns = |ns: &str| -> String {
-            match ns.split_once('.') {
-                Some((db, coll)) => {
-                    format!("{}.{coll}", mapping.get(db).map_or(db, |c| c.as_str()))
-                }
-                None => ns.to_string(),
-            }
-        };
+        let backup = self.st.backup.clone().unwrap_or_default();
+        let to_source: BTreeMap<&str, &str> = mapping
+            .iter()
+            .map(|(s, c)| (c.as_str(), s.as_str()))
+            .collect();
+        let to_clone_ns = |ns: &str| -> String { rename(ns, &mapping) };
+        let as_source: BTreeMap<String, i64> = clone_counts
+            .iter()
+            .map(|(ns, n)| (rename(ns, &to_source), *n))
+            .collect();
+        let digest = backup.digest();
+        if digest.matches(&as_source) {
+            return Vec::new();
+        }
+        let sampled_all = digest.collections == backup.collections.len() as i64;
         let mut out = Vec::new();
         let mut expected = BTreeSet::new();
-        for (ns, n) in &source_counts {
+        for (ns, n) in &backup.collections {
             let cns = to_clone_ns(ns);
             match clone_counts.get(&cns) {
                 Some(m) if m == n => {}
@@ -278,15 +286,59 @@ impl Machine<'_> {
             }
             expected.insert(cns);
         }
-        for (cns, m) in clone_counts {
-            if !expected.contains(cns) {
-                out.push(format!(
-                    "{cns}: {m} documents in the clone but not in the source"
-                ));
+        if sampled_all {
+            for (cns, m) in clone_counts {
+                if !expected.contains(cns) {
+                    out.push(format!(
+                        "{cns}: {m} documents in the clone but not in the source"
+                    ));
+                }
             }
+        }
+        if out.is_empty() || !sampled_all {
+            // The difference lies (also) outside the sampled collections.
+            out.insert(
+                0,
+                format!(
+                    "in all: source {} collections with {} documents, clone {} collections with {} documents",
+                    digest.collections,
+                    digest.documents,
+                    as_source.len(),
+                    as_source.values().sum::<i64>()
+                ),
+            );
         }
         out
     }
+}
+
+/// `db.collection` with its database renamed by `mapping` (unchanged when it has none).
+fn rename<K: std::borrow::Borrow<str> + Ord, V: AsRef<str>>(
+    ns: &str,
+    mapping: &BTreeMap<K, V>,
+) -> String {
+    match ns.split_once('.') {
+        Some((db, coll)) => format!("{}.{coll}", mapping.get(db).map_or(db, |c| c.as_ref())),
+        None => ns.to_string(),
+    }
+}
+
+/// How many differences a message names; the rest are counted.
+const LISTED: usize = 10;
+
+/// The first [`LISTED`] items joined, with "and N more" for the rest: a status message or
+/// condition never grows with the number of collections.
+fn bounded_list(items: &[String]) -> String {
+    let mut out = items
+        .iter()
+        .take(LISTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if items.len() > LISTED {
+        out.push_str(&format!("; and {} more", items.len() - LISTED));
+    }
+    out
 }
 
 fn parse_backup_result(message: &str) -> BackupResult {

@@ -28,11 +28,7 @@ impl Machine<'_> {
     }
 
     pub(super) fn restore_progress(&mut self) {
-        let total: i64 = self
-            .st
-            .backup
-            .as_ref()
-            .map_or(0, |b| b.collections.values().sum());
+        let total: i64 = self.st.backup.as_ref().map_or(0, |b| b.digest().documents);
         if let Some(done) = self.obs.clone_documents {
             self.set_progress(done.min(total), total, None);
         }

@@ -64,7 +64,7 @@ impl Machine<'_> {
                 self.st
                     .clone
                     .get_or_insert_with(Default::default)
-                    .collections_at_lift = counts.clone();
+                    .record_at_lift(counts);
             }
             let lifted = *self.st.read_only_lifted_at.get_or_insert(self.now);
             self.set_cond(

@@ -135,14 +135,13 @@ impl Machine<'_> {
         let (Some(Ok(now)), Some(clone)) = (&self.obs.clone_counts, &self.st.clone) else {
             return String::new();
         };
-        if clone.collections_at_lift.is_empty() {
-            return String::new();
+        match clone.added_since_lift(now) {
+            None => String::new(),
+            Some((added, true)) => format!(" ({added} documents added since read-only was lifted)"),
+            Some((added, false)) => {
+                format!(" (at least {added} documents added since read-only was lifted)")
+            }
         }
-        let added: i64 = now
-            .iter()
-            .map(|(c, n)| (n - clone.collections_at_lift.get(c).copied().unwrap_or(0)).max(0))
-            .sum();
-        format!(" ({added} documents added since read-only was lifted)")
     }
 
     pub(super) fn rolling_back(&mut self) {

@@ -153,3 +153,143 @@ pub(super) fn cases() -> Vec<Case> {
 fn table() {
     run(cases());
 }
+
+/// 5,000 source collections: `SquidexContent.C00000` … with 1 to 7 documents, and
+/// `Squidex.Big` … the largest.
+fn many_sources() -> BTreeMap<String, i64> {
+    (0..5000)
+        .map(|i| (format!("SquidexContent.C{i:05}"), i % 7 + 1))
+        .chain([("Squidex.Events".to_string(), 50)])
+        .collect()
+}
+
+/// The plan after its backup of `many_sources` was counted, in `Cloning`.
+fn cloning_many() -> UpgradePlanStatus {
+    let st = status_in(Phase::BackingUp);
+    let mut w = world_in(Phase::BackingUp);
+    w.backup_job = job(
+        "up7-backup",
+        JobState::Succeeded,
+        r#"{"bytes":4096,"sha256":"ab"}"#,
+    );
+    w.source_counts = Some(Ok(many_sources()));
+    let d = decide(&spec(), Some(&st), &w, t(60));
+    assert_eq!(d.status.phase, Phase::Cloning, "{}", d.status.message);
+    let said: Vec<&str> = d.status.phases.iter().map(|r| r.detail.as_str()).collect();
+    assert!(said.join(" ").contains("5001 collections"), "{said:?}");
+    d.status
+}
+
+fn verify(st: &UpgradePlanStatus, clone: BTreeMap<String, i64>) -> Decision {
+    let mut w = world_in(Phase::Cloning);
+    w.clone_job = job("up7-clone", JobState::Succeeded, "");
+    w.clone_counts = Some(Ok(clone));
+    decide(&spec(), Some(st), &w, t(70))
+}
+
+#[test]
+fn status_keeps_a_sample_and_a_digest_of_many_collections() {
+    let st = cloning_many();
+    let b = st.backup.as_ref().unwrap();
+    assert_eq!(b.collections.len(), SAMPLE);
+    assert_eq!(b.collections.get("Squidex.Events"), Some(&50));
+    let digest = b.counts.as_ref().unwrap();
+    assert_eq!(
+        (digest.collections, digest.omitted),
+        (5001, 5001 - SAMPLE as i64)
+    );
+    assert_eq!(digest.documents, many_sources().values().sum::<i64>());
+    assert!(serde_json::to_string(&st).unwrap().len() < 16 * 1024);
+
+    let d = verify(&st, clone_counts_of(&many_sources()));
+    assert_eq!(
+        d.status.phase,
+        Phase::DeployingGreen,
+        "{}",
+        d.status.message
+    );
+    let c = d.status.clone.as_ref().unwrap();
+    assert!(c.verified);
+    assert_eq!(c.collections.len(), SAMPLE);
+    assert_eq!(c.counts.as_ref().unwrap().collections, 5001);
+}
+
+/// The sample is for people; verification still sees every collection.
+#[test]
+fn a_difference_outside_the_sample_fails_verification() {
+    let st = cloning_many();
+    assert!(
+        !st.backup
+            .as_ref()
+            .unwrap()
+            .collections
+            .contains_key("SquidexContent.C00007")
+    );
+    for change in [
+        |c: &mut BTreeMap<String, i64>| {
+            *c.get_mut("SquidexContent-up7.C00007").unwrap() += 1;
+        },
+        |c: &mut BTreeMap<String, i64>| {
+            c.remove("SquidexContent-up7.C00007");
+        },
+        |c: &mut BTreeMap<String, i64>| {
+            c.insert("SquidexContent-up7.Extra".into(), 0);
+        },
+        // Same total, moved between two collections.
+        |c: &mut BTreeMap<String, i64>| {
+            *c.get_mut("SquidexContent-up7.C00007").unwrap() += 1;
+            *c.get_mut("SquidexContent-up7.C00008").unwrap() -= 1;
+        },
+    ] {
+        let mut clone = clone_counts_of(&many_sources());
+        change(&mut clone);
+        let d = verify(&st, clone);
+        assert_eq!(d.status.phase, Phase::RollingBack, "{}", d.status.message);
+        let f = d.status.failure.as_ref().unwrap();
+        assert_eq!(f.reason, "CloneVerificationFailed");
+        assert!(
+            f.message.contains("in all: source 5001 collections"),
+            "{}",
+            f.message
+        );
+    }
+}
+
+/// Thousands of differences are counted, not listed: the message stays short.
+#[test]
+fn mismatch_lists_are_truncated() {
+    let sources = source_counts()
+        .into_iter()
+        .chain((0..50).map(|i| (format!("Squidex.C{i:02}"), 10)))
+        .collect::<BTreeMap<_, _>>();
+    let mut st = status_in(Phase::Cloning);
+    st.backup.as_mut().unwrap().record_counts(&sources);
+    let clone: BTreeMap<String, i64> = clone_counts_of(&sources)
+        .into_iter()
+        .map(|(k, v)| (k, v + 1))
+        .collect();
+    let d = verify(&st, clone);
+    let f = d.status.failure.as_ref().unwrap();
+    assert!(f.message.contains("; and 43 more"), "{}", f.message);
+    assert!(f.message.len() < 1200, "{}", f.message.len());
+}
+
+/// A status written before digests existed holds every collection in its map: it still
+/// verifies, and a difference in it is still named.
+#[test]
+fn a_status_without_digest_still_verifies() {
+    let st = status_in(Phase::Cloning);
+    assert!(st.backup.as_ref().unwrap().counts.is_none());
+    let d = verify(&st, clone_counts_of(&source_counts()));
+    assert_eq!(d.status.phase, Phase::DeployingGreen);
+    let mut clone = clone_counts_of(&source_counts());
+    clone.insert("Squidex-up7.Events".into(), 49);
+    let d = verify(&st, clone);
+    assert!(
+        d.status
+            .failure
+            .unwrap()
+            .message
+            .contains("Squidex.Events: source 50, clone 49")
+    );
+}
