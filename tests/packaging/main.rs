@@ -13,4 +13,6 @@ mod argocd;
 mod chart;
 mod files;
 mod kustomize;
+mod monitored;
+mod monitoring;
 mod support;
