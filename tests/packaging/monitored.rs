@@ -11,19 +11,38 @@ pub const FILES: [&str; 2] = [
     "charts/cutover/dashboards/cutover.json",
 ];
 
-/// Every `cutover_*` metric name the rules and the dashboard mention (as sample names:
-/// `_total`, `_bucket`, `_sum`, `_count` included), with the file that uses it.
+/// Every `cutover_*` metric name the rules' expressions and the dashboard's queries (panel
+/// targets, template variables) mention, as sample names (`_total`, `_bucket`, `_sum`,
+/// `_count` included), with the file that uses it.
 pub fn used_metric_names() -> BTreeSet<(String, &'static str)> {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let read = |file: &str| std::fs::read_to_string(repo.join(file)).unwrap();
+    let rules: serde_json::Value = serde_norway::from_str(&read(FILES[0])).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&read(FILES[1])).unwrap();
+    let mut queries: Vec<(String, &'static str)> = Vec::new();
+    for group in rules["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            queries.push((rule["expr"].as_str().unwrap().into(), FILES[0]));
+        }
+    }
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            queries.push((target["expr"].as_str().unwrap().into(), FILES[1]));
+        }
+    }
+    for var in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = var["query"]["query"].as_str() {
+            queries.push((q.into(), FILES[1]));
+        }
+    }
     let mut names = BTreeSet::new();
-    for file in FILES {
-        let text = std::fs::read_to_string(repo.join(file)).unwrap();
-        let mut rest = text.as_str();
+    for (query, file) in &queries {
+        let mut rest = query.as_str();
         while let Some(i) = rest.find("cutover_") {
             let word_start = i == 0 || !is_name_char(rest.as_bytes()[i - 1]);
             let len = rest[i..].bytes().take_while(|b| is_name_char(*b)).count();
             if word_start {
-                names.insert((rest[i..i + len].to_string(), file));
+                names.insert((rest[i..i + len].to_string(), *file));
             }
             rest = &rest[i + len..];
         }

@@ -95,7 +95,7 @@ fn the_dashboard_is_a_grafana_dashboard_whose_panels_all_query() {
 /// Stand-ins for the Prometheus Operator's CRDs (any object), so the API server accepts the
 /// chart's ServiceMonitor and PrometheusRule.
 fn monitoring_crds() -> String {
-    ["ServiceMonitor", "PrometheusRule"]
+    let items: Vec<Value> = ["ServiceMonitor", "PrometheusRule"]
         .iter()
         .map(|kind| {
             let plural = format!("{}s", kind.to_lowercase());
@@ -113,10 +113,9 @@ fn monitoring_crds() -> String {
                                              "x-kubernetes-preserve-unknown-fields": true}}}]
                 }
             })
-            .to_string()
         })
-        .collect::<Vec<_>>()
-        .join("\n---\n")
+        .collect();
+    json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
 }
 
 /// With every monitoring flag on, the installed chart holds a PrometheusRule with the rule
@@ -127,7 +126,7 @@ async fn chart_with_monitoring_flags_renders_the_rules_and_the_dashboard() {
     let Some(env) = env().await else { return };
     let Some(py) = python() else { return };
     let dir = tempdir::Dir::new("monitoring-crds");
-    let crds = dir.path().join("crds.yaml");
+    let crds = dir.path().join("crds.json");
     std::fs::write(&crds, monitoring_crds()).unwrap();
     kubectl(&["apply", "-f", crds.to_str().unwrap()]);
     kubectl(&[
