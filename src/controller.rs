@@ -28,7 +28,7 @@ use crate::crd::{Timestamp, UpgradePlan};
 use crate::k8s::apply::MANAGER;
 use crate::k8s::execute::{ExecError, execute};
 use crate::k8s::observe::observe;
-use crate::k8s::{cache, databases, views};
+use crate::k8s::{databases, views};
 use crate::metrics::{ErrorLabel, Metrics};
 use crate::mongo::Clients;
 use crate::plan::{EventKind, ReconcileFailure, decide, frozen, names::PLAN_LABEL, needs, targets};
@@ -110,7 +110,8 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
             Api::all(client.clone()),
         ),
     };
-    // The cache keeps a slim copy of each plan (see k8s::cache); reconcile reads plans afresh.
+    // The cache keeps a slim copy of each plan (see k8s::cache, and metrics::slim for what
+    // the per-plan gauges add); reconcile reads plans afresh.
     let (store, writer) = reflector::store();
     // Watched untyped and decoded one by one: an undecodable plan is answered by the
     // reporter (see decode) instead of failing the watch of every plan.
@@ -119,7 +120,7 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         watcher::watcher(plans.clone(), watcher::Config::default().any_semantic()),
         undecodable,
     )
-    .modify(cache::slim)
+    .modify(crate::metrics::slim)
     .reflect(writer)
     .applied_objects();
     let controller = Controller::for_stream(plan_events, store.clone()).with_config(
@@ -133,11 +134,10 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
             http::Endpoint {
                 ready: ready.clone(),
                 metrics: Box::new(move || {
+                    let plans = store.state();
                     metrics.render(
-                        store
-                            .state()
-                            .iter()
-                            .map(|p| p.status.as_ref().map(|s| s.phase).unwrap_or_default()),
+                        plans.iter().map(|p| p.as_ref()),
+                        Timestamp(jiff::Timestamp::now()),
                     )
                 }),
             },

@@ -1,10 +1,15 @@
 //! Prometheus metrics of the operator. Counted where things happen (a reconcile, a status
-//! transition); the per-phase plan gauge is computed from the plan cache at scrape time.
+//! transition); the plans-by-phase gauge and the per-plan gauges (see `plans`) are computed
+//! from the plan cache at scrape time.
+
+mod plans;
+
+pub use plans::slim;
 
 use std::collections::HashMap;
 use std::fmt::{self, Write};
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -12,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::crd::{Phase, UpgradePlanStatus};
+use crate::crd::{Phase, Timestamp, UpgradePlan, UpgradePlanStatus};
 use crate::plan::Reason;
 
 /// The `label` of a failed reconcile: the step that failed (`observe`, `status`, `finalizer`,
@@ -197,17 +202,25 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the plans-by-phase gauge set from `phases`.
-    pub fn render(&self, phases: impl IntoIterator<Item = Phase>) -> String {
+    /// The text exposition at `now`: the counters and histograms, the plans-by-phase gauge
+    /// and the per-plan gauges of `plans` (the controller's cache).
+    pub fn render<'a>(
+        &self,
+        plans: impl IntoIterator<Item = &'a UpgradePlan> + Clone,
+        now: Timestamp,
+    ) -> String {
         let mut by_phase: HashMap<Phase, i64> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
-        for p in phases {
-            *by_phase.entry(p).or_default() += 1;
+        for p in plans.clone() {
+            let phase = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
+            *by_phase.entry(phase).or_default() += 1;
         }
         for (p, n) in by_phase {
             self.plans.get_or_create(&PhaseLabels { phase: p }).set(n);
         }
         let mut out = String::new();
-        encode(&mut out, &self.registry).expect("metrics encode");
+        encode_registry(&mut out, &self.registry).expect("metrics encode");
+        encode_registry(&mut out, &plans::registry(plans, now)).expect("metrics encode");
+        encode_eof(&mut out).expect("metrics encode");
         out
     }
 }
@@ -254,7 +267,25 @@ mod tests {
                 cause: Some("kube"),
             }),
         );
-        let text = m.render([Phase::Succeeded, Phase::Succeeded, Phase::Migrating]);
+        let plan = |name: &str, phase| {
+            let mut p = crate::fixtures::SquidexPlan::unit().object(name);
+            p.status = Some(UpgradePlanStatus {
+                phase,
+                ..Default::default()
+            });
+            p
+        };
+        let plans = [
+            plan("a", Phase::Succeeded),
+            plan("b", Phase::Succeeded),
+            plan("c", Phase::Migrating),
+        ];
+        let text = m.render(&plans, Timestamp::from_millis(0));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
+        assert!(
+            text.contains("cutover_plan_phase{namespace=\"\",plan=\"c\",phase=\"Migrating\"} 1")
+        );
         assert!(
             text.contains("cutover_phase_duration_seconds_count{phase=\"BackingUp\"} 1"),
             "{text}"

@@ -25,13 +25,15 @@ async fn chart_lints_with_default_and_other_values() {
         "replicas": 2, "watchNamespaces": ["apps"],
         "rbac": {"namespaced": true},
         "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}}},
+        "prometheusRule": {"enabled": true, "labels": {"release": "prometheus"}},
+        "grafanaDashboard": {"enabled": true, "namespace": "monitoring"},
         "image": {"repository": "registry.example.com/platform/cutover", "tag": "0.1.0-rc1"},
         "extraEnv": [{"name": "NO_COLOR", "value": "1"}]
     }));
     assert_eq!(
         lint_problems(&py, other.path()),
         vec![],
-        "namespaced, HA, ServiceMonitor"
+        "namespaced, HA, ServiceMonitor, PrometheusRule, dashboard"
     );
     // The schema refuses what the binary cannot do: two watched namespaces.
     let two = chart_with_values(json!({"watchNamespaces": ["a", "b"]}));
