@@ -18,14 +18,19 @@ use kube::ResourceExt;
 use crate::crd::{CleanupState, CleanupStatus, UpgradePlan, UpgradePlanStatus};
 
 /// Drops what nothing reads from the cache; keeps the metadata but managedFields and
-/// annotations, the spec, and of the status the phase, the green Deployment's name, the
-/// rehearsal's prediction and refused cleanup steps.
+/// annotations, the spec the plan acts on, and of the status the phase, the recorded targets,
+/// the green Deployment's name, the rehearsal's prediction and refused cleanup steps.
 pub fn slim(plan: &mut UpgradePlan) {
     plan.managed_fields_mut().clear();
     plan.annotations_mut().clear();
+    // What other plans and the mappers read is the spec the plan acts on (the one it accepted,
+    // steered by the live one), kept once instead of beside the frozen copy.
+    let name = plan.name_any();
+    plan.spec = crate::plan::frozen::effective(&plan.spec, plan.status.as_ref(), &name).spec;
     if let Some(status) = plan.status.take() {
         plan.status = Some(UpgradePlanStatus {
             phase: status.phase,
+            targets: status.targets,
             green_deployment: status.green_deployment,
             prediction: status.prediction,
             cleanup: status.cleanup.and_then(refused_steps),
@@ -189,5 +194,29 @@ mod tests {
             latest_rehearsal(&me, &slimmed),
             latest_rehearsal(&me, &full)
         );
+    }
+
+    #[test]
+    fn the_cache_keeps_the_spec_the_plan_acts_on_once() {
+        let accepted = crate::fixtures::SquidexPlan::unit().spec();
+        let mut live = accepted.clone();
+        live.app.deployment = "edited".into();
+        live.traffic = crate::crd::Color::Blue;
+        let mut p = UpgradePlan::new("p", live);
+        p.status = Some(UpgradePlanStatus {
+            frozen_spec: Some(Box::new(accepted.clone())),
+            ..Default::default()
+        });
+        slim(&mut p);
+        assert_eq!(
+            p.spec.app.deployment, accepted.app.deployment,
+            "the accepted spec"
+        );
+        assert_eq!(
+            p.spec.traffic,
+            crate::crd::Color::Blue,
+            "steered by the live one"
+        );
+        assert!(p.status.unwrap().frozen_spec.is_none(), "not kept twice");
     }
 }
