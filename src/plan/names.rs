@@ -88,13 +88,21 @@ pub fn clone_database(db: &DatabaseMapping, plan: &str) -> String {
 
 /// `clone_database` from the database name `base` the source's own name was derived from
 /// (see `BASE_DATABASES_ANNOTATION`): the clone of `Sq-v2` by plan `v3` is `Sq-v3`.
+///
+/// Unambiguous: a `-` of the base is written `--`, so the first single `-` separates base and
+/// plan (a plan name starts with a letter or digit). Without it, base `app` with plan `x-v2`
+/// and base `app-x` with plan `v2` would both clone into `app-x-v2`; now they are `app-x-v2`
+/// and `app--x-v2`. Bases without `-` (most database names) are unchanged.
 pub fn clone_database_from(db: &DatabaseMapping, plan: &str, base: &str) -> String {
     db.clone_name.clone().unwrap_or_else(|| {
         let suffix: String = plan
             .chars()
             .map(|c| if is_db_name_char(c) { c } else { '_' })
             .collect();
-        shorten(&format!("{base}-{suffix}"), MAX_DB_NAME)
+        shorten(
+            &format!("{}-{suffix}", base.replace('-', "--")),
+            MAX_DB_NAME,
+        )
     })
 }
 
@@ -213,6 +221,29 @@ mod tests {
         let mut explicit = db("Squidex");
         explicit.clone_name = Some("Kept".into());
         assert_eq!(clone_database(&explicit, "v7.1"), "Kept");
+    }
+
+    #[test]
+    fn derived_clone_names_are_unambiguous() {
+        assert_ne!(
+            clone_database(&db("app"), "x-v2"),
+            clone_database(&db("app-x"), "v2")
+        );
+        assert_eq!(clone_database(&db("app"), "x-v2"), "app-x-v2");
+        assert_eq!(clone_database(&db("app-x"), "v2"), "app--x-v2");
+        assert_eq!(clone_database(&db("app-"), "v2"), "app---v2");
+        // Every pair of a few bases and plans maps to its own name.
+        let bases = ["a", "a-", "a-b", "a--b", "a-b-c", "a_b"];
+        let plans = ["b", "b-c", "c", "-c", "b.c", "b-c-d", "c-d"];
+        let mut seen = std::collections::BTreeMap::new();
+        for b in bases {
+            for p in plans.iter().filter(|p| !p.starts_with('-')) {
+                let name = clone_database(&db(b), p);
+                if let Some(other) = seen.insert(name.clone(), (b, *p)) {
+                    panic!("{name} from both {other:?} and {:?}", (b, p));
+                }
+            }
+        }
     }
 
     #[test]
