@@ -545,6 +545,10 @@ pub struct Timeouts {
     /// The clone Job and its verification.
     #[serde(default = "default_copy_timeout")]
     pub clone: GoDuration,
+    /// How long a manual promotion may wait for `promotion.approved`, the app read-only, before
+    /// the plan restores the old version (`PromotionTimedOut`).
+    #[serde(default = "default_promotion_timeout")]
+    pub promotion: GoDuration,
 }
 
 fn default_rollout_timeout() -> GoDuration {
@@ -553,6 +557,9 @@ fn default_rollout_timeout() -> GoDuration {
 fn default_copy_timeout() -> GoDuration {
     dur("2h")
 }
+fn default_promotion_timeout() -> GoDuration {
+    dur("1h")
+}
 
 impl Default for Timeouts {
     fn default() -> Self {
@@ -560,6 +567,7 @@ impl Default for Timeouts {
             rollout: default_rollout_timeout(),
             backup: default_copy_timeout(),
             clone: default_copy_timeout(),
+            promotion: default_promotion_timeout(),
         }
     }
 }

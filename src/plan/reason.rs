@@ -50,6 +50,8 @@ reasons! {
     /// The new version's Deployment, as it runs, names a source database.
     GreenEnvNamesSource => "GreenEnvNamesSource",
     MigrationTimedOut => "MigrationTimedOut",
+    /// A manual promotion was not approved within `timeouts.promotion`.
+    PromotionTimedOut => "PromotionTimedOut",
     BlueDeploymentMissing => "BlueDeploymentMissing",
     /// Also the Degraded reason when the new version is gone after the switch.
     GreenDeploymentMissing => "GreenDeploymentMissing",

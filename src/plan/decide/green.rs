@@ -397,9 +397,26 @@ impl Machine<'_> {
                 self.spec.app.service
             );
             self.advance(Phase::SwitchingTraffic, &detail);
+        } else if self.phase_deadline_passed(&self.spec.timeouts.promotion) {
+            // The app is read-only while it waits: a forgotten approval must not leave it so.
+            self.fail(
+                Reason::PromotionTimedOut,
+                format!(
+                    "No approval within {} (spec.timeouts.promotion) while the app was read-only; the old version is restored. Apply the plan again when someone can approve, or raise spec.timeouts.promotion",
+                    self.spec.timeouts.promotion
+                ),
+            );
         } else {
             self.st.message = self.approval_hint();
-            self.requeue = None;
+            let waited = self.now.since(self.phase_started());
+            self.requeue = Some(
+                self.spec
+                    .timeouts
+                    .promotion
+                    .as_std()
+                    .saturating_sub(waited)
+                    .max(std::time::Duration::from_secs(1)),
+            );
         }
     }
 }

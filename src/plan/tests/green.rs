@@ -298,6 +298,19 @@ pub(super) fn cases() -> Vec<Case> {
             want_message: "approved",
         },
         Case {
+            name: "promotion: no approval within timeouts.promotion compensates",
+            phase: AwaitingPromotion,
+            spec: |s| s.promotion.mode = PromotionMode::Manual,
+            world: no_world,
+            now: 3601,
+            want_phase: RollingBack,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
+            want_message: "No approval within 1h",
+        },
+        Case {
             name: "promotion: approved",
             phase: AwaitingPromotion,
             spec: |s| {
