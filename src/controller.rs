@@ -110,8 +110,8 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
             Api::all(client.clone()),
         ),
     };
-    // The cache keeps a slim copy of each plan (see k8s::cache, and metrics::slim for what
-    // the per-plan gauges add); reconcile reads plans afresh.
+    // The cache keeps a slim copy of each plan, with the spec it acts on (see k8s::cache);
+    // reconcile reads plans afresh.
     let (store, writer) = reflector::store();
     // Watched untyped and decoded one by one: an undecodable plan is answered by the
     // reporter (see decode) instead of failing the watch of every plan.
@@ -120,7 +120,7 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         watcher::watcher(plans.clone(), watcher::Config::default().any_semantic()),
         undecodable,
     )
-    .modify(crate::metrics::slim)
+    .modify(crate::k8s::cache::slim)
     .reflect(writer)
     .applied_objects();
     let controller = Controller::for_stream(plan_events, store.clone()).with_config(
@@ -231,16 +231,9 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The plan as it acts: its accepted spec steered by the live one (see `plan::frozen`).
-fn acting(p: &UpgradePlan) -> Arc<UpgradePlan> {
-    let mut p = p.clone();
-    p.spec = frozen::effective(&p.spec, p.status.as_ref(), &p.name_any()).spec;
-    Arc::new(p)
-}
-
+/// The targets of a cached plan (whose spec is already the one it acts on: `cache::slim`).
 fn targets_of(p: &UpgradePlan) -> crate::plan::Targets {
-    let spec = frozen::effective(&p.spec, p.status.as_ref(), &p.name_any()).spec;
-    targets(&spec, &p.name_any(), p.status.as_ref())
+    targets(&p.spec, &p.name_any(), p.status.as_ref())
 }
 
 /// A refused cleanup step may hinge on any Service or Deployment of the namespace (who
@@ -306,7 +299,8 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
         add_finalizer(&api, &plan).await?;
     }
 
-    let others: Vec<Arc<UpgradePlan>> = ctx.store.state().iter().map(|p| acting(p)).collect();
+    // Cached copies: each with the spec it acts on (`cache::slim`).
+    let others = ctx.store.state();
     let targets = targets(&plan.spec, &name, plan.status.as_ref());
     let reads = needs(
         &plan.spec,

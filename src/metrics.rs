@@ -4,7 +4,7 @@
 
 mod plans;
 
-pub use plans::slim;
+pub use plans::PLAN_CONDITIONS;
 
 use std::collections::HashMap;
 use std::fmt::{self, Write};

@@ -17,14 +17,13 @@
 
 use std::sync::atomic::AtomicU64;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::crd::{BackupStatus, Phase, Timestamp, UpgradePlan, UpgradePlanStatus};
+use crate::crd::{Phase, Timestamp, UpgradePlan, UpgradePlanStatus};
 
 type Value = Gauge<f64, AtomicU64>;
 
@@ -50,7 +49,7 @@ struct PlanConditionLabels {
 
 /// The condition types exported: the standard ones of docs/operations.md. Others (a type a
 /// newer operator version adds) are left out until listed here, so the label stays bounded.
-const CONDITIONS: [&str; 12] = [
+pub const PLAN_CONDITIONS: [&str; 12] = [
     "Ready",
     "Progressing",
     "Degraded",
@@ -198,7 +197,7 @@ impl Gauges {
                 .set(p.read_only_seconds);
         }
         for c in &status.conditions {
-            if !CONDITIONS.contains(&c.type_.as_str()) {
+            if !PLAN_CONDITIONS.contains(&c.type_.as_str()) {
                 continue;
             }
             let labels = PlanConditionLabels {
@@ -245,51 +244,12 @@ pub(super) fn registry<'a>(
     registry
 }
 
-/// The controller's cache transform: `k8s::cache::slim`, keeping besides what the gauges
-/// above read of the status (read-only times, conditions without their messages, copy
-/// progress, the backup's size) — a few hundred bytes per plan.
-pub fn slim(plan: &mut UpgradePlan) {
-    let kept = plan.status.as_ref().map(|s| UpgradePlanStatus {
-        read_only_since: s.read_only_since,
-        read_only_lifted_at: s.read_only_lifted_at,
-        conditions: s
-            .conditions
-            .iter()
-            .filter(|c| CONDITIONS.contains(&c.type_.as_str()))
-            .map(|c| Condition {
-                message: String::new(),
-                reason: String::new(),
-                ..c.clone()
-            })
-            .collect(),
-        progress: s.progress.clone().map(|mut p| {
-            p.summary.clear();
-            p
-        }),
-        backup: s
-            .backup
-            .as_ref()
-            .and_then(|b| b.bytes)
-            .map(|bytes| BackupStatus {
-                bytes: Some(bytes),
-                ..Default::default()
-            }),
-        ..Default::default()
-    });
-    crate::k8s::cache::slim(plan);
-    if let (Some(status), Some(kept)) = (plan.status.as_mut(), kept) {
-        status.read_only_since = kept.read_only_since;
-        status.read_only_lifted_at = kept.read_only_lifted_at;
-        status.conditions = kept.conditions;
-        status.progress = kept.progress;
-        status.backup = kept.backup;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::BackupStatus;
     use crate::fixtures::SquidexPlan;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use prometheus_client::encoding::text::encode;
 
@@ -461,7 +421,7 @@ mod tests {
         let full = read_only_plan();
         let mut slimmed = full.clone();
         slimmed.status.as_mut().unwrap().message = "long".into();
-        slim(&mut slimmed);
+        crate::k8s::cache::slim(&mut slimmed);
         let s = slimmed.status.as_ref().unwrap();
         assert!(s.message.is_empty());
         assert!(s.conditions.iter().all(|c| c.message.is_empty()));

@@ -10,7 +10,7 @@
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 
-use super::MongoError;
+use super::{MongoError, command};
 use crate::plan::claims::{COLLECTION, Claim, ClaimRole, DATABASE, Holder, Wanted};
 use crate::uri::Uri;
 
@@ -19,10 +19,6 @@ const DUPLICATE_KEY: i32 = 11000;
 
 fn registry(client: &mongodb::Client) -> mongodb::Collection<Document> {
     client.database(DATABASE).collection::<Document>(COLLECTION)
-}
-
-fn command(uri: &Uri) -> impl Fn(mongodb::error::Error) -> MongoError + '_ {
-    move |e| MongoError::Command(uri.redact(&e.to_string()))
 }
 
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {

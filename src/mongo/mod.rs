@@ -14,6 +14,11 @@ pub use ops::{
 };
 pub use pool::Clients;
 
+/// A command's error, redacted of the connection string.
+fn command(uri: &crate::uri::Uri) -> impl Fn(mongodb::error::Error) -> MongoError + '_ {
+    move |e| MongoError::Command(uri.redact(&e.to_string()))
+}
+
 /// Why a MongoDB operation failed. Messages are already redacted; `label()` is stable for
 /// metrics.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

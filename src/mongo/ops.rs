@@ -10,10 +10,7 @@ use super::MongoError;
 use crate::plan::{CollectionReads, DatabaseInfo, MigrationDoc};
 use crate::uri::Uri;
 
-/// A command's error, redacted of the connection string.
-fn command(uri: &Uri) -> impl Fn(mongodb::error::Error) -> MongoError + '_ {
-    move |e| MongoError::Command(uri.redact(&e.to_string()))
-}
+use super::command;
 
 /// Those of `wanted` that exist on the server, with their collection and (estimated)
 /// document counts. Only these are inspected: a shared server may hold thousands of databases.
