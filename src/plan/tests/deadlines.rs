@@ -56,11 +56,7 @@ fn restore_blue(w: &mut Observed) -> &mut DeploymentView {
     let mut g = green_view(2);
     g.read_only_env = true;
     w.green = Some(g);
-    w.service
-        .as_mut()
-        .unwrap()
-        .selector
-        .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
+    traffic_on_green(w);
     w.blue.as_mut().unwrap()
 }
 

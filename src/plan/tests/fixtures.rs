@@ -252,6 +252,15 @@ pub(super) fn migrated_clone_counts() -> BTreeMap<String, i64> {
 }
 
 /// The world as it typically is when a plan is in `phase`.
+/// The Service's track label names the new version: traffic is on it.
+pub(super) fn traffic_on_green(w: &mut Observed) {
+    w.service
+        .as_mut()
+        .expect("the fixture world has the Service")
+        .selector
+        .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
+}
+
 pub(super) fn world_in(phase: Phase) -> Observed {
     let mut w = world();
     let blue = w.blue.as_mut().unwrap();
@@ -281,11 +290,7 @@ pub(super) fn world_in(phase: Phase) -> Observed {
         phase,
         Phase::LiftingReadOnly | Phase::CleaningUp | Phase::Succeeded
     ) {
-        w.service
-            .as_mut()
-            .unwrap()
-            .selector
-            .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
+        traffic_on_green(&mut w);
     }
     if phase == Phase::LiftingReadOnly {
         // Counted just before the lift: the DataDiverged baseline.

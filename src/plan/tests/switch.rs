@@ -25,11 +25,7 @@ pub(super) fn cases() -> Vec<Case> {
             phase: SwitchingTraffic,
             spec: no_spec,
             world: |w| {
-                w.service
-                    .as_mut()
-                    .unwrap()
-                    .selector
-                    .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
+                traffic_on_green(w);
             },
             now: 1,
             want_phase: LiftingReadOnly,

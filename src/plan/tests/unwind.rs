@@ -240,11 +240,7 @@ fn deletion_after_lift() -> Vec<Case> {
             world: |w| {
                 deleted(w);
                 w.green = Some(GreenSim::serving());
-                w.service
-                    .as_mut()
-                    .unwrap()
-                    .selector
-                    .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
+                traffic_on_green(w);
             },
             now: 1,
             want_phase: RollingBack,
@@ -257,11 +253,7 @@ fn deletion_after_lift() -> Vec<Case> {
             spec: no_spec,
             world: |w| {
                 w.green = Some(GreenSim::serving());
-                w.service
-                    .as_mut()
-                    .unwrap()
-                    .selector
-                    .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
+                traffic_on_green(w);
             },
             now: 1,
             want_phase: RollingBack,
@@ -274,11 +266,7 @@ fn deletion_after_lift() -> Vec<Case> {
             spec: |s| s.rollback.accept_data_loss = true,
             world: |w| {
                 w.green = Some(GreenSim::serving());
-                w.service
-                    .as_mut()
-                    .unwrap()
-                    .selector
-                    .insert(names::TRACK_LABEL.into(), "squidex-up7".into());
+                traffic_on_green(w);
             },
             now: 1,
             want_phase: RollingBack,
