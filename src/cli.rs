@@ -1,4 +1,10 @@
-//! The command-line entry points behind `cutover run` and `cutover status`.
+//! The command-line entry points: `cutover run`, `cutover status`, and the commands people
+//! steer a plan with (also as the kubectl plugin `kubectl cutover`, see `plugin`).
+
+pub mod lock;
+pub mod plugin;
+pub mod steer;
+pub mod watch;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
@@ -58,6 +64,10 @@ pub struct StatusArgs {
     /// Its namespace (default: the kubeconfig's).
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
+    /// Print the view again on every change of the plan until it reaches a terminal phase
+    /// (Ctrl-C stops watching; the plan goes on).
+    #[arg(long, short = 'w')]
+    pub watch: bool,
 }
 
 pub fn init_tracing(format: LogFormat, filter: &str) {
@@ -131,6 +141,9 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         .get_opt(&args.plan)
         .await?
         .with_context(|| format!("UpgradePlan {ns}/{} not found", args.plan))?;
+    if args.watch {
+        return watch::watch(api, &ns, &args.plan).await;
+    }
     print!("{}", render_status(&plan));
     Ok(())
 }
