@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use cutover::crd::Phase;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const PLAN_TIMEOUT: Duration = Duration::from_secs(180);
 const TRACK: &str = "cutover.dev/track";
@@ -338,7 +338,7 @@ async fn a_plan_steered_with_the_plugin_from_start_to_rollback() {
 
 /// Before the lift, `rollback` says it is safe and the plan ends RolledBack; `promote` on an
 /// automatic plan, `release-lock` without a stale lock and any command on a missing plan are
-/// refused with a clear message, changing nothing.
+/// refused with a clear message, changing nothing; Ctrl-C ends `status --watch` cleanly.
 #[tokio::test]
 async fn rollback_before_the_lift_and_refusals() {
     let Some(env) = env().await else { return };
@@ -367,6 +367,47 @@ async fn rollback_before_the_lift_and_refusals() {
     );
     let untouched = env.plans(ns).get("early").await.unwrap();
     assert!(!untouched.spec.promotion.approved);
+
+    // Ctrl-C stops `status --watch` cleanly; the plan goes on.
+    let mut watch = tokio::process::Command::new(plugin.bin())
+        .args(["status", "--watch", "early", "-n", ns])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut first = String::new();
+    while let Some(l) = lines.next_line().await.unwrap() {
+        first.push_str(&l);
+        first.push('\n');
+        if l.starts_with("PHASE ") {
+            break;
+        }
+    }
+    assert_has(&first, &["Phase:   Migrating"]);
+    let pid = watch.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let ended = tokio::time::timeout(Duration::from_secs(10), watch.wait())
+        .await
+        .expect("Ctrl-C ends the watch")
+        .unwrap();
+    assert!(ended.success(), "a clean exit on Ctrl-C: {ended:?}");
+    let mut rest = String::new();
+    while let Some(l) = lines.next_line().await.unwrap() {
+        rest.push_str(&l);
+        rest.push('\n');
+    }
+    assert_has(&rest, &["Stopped watching; the plan goes on."]);
+    assert_eq!(
+        status(&env.plans(ns).get("early").await.unwrap()).phase,
+        Phase::Migrating
+    );
 
     let out = plugin.ok(&["rollback", "early", "-n", ns]).await;
     assert_has(
