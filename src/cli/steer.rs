@@ -151,6 +151,13 @@ pub fn rollback(plan: &UpgradePlan, accept_data_loss: bool) -> Verdict {
     }
     let want_accept = accept_data_loss && !plan.spec.rollback.accept_data_loss;
     let want_blue = plan.spec.traffic != Color::Blue;
+    if phase == Phase::RollingBack && !want_accept {
+        return Verdict::Nothing(format!(
+            "UpgradePlan {} is rolling back already: {}",
+            id(plan),
+            st.message
+        ));
+    }
     if !want_accept && !want_blue {
         let now = if st.message.is_empty() {
             format!("it is {phase}")

@@ -170,6 +170,22 @@ fn rollback_after_the_lift_explains_the_refusal_or_the_loss() {
 }
 
 #[test]
+fn rollback_while_rolling_back_changes_nothing_unless_loss_is_accepted() {
+    // Compensating a failure: traffic is still green in the spec, the plan unwinds anyway.
+    let p = plan(Phase::RollingBack, |p| {
+        p.status.as_mut().unwrap().message = "Restoring Deployment squidex".into();
+    });
+    assert!(
+        matches!(rollback(&p, false), Verdict::Nothing(m) if m.contains("rolling back already: Restoring"))
+    );
+    let (patch, _, _) = patch_of(rollback(&p, true));
+    assert_eq!(
+        patch,
+        json!({"spec": {"traffic": "blue", "rollback": {"acceptDataLoss": true}}})
+    );
+}
+
+#[test]
 fn rollback_refuses_where_there_is_nothing_to_return_to() {
     for phase in [Phase::RolledBack, Phase::Failed] {
         assert!(refused(rollback(&plan(phase, |_| {}), true)).contains("nothing to roll back"));
