@@ -225,17 +225,21 @@ def render(scrapes, out_path):
 
     # Read-only now vs prediction (and the 2x alert threshold)
     ax = axes[0][2]
-    ax.set_title("Read-only now vs prediction (alert at 2x)")
+    ax.set_title("Read-only now (solid) vs predicted (dashed), alert at 2x (dotted)")
     ro = series(scrapes, "cutover_plan_read_only_seconds", plan_name)
     pred = series(scrapes, "cutover_plan_predicted_read_only_seconds", plan_name)
+    top = 0
     for i, plan in enumerate(sorted(set(ro) | set(pred))):
         c = palette[i % len(palette)]
         if plan in ro:
-            ax.plot(*ro[plan], color=c, label=f"{plan} read-only")
+            ax.plot(*ro[plan], color=c, label=plan)
+            top = max(top, *ro[plan][1])
         if plan in pred:
             ts, vs = pred[plan]
-            ax.plot(ts, vs, color=c, linestyle="--", label=f"{plan} predicted")
-            ax.plot(ts, [2 * v for v in vs], color=c, linestyle=":", alpha=0.6, label=f"{plan} 2x predicted")
+            ax.plot(ts, vs, color=c, linestyle="--")
+            ax.plot(ts, [2 * v for v in vs], color=c, linestyle=":", alpha=0.6)
+            top = max(top, *(2 * v for v in vs))
+    ax.set_ylim(0, top * 1.3 or 1)
     ax.set_ylabel("seconds")
     ax.legend(loc="upper left")
     timeline(ax)
@@ -255,7 +259,8 @@ def render(scrapes, out_path):
                 ax.text(x + dx, v, f"{v:.1f}s", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(list(xs), names)
     ax.set_ylabel("seconds")
-    ax.legend(loc="upper left")
+    ax.set_ylim(0, max([*window.values(), *predicted.values(), 1]) * 1.3)
+    ax.legend(loc="upper right")
 
     # Phase duration (mean over the range): increase(sum) / increase(count), from a fresh process
     ax = axes[1][1]
@@ -285,9 +290,11 @@ def render(scrapes, out_path):
         if total.get(plan):
             ax2.plot(ts, [100 * v / total[plan] for v in vs], color=palette[i % len(palette)], linestyle="--",
                      label=f"{plan} % done of {total[plan]:.0f}")
-    ax2.set_ylim(0, 105)
     ax2.set_ylabel("% done")
     ax2.grid(visible=False)
+    ax.set_ylim(0, max([v for _, vs in thr.values() for v in vs] + [1]) * 1.4)
+    ax2.set_ylim(0, 140)
+    ax2.set_yticks([0, 25, 50, 75, 100])
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, loc="upper left")
