@@ -234,7 +234,7 @@ fn shell_form_is_refused() {
 }
 
 #[test]
-fn hack_test_builds_and_runs_the_image_after_the_static_binary() {
+fn hack_test_installs_builds_and_runs_the_image_after_the_static_binary() {
     let test = read("hack/test");
     let static_at = test
         .find("\nhack/build-static")
@@ -245,6 +245,16 @@ fn hack_test_builds_and_runs_the_image_after_the_static_binary() {
     assert!(
         static_at < image_at,
         "hack/build-image runs after hack/build-static"
+    );
+    let apt = read("hack/dev-install");
+    let apt = apt
+        .lines()
+        .find(|l| l.starts_with("APT_PKGS=("))
+        .expect("hack/dev-install has APT_PKGS");
+    assert!(
+        apt.split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+            .any(|p| p == "buildah"),
+        "hack/dev-install installs buildah: {apt}"
     );
     let script = read("hack/build-image");
     for needle in [
