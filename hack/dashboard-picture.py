@@ -36,7 +36,7 @@ def run_demo_and_scrape(interval, documents, scrapes_path, demo_log):
     env_dir = Path(os.environ.get("CUTOVER_ENV_DIR", REPO / ".dev-env"))
     logs = env_dir / "logs"
     before = set(glob.glob(str(logs / "demo-*-operator.log")))
-    print(f"running hack/demo --cleanup, {documents} documents per collection (its output: {demo_log})", file=sys.stderr)
+    print(f"running hack/demo --cleanup, {documents} content items and as many events (its output: {demo_log})", file=sys.stderr)
     with open(demo_log, "w") as out, open(scrapes_path, "w") as scrapes:
         demo = subprocess.Popen(
             [str(REPO / "hack/demo"), "--cleanup"],
@@ -352,7 +352,7 @@ def main():
     ap.add_argument("--interval", type=float, default=0.5)
     # Enough that the copy and the backup take long enough to be seen between scrapes (the
     # operator refreshes copy progress every 5 s); hack/demo's own default is 3000.
-    ap.add_argument("--documents", type=int, default=40000, help="per collection (CUTOVER_DEMO_DOCUMENTS)")
+    ap.add_argument("--documents", type=int, default=40000, help="content items seeded, and as many events (CUTOVER_DEMO_DOCUMENTS)")
     args = ap.parse_args()
     source = args.source
     if source is None:
