@@ -4,6 +4,9 @@
 #
 # hack/build-static builds the same binary with the same target and flags (CI proves it links
 # statically there, since no container engine runs in CI); keep the two in step.
+# hack/build-image assembles the runtime stage below with buildah (no daemon needed) on that
+# binary and runs it as uid 65532; tests/packaging/image.rs fails when this stage and the
+# script's SPEC_* block differ, so change both together.
 
 # ---- build: a musl target gives a fully static binary (ring's C/asm needs musl-gcc) ----
 FROM rust:1.95-bookworm AS build
@@ -25,7 +28,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && ! readelf -dW /cutover | grep -q NEEDED \
  && /cutover version
 
-# ---- run: scratch, nothing but the binary ----
+# ---- run: scratch, nothing but the binary (hack/build-image assembles the same) ----
 # scratch rather than a distroless/static base, because nothing such a base adds is used: no CA
 # bundle (the Kubernetes client trusts the CA of the mounted ServiceAccount, TLS to MongoDB the
 # webpki roots compiled into the binary), no /etc/passwd (numeric USER), no tzdata (all times

@@ -4,7 +4,8 @@
 //! and for the API server, nothing pruned), the installed RBAC running a whole plan, the
 //! Argo CD health check (run in Lua 5.1 like Argo CD's gopher-lua), and the monitoring the
 //! chart ships (alerting rules and Grafana dashboard: only metrics the operator exposes), and
-//! the krew manifest of `kubectl cutover`.
+//! the krew manifest of `kubectl cutover`, and the runtime image (the Dockerfile's last stage
+//! equal to hack/build-image's buildah assembly).
 //!
 //! One test binary, one module per concern.
 
@@ -14,6 +15,7 @@ mod common;
 mod argocd;
 mod chart;
 mod files;
+mod image;
 mod krew;
 mod kustomize;
 mod monitored;
