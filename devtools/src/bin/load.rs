@@ -59,7 +59,7 @@ enum Command {
         service: Option<String>,
         #[arg(long)]
         port: Option<u16>,
-        #[arg(long, env = "MONGODB_URI", requires = "database")]
+        #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
         mongodb_uri: Option<String>,
         /// Read this database directly instead of going through the app.
         #[arg(long)]

@@ -73,7 +73,7 @@ pub fn judge(e: &Expectation, found: Observed) -> Option<String> {
         (None, _) | (Some(Acked::Deleted), Observed::Absent) => None,
         (Some(Acked::Present(k)), Observed::Present(Some(v))) if v >= k => None,
         (Some(Acked::Present(k)), Observed::Present(v)) => Some(format!(
-            "acknowledged at version {k}, served at version {}",
+            "acknowledged at version {k}, found at version {}",
             v.map_or("(none)".to_owned(), |v| v.to_string())
         )),
         (Some(Acked::Present(_)), Observed::Absent)
