@@ -87,6 +87,30 @@ async fn no_acknowledged_write_is_lost_across_an_upgrade_under_write_load() {
         !acked_after.is_empty(),
         "no write acknowledged after the window"
     );
+    // The new version took writes only once read-only was lifted on it.
+    let lifted = done
+        .status
+        .as_ref()
+        .unwrap()
+        .read_only_lifted_at
+        .unwrap()
+        .as_millis();
+    let green_pod = |r: &&cutover_devtools::load::log::Record| {
+        r.pod
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with(&format!("{green}-"))
+    };
+    for r in records
+        .iter()
+        .filter(|r| r.outcome == Outcome::Acked)
+        .filter(green_pod)
+    {
+        assert!(
+            r.done_ms >= lifted,
+            "{green} acknowledged a write before the lift at {lifted}: {r:?}"
+        );
+    }
     for r in &acked_after {
         let pod = r.pod.as_deref().unwrap_or_default();
         assert!(
