@@ -181,8 +181,8 @@ const HTTP_CONCURRENCY: usize = 8;
 
 /// Reads every item through the app, as its users would (`GET /api/contents/{id}` on the
 /// pods the Service selects now, i.e. the data the version holding the traffic serves).
-/// An item that cannot be read (no ready pod, 5xx, no answer) after a few attempts makes
-/// the check fail with an error, never counts as lost.
+/// An item that cannot be read (no ready pod, 5xx, no answer) after a few attempts (the
+/// pods re-resolved from the third) makes the check fail with an error, never counts as lost.
 pub async fn check_http(
     client: &kube::Client,
     target: &Target,
@@ -203,12 +203,21 @@ pub async fn check_http(
         target.service
     );
     let ids: Vec<String> = expected(records).into_keys().collect();
-    let eps = &eps;
+    let first = &eps;
     let found: BTreeMap<String, Observed> = futures::stream::iter(ids.into_iter().enumerate())
         .map(|(i, id)| async move {
             let path = format!("/api/contents/{id}");
+            let mut eps = first.clone();
             let mut last = String::new();
             for attempt in 0..HTTP_ATTEMPTS {
+                if attempt >= 2 {
+                    // The pods may have changed under the check (a restart, a rollout).
+                    if let Ok(now) = endpoints::resolve(client, target).await
+                        && !now.is_empty()
+                    {
+                        eps = now;
+                    }
+                }
                 let ep = &eps[(i + attempt as usize) % eps.len()];
                 match http::request(ep.addr, "GET", &path, None, Duration::from_secs(5)).await {
                     Ok(r) if r.status == 200 => {
@@ -221,7 +230,7 @@ pub async fn check_http(
                     Ok(r) => last = format!("{} answered {}: {}", ep.pod, r.status, r.body.trim()),
                     Err(e) => last = format!("{}: {}", ep.pod, e.message),
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             anyhow::bail!("GET {path}: {last}")
         })
