@@ -15,6 +15,9 @@ use mongodb::bson::{Document, doc};
 use serde_json::json;
 
 const PLAN_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long after the window's end a write may still meet a pod of the window: the load
+/// re-resolves the Service's pods every second, and the API server is slow on a busy machine.
+const SLACK_AFTER: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn no_acknowledged_write_is_lost_across_an_upgrade_under_write_load() {
@@ -38,7 +41,7 @@ async fn no_acknowledged_write_is_lost_across_an_upgrade_under_write_load() {
         .apply_until(&op, &app.ns, plan, Phase::Succeeded, PLAN_TIMEOUT)
         .await;
     // Past the window's end and its slack below, the new version takes writes.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(SLACK_AFTER + Duration::from_secs(1)).await;
     let later = load.summary().acked;
     wait_acked(&load, later, 50).await;
     let log = load.log.clone();
@@ -48,6 +51,7 @@ async fn no_acknowledged_write_is_lost_across_an_upgrade_under_write_load() {
 
     // The app refused writes only while it was read-only, and took writes before and after.
     let (since, end) = read_only_window(&done);
+    let slack = i64::try_from(SLACK_AFTER.as_millis()).unwrap();
     let green = done
         .status
         .as_ref()
@@ -65,10 +69,9 @@ async fn no_acknowledged_write_is_lost_across_an_upgrade_under_write_load() {
         .filter(|r| matches!(r.outcome, Outcome::Refused | Outcome::Failed))
     {
         // Refused (503) or not sent (a pod going away in a rollout), only in the window: 1 s
-        // for the status's clock before it, 3 s after it as the load re-resolves the pods
-        // every second.
+        // for the status's clock before it, SLACK_AFTER after it.
         assert!(
-            r.done_ms >= since - 1_000 && r.sent_ms <= end + 3_000,
+            r.done_ms >= since - 1_000 && r.sent_ms <= end + slack,
             "{:?} outside the read-only window [{since}, {end}] ({refused} in all): {r:?}",
             r.outcome
         );
@@ -80,7 +83,7 @@ async fn no_acknowledged_write_is_lost_across_an_upgrade_under_write_load() {
         .count();
     let acked_after: Vec<_> = records
         .iter()
-        .filter(|r| r.outcome == Outcome::Acked && r.sent_ms > end + 3_000)
+        .filter(|r| r.outcome == Outcome::Acked && r.sent_ms > end + slack)
         .collect();
     assert!(acked_before > 0, "no write acknowledged before the window");
     assert!(
