@@ -222,6 +222,60 @@ pub fn classify(status: u16) -> Outcome {
 mod tests {
     use super::*;
 
+    fn writer() -> Writer {
+        let log = std::env::temp_dir().join(format!("load-writer-{}.jsonl", std::process::id()));
+        let (_tx, rx) = watch::channel(vec![]);
+        let shared = Arc::new(Shared {
+            log: LogWriter::create(&log).unwrap(),
+            counts: Counts::default(),
+            endpoints: rx,
+            timeout: Duration::from_secs(1),
+            run: "t".into(),
+        });
+        let _ = std::fs::remove_file(log);
+        Writer::new(shared, 3, 42)
+    }
+
+    #[test]
+    fn items_are_written_in_order_and_left_alone_after_a_doubt() {
+        let mut w = writer();
+        // Below MIN_LIVE it only creates, with fresh ids, also after a refusal.
+        let p = w.plan();
+        assert_eq!((p.op, p.id.as_str(), p.v), (Op::Insert, "t-w3-1", 1));
+        w.learn(&p, Outcome::Refused);
+        for _ in 0..MIN_LIVE {
+            let p = w.plan();
+            assert_eq!(p.op, Op::Insert);
+            w.learn(&p, Outcome::Acked);
+        }
+        assert_eq!(w.live.len(), MIN_LIVE);
+        assert!(
+            w.live.iter().all(|i| i.id != "t-w3-1"),
+            "a refused create's id is not reused"
+        );
+        // Acknowledged updates advance the version; a doubt drops the item for good.
+        let mut doubted = std::collections::BTreeSet::new();
+        for _ in 0..500 {
+            let p = w.plan();
+            assert!(!doubted.contains(&p.id), "{} written after a doubt", p.id);
+            if p.op != Op::Insert {
+                let have = w.live.iter().find(|i| i.id == p.id).unwrap().v;
+                assert_eq!(p.v, have + 1);
+            }
+            let outcome = if w.random().is_multiple_of(10) {
+                Outcome::InDoubt
+            } else {
+                Outcome::Acked
+            };
+            if outcome == Outcome::InDoubt {
+                doubted.insert(p.id.clone());
+            }
+            w.learn(&p, outcome);
+            assert!(w.live.len() <= MAX_LIVE);
+        }
+        assert!(!doubted.is_empty());
+    }
+
     #[test]
     fn answers_map_to_outcomes() {
         assert_eq!(classify(201), Outcome::Acked);
