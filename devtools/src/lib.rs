@@ -5,6 +5,7 @@
 pub mod appsim;
 pub mod bench;
 pub mod image;
+pub mod load;
 pub mod podsim;
 pub mod teardown;
 pub mod watchlog;

@@ -211,6 +211,23 @@ async fn serve_health_and_read_only_gate() {
         (code, body.as_str()),
         (503, r#"{"error":"read-only mode"}"#)
     );
+    for (method, path) in [
+        ("PUT", "/api/contents/content-000001"),
+        ("DELETE", "/api/contents/content-000001"),
+    ] {
+        let (code, body) = request(port, method, path, r#"{"title":"y"}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            (code, body.as_str()),
+            (503, r#"{"error":"read-only mode"}"#),
+            "{method}"
+        );
+    }
+    let (code, body) = request(port, "GET", "/api/contents/content-000001", "")
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "reads are served while read-only: {body}");
     let (_, body) = request(port, "GET", "/version", "").await.unwrap();
     assert!(body.contains(r#""readOnly":true"#), "{body}");
     let _ = app.kill().await;
@@ -234,6 +251,60 @@ async fn serve_health_and_read_only_gate() {
         .await
         .unwrap();
     assert_eq!(body, r#"{"count":11}"#);
+
+    // An item's life as a user makes it: created under its own id, read, replaced, deleted.
+    let item = "/api/contents/load-1";
+    let create = r#"{"_id":"load-1","v":1}"#;
+    assert_eq!(
+        request(port, "POST", "/api/contents", create)
+            .await
+            .unwrap(),
+        (201, r#"{"id":"load-1"}"#.into())
+    );
+    assert_eq!(
+        request(port, "POST", "/api/contents", create)
+            .await
+            .unwrap()
+            .0,
+        409
+    );
+    let (code, body) = request(port, "GET", item, "").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(r#""v":1"#) && body.contains(r#""schemaVersion":2"#),
+        "{body}"
+    );
+    assert_eq!(
+        request(port, "PUT", item, r#"{"v":2}"#).await.unwrap().0,
+        200
+    );
+    let (_, body) = request(port, "GET", item, "").await.unwrap();
+    assert!(body.contains(r#""v":2"#), "{body}");
+    assert_eq!(
+        request(port, "PUT", item, r#"{"_id":"other"}"#)
+            .await
+            .unwrap()
+            .0,
+        400
+    );
+    assert_eq!(
+        request(port, "DELETE", item, "").await.unwrap(),
+        (204, String::new())
+    );
+    assert_eq!(request(port, "GET", item, "").await.unwrap().0, 404);
+    assert_eq!(
+        request(port, "PUT", item, r#"{"v":3}"#).await.unwrap().0,
+        404
+    );
+    assert_eq!(request(port, "DELETE", item, "").await.unwrap().0, 404);
+    // Seeded items are reachable by their ids too.
+    assert_eq!(
+        request(port, "GET", "/api/contents/content-000002", "")
+            .await
+            .unwrap()
+            .0,
+        200
+    );
     let _ = app.kill().await;
     dbs.drop().await;
 }

@@ -9,6 +9,7 @@ mod app;
 mod env;
 mod history;
 mod http;
+mod load;
 mod operator;
 mod plans;
 
@@ -18,5 +19,6 @@ pub use cutover::fixtures::SquidexPlan;
 pub use env::*;
 pub use history::*;
 pub use http::*;
+pub use load::*;
 pub use operator::*;
 pub use plans::*;

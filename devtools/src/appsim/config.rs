@@ -110,7 +110,7 @@ pub fn uri_database(uri: &str) -> Option<String> {
     (!db.is_empty()).then_some(db)
 }
 
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -1,17 +1,19 @@
 //! appsim's HTTP API: health (503 until migrated, so readiness gates traffic like Squidex's
-//! start-up), version info, and a content endpoint whose writes prove the read-only gate.
+//! start-up), version info, and content endpoints as a user of the app writes through them
+//! (create, read, replace, delete; see `super::contents`). Every write is refused with 503
+//! while read-only or still migrating, before touching the database.
 
 use std::{convert::Infallible, sync::Arc};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use mongodb::bson::{Document, doc};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::watch};
 
-use super::{config::Config, migrate::Progress, steps::contents_collection};
+use super::{config::Config, contents, migrate::Progress, steps::contents_collection};
 
 pub struct App {
     pub cfg: Config,
@@ -70,16 +72,10 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
             }),
         ),
         (&Method::POST, "/api/contents") => {
-            if app.cfg.read_only {
-                return json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({"error": "read-only mode"}),
-                );
+            if let Some(refused) = write_refused(app, ready_version, &state) {
+                return refused;
             }
-            if ready_version.is_none() {
-                return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": state}));
-            }
-            insert_content(app, req).await
+            contents::insert(app, req).await
         }
         (&Method::GET, "/api/contents/count") => {
             let coll = app
@@ -90,42 +86,53 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 Err(e) => error(&e),
             }
         }
-        _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
+        (method, path) => match (method, item_id(path)) {
+            (&Method::GET, Some(id)) if ready_version.is_some() => contents::get(app, &id).await,
+            (&Method::GET, Some(_)) => {
+                json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": state}))
+            }
+            (&Method::PUT, Some(id)) => match write_refused(app, ready_version, &state) {
+                Some(refused) => refused,
+                None => contents::replace(app, &id, req).await,
+            },
+            (&Method::DELETE, Some(id)) => match write_refused(app, ready_version, &state) {
+                Some(refused) => refused,
+                None => contents::delete(app, &id).await,
+            },
+            _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
+        },
     }
 }
 
-async fn insert_content(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
-    };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            return json_response(
-                StatusCode::BAD_REQUEST,
-                &json!({"error": "body must be a JSON object"}),
-            );
-        }
-    };
-    let mut document = match mongodb::bson::to_document(&value) {
-        Ok(d) => d,
-        Err(e) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
-    };
-    document.insert("schemaVersion", i64::from(app.cfg.target_version));
-    let coll = app
-        .content
-        .collection::<Document>(&contents_collection(app.cfg.target_version));
-    match coll.insert_one(document).await {
-        Ok(r) => json_response(
-            StatusCode::CREATED,
-            &json!({"id": r.inserted_id.into_relaxed_extjson()}),
-        ),
-        Err(e) => error(&e),
+/// The 503 a write gets while the app is read-only or not migrated yet (nothing written).
+fn write_refused(
+    app: &App,
+    ready_version: Option<u32>,
+    state: &str,
+) -> Option<Response<Full<Bytes>>> {
+    if app.cfg.read_only {
+        return Some(json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": "read-only mode"}),
+        ));
     }
+    if ready_version.is_none() {
+        return Some(json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": state}),
+        ));
+    }
+    None
 }
 
-fn error(e: &mongodb::error::Error) -> Response<Full<Bytes>> {
+/// The id of `/api/contents/{id}` (percent-decoded), or None for any other path.
+fn item_id(path: &str) -> Option<String> {
+    let id = path.strip_prefix("/api/contents/")?;
+    (!id.is_empty() && !id.contains('/') && id != "count")
+        .then(|| super::config::percent_decode(id))
+}
+
+pub(super) fn error(e: &mongodb::error::Error) -> Response<Full<Bytes>> {
     json_response(
         StatusCode::INTERNAL_SERVER_ERROR,
         &json!({"error": e.to_string()}),
@@ -136,11 +143,15 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     response(status, "text/plain", Bytes::from(format!("{body}\n")))
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+pub(super) fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     response(status, "application/json", Bytes::from(body.to_string()))
 }
 
-fn response(status: StatusCode, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {
+pub(super) fn response(
+    status: StatusCode,
+    content_type: &str,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
     if let Ok(v) = content_type.parse() {

@@ -4,6 +4,7 @@
 //! `seed` creates a data set at a given version.
 
 pub mod config;
+pub mod contents;
 pub mod http;
 pub mod migrate;
 pub mod seed;

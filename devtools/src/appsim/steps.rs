@@ -20,7 +20,7 @@ pub fn contents_collection(version: u32) -> String {
 
 /// The generation number of a contents collection name (`States_Contents_All` alone is the
 /// first generation, as in Squidex where the unnumbered collection predates `…2`).
-fn generation(name: &str) -> Option<u32> {
+pub fn generation(name: &str) -> Option<u32> {
     let suffix = name.strip_prefix(CONTENTS_PREFIX)?;
     if suffix.is_empty() {
         Some(1)
