@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use futures::StreamExt;
 use mongodb::bson::{Bson, Document, doc};
 
-use super::history::{self, Oplog};
+use super::history::Unverified;
 use super::state::{HistoryLost, SourceResume, SyncState};
 use super::token::OpTime;
 use crate::mongo::{SYNC_MARKERS, user_collections};
@@ -22,6 +22,30 @@ pub(super) struct Source {
     /// The `_id` of the drain marker this process wrote, once asked to drain.
     pub marker: Option<Bson>,
     pub drained: bool,
+    /// Where the stream's cursor stands (the start point until it opens).
+    pub cursor_at: OpTime,
+    /// Reads the history checks (`watcher`) still have to prove complete.
+    pub unverified: Unverified,
+}
+
+impl Source {
+    pub fn new(resume: SourceResume, fresh: bool) -> Source {
+        let at = resume.needed();
+        Source {
+            resume,
+            fresh,
+            lag: None,
+            marker: None,
+            drained: false,
+            cursor_at: at,
+            // A fresh source has nothing to prove until its start point is captured.
+            unverified: if fresh {
+                Unverified::default()
+            } else {
+                Unverified::starting_at(at)
+            },
+        }
+    }
 }
 
 pub(super) struct Task {
@@ -33,6 +57,8 @@ pub(super) struct Task {
     pub state: Mutex<SyncState>,
     pub sources: Mutex<Vec<Source>>,
     pub abort: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Wakes the history watcher early (a drain waits for its next check).
+    pub wake: tokio::sync::Notify,
 }
 
 /// Why the engine stopped before draining.
@@ -54,32 +80,25 @@ impl Task {
     pub fn with_source<R>(&self, idx: usize, f: impl FnOnce(&mut Source) -> R) -> R {
         f(&mut self.sources.lock().expect("lock")[idx])
     }
+}
 
-    /// Reads the oplog's bounds: that the history still reaches `needed` for source `idx`,
-    /// and how far the source lags behind the newest entry.
-    pub async fn check_history(&self, idx: usize, needed: OpTime) -> Result<Option<Oplog>, Stop> {
-        let oplog = history::oplog(&self.client).await.map_err(|e| {
-            self.failed(
-                "reading the server's oplog (local.oplog.rs) to verify the change stream's \
-                 history (the sync needs read access to the local database)",
-                &e,
-            )
-        })?;
-        let name = self.with_source(idx, |s| s.resume.source.clone());
-        history::covers(oplog.as_ref(), &name, needed).map_err(Stop::Lost)?;
-        let lag = history::lag_seconds(oplog.as_ref(), needed);
-        self.with_source(idx, |s| s.lag = Some(lag));
-        Ok(oplog)
+/// The sync and, beside it, the history checks; whichever stops first stops both.
+pub(super) async fn run(task: &Task) -> Result<(), Stop> {
+    tokio::select! {
+        r = sync(task) => r,
+        stop = super::watcher::watch(task) => Err(stop),
     }
 }
 
-pub(super) async fn run(task: &Task) -> Result<(), Stop> {
+async fn sync(task: &Task) -> Result<(), Stop> {
     let n = task.sources.lock().expect("lock").len();
     for idx in 0..n {
         if task.with_source(idx, |s| s.fresh) {
             let at = start_point(task, idx).await?;
             task.with_source(idx, |s| {
                 s.resume.start_at = at;
+                s.cursor_at = at;
+                s.unverified = Unverified::starting_at(at);
                 s.fresh = false;
             });
         }
@@ -89,6 +108,17 @@ pub(super) async fn run(task: &Task) -> Result<(), Stop> {
     task.set_state(SyncState::Streaming);
     let streams = (0..n).map(|idx| super::stream::follow(task, idx));
     futures::future::try_join_all(streams).await?;
+    // Drained only once a history check made after the last reads proves them complete.
+    while task
+        .sources
+        .lock()
+        .expect("lock")
+        .iter()
+        .any(|s| s.unverified.from.is_some())
+    {
+        task.wake.notify_one();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     task.set_state(SyncState::Drained);
     // The markers served; the sources keep no trace of the sync (best effort: a frozen source
     // is dropped later anyway).
@@ -141,8 +171,8 @@ async fn start_point(task: &Task, idx: usize) -> Result<OpTime, Stop> {
 }
 
 /// Server-side copies of every collection whose bulk copy has not finished, largest first,
-/// `parallelism` at a time. After each, the history check: a sync whose start point is pruned
-/// during the copy fails as soon as that is seen, not after the whole copy.
+/// `parallelism` at a time. The history checks run beside it: a sync whose start point is
+/// pruned during the copy fails as soon as that is seen, not after the whole copy.
 async fn bulk(task: &Task) -> Result<(), Stop> {
     let n = task.sources.lock().expect("lock").len();
     let mut work = Vec::new();
@@ -155,8 +185,6 @@ async fn bulk(task: &Task) -> Result<(), Stop> {
                 s.resume.bulk_done.clone(),
             )
         });
-        task.check_history(idx, task.with_source(idx, |s| s.resume.needed()))
-            .await?;
         if finished {
             continue;
         }
@@ -183,19 +211,13 @@ async fn bulk(task: &Task) -> Result<(), Stop> {
     work.sort_by_key(|w| std::cmp::Reverse(w.2));
     let mut copies = futures::stream::iter(work)
         .map(|(idx, coll, _)| async move {
-            let (src, dst, start) = task.with_source(idx, |s| {
-                (
-                    s.resume.source.clone(),
-                    s.resume.clone.clone(),
-                    s.resume.start_at,
-                )
-            });
+            let (src, dst) =
+                task.with_source(idx, |s| (s.resume.source.clone(), s.resume.clone.clone()));
             crate::copy::copy_collection(&task.client, &src, &dst, &coll)
                 .await
                 .map_err(|e| task.failed(&format!("copying {src}.{coll} to {dst}"), &e))?;
             task.with_source(idx, |s| s.resume.bulk_done.push(coll));
             task.collections_done.fetch_add(1, Ordering::Relaxed);
-            task.check_history(idx, start).await?;
             Ok::<(), Stop>(())
         })
         .buffer_unordered(task.parallelism.max(1));

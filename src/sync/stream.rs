@@ -11,10 +11,10 @@ use super::apply::{Change, apply, classify};
 use super::engine::{Stop, Task};
 use super::token::{self, OpTime};
 
-/// How often a stream compares its position with the oplog's oldest entry (and measures lag).
-const CHECK_EVERY: Duration = Duration::from_secs(1);
-/// How long the server may hold an empty getMore: a stream with nothing to apply still checks
-/// its history and its drain this often.
+/// How often a stream measures its lag (a `ping`: the cluster time now).
+const LAG_EVERY: Duration = Duration::from_secs(1);
+/// How long the server may hold an empty getMore: a stream with nothing to apply still
+/// measures its lag this often.
 const AWAIT: Duration = Duration::from_millis(500);
 
 pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
@@ -30,10 +30,10 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
     let mut after_invalidate = false;
     let what = format!("following the changes of {source}");
     loop {
-        // Before opening: the history reaches where the stream starts (a pruned start point
-        // would be skipped silently by this server).
-        let needed = task.with_source(idx, |s| s.resume.needed());
-        task.check_history(idx, needed).await?;
+        // Opening reads too (the first batch): from here every read is proven complete by a
+        // history check made after it (`watcher`), since a pruned start point would be
+        // skipped silently by this server.
+        let before = task.with_source(idx, |s| s.cursor_at);
         let db = task.client.database(&source);
         let watch = db
             .watch()
@@ -49,29 +49,35 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
             .await
             .map_err(|e| task.failed(&what, &e))?
             .with_type::<Document>();
-        let mut checked = Instant::now();
+        task.with_source(idx, |s| s.unverified.read(before));
+        let mut measured = Instant::now();
         loop {
-            if checked.elapsed() >= CHECK_EVERY {
-                // Where the cursor stands: the last returned event, or the server's
-                // post-batch token when it returned none.
-                let recorded = task.with_source(idx, |s| s.resume.needed());
-                let at = stream
-                    .resume_token()
-                    .as_ref()
-                    .and_then(token::time_of)
-                    .map_or(recorded, |t| t.max(recorded));
-                task.check_history(idx, at).await?;
-                checked = Instant::now();
+            if measured.elapsed() >= LAG_EVERY {
+                measure_lag(task, idx, &db).await;
+                measured = Instant::now();
             }
-            let Some(ev) = stream
+            let before = task.with_source(idx, |s| s.cursor_at);
+            let next = stream
                 .next_if_any()
                 .await
-                .map_err(|e| task.failed(&what, &e))?
-            else {
+                .map_err(|e| task.failed(&what, &e))?;
+            // Where the cursor stands now: the last returned event, or the server's post-batch
+            // token when it returned none.
+            let now_at = stream.resume_token().as_ref().and_then(token::time_of);
+            task.with_source(idx, |s| {
+                s.unverified.read(before);
+                if let Some(t) = now_at {
+                    s.cursor_at = s.cursor_at.max(t);
+                }
+            });
+            let Some(ev) = next else {
                 continue;
             };
             let change = classify(&ev, &source);
             let at = ev.get_timestamp("clusterTime").ok().map(OpTime::from);
+            if let Some(t) = at {
+                task.with_source(idx, |s| s.cursor_at = s.cursor_at.max(t));
+            }
             let token = stream.resume_token();
             match &change {
                 Change::Marker(id) => {
@@ -100,6 +106,19 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
                 }
             }
         }
+    }
+}
+
+/// Seconds between the cluster time now and where the cursor stands (left as it was when the
+/// server cannot say).
+async fn measure_lag(task: &Task, idx: usize, db: &mongodb::Database) {
+    let Ok(reply) = db.run_command(mongodb::bson::doc! {"ping": 1}).await else {
+        return;
+    };
+    if let Ok(now) = reply.get_timestamp("operationTime") {
+        task.with_source(idx, |s| {
+            s.lag = Some(super::history::lag_seconds(now.into(), s.cursor_at));
+        });
     }
 }
 
