@@ -518,3 +518,40 @@ async fn an_oplog_too_small_for_the_sync_is_history_lost_not_silent_success() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_source_dropped_and_written_again_during_the_sync_is_followed() {
+    let Some(env) = env().await else { return };
+    let (src, clone) = (unique("sync-src"), unique("sync-clone"));
+    let client = env.mongo.clone();
+    let uri = uri(&env.mongo_uri);
+    seed(&client, &src, 500).await;
+    let syncs = Syncs::default();
+    syncs.start(
+        KEY,
+        client.clone(),
+        uri.clone(),
+        input(&src, &clone, vec![]),
+    );
+    wait_for(&syncs, "streaming", Duration::from_secs(60), |v| {
+        v.state == SyncState::Streaming
+    })
+    .await;
+    // dropDatabase ends the stream (invalidate); the engine opens it again after that event.
+    client.database(&src).drop().await.unwrap();
+    client
+        .database(&src)
+        .collection::<Document>("again")
+        .insert_many((0..10).map(|i| doc! {"_id": i}))
+        .await
+        .unwrap();
+    syncs.request_drain(KEY).await.unwrap();
+    wait_for(&syncs, "drained", Duration::from_secs(60), |v| {
+        v.state == SyncState::Drained
+    })
+    .await;
+    assert_same(&client, &uri, &src, &clone).await;
+    for db in [&src, &clone] {
+        client.database(db).drop().await.unwrap();
+    }
+}
