@@ -278,14 +278,17 @@ async fn clone_follows_writes_and_collection_changes_until_drained() {
     .await;
     // Read-only: the app stops writing, then the drain.
     let writes = app.stop().await;
+    let drain = Instant::now();
     syncs.request_drain(KEY).await.unwrap();
     let v = wait_for(&syncs, "drained", Duration::from_secs(60), |v| {
         v.state == SyncState::Drained
     })
     .await;
     eprintln!(
-        "writes {writes}, events applied {}, lag {:?}",
-        v.events_applied, v.lag_seconds
+        "writes {writes}, events applied {}, lag {:?}, drained in {:?}",
+        v.events_applied,
+        v.lag_seconds,
+        drain.elapsed()
     );
     assert_eq!(v.resume.len(), 1);
     assert!(v.resume[0].token.is_some() && v.resume[0].bulk_finished);
