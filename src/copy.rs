@@ -143,8 +143,9 @@ async fn copy_all(
     results.into_iter().collect()
 }
 
-/// `$out` into the clone, then the source's secondary indexes.
-async fn copy_collection(
+/// `$out` into the clone, then the source's secondary indexes (also the online sync's bulk
+/// copy, `crate::sync`).
+pub(crate) async fn copy_collection(
     client: &mongodb::Client,
     src: &str,
     dst: &str,

@@ -17,4 +17,5 @@ pub mod mongo;
 pub mod plan;
 pub mod probe;
 pub mod scrub;
+pub mod sync;
 pub mod uri;

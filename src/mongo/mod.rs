@@ -9,8 +9,8 @@ mod pool;
 pub use claims::{claim, not_held, read_claims, release};
 
 pub use ops::{
-    collections_with_reads, count_documents, drop_collections, drop_databases, list_databases,
-    migration_doc, user_collections,
+    SYNC_MARKERS, collections_with_reads, count_documents, drop_collections, drop_databases,
+    is_user_collection, list_databases, migration_doc, user_collections,
 };
 pub use pool::Clients;
 

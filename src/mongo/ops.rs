@@ -65,12 +65,16 @@ pub async fn user_collections(
     Ok(names)
 }
 
+/// The collection the online sync writes its drain markers to in each source database
+/// (`crate::sync`): never the app's data, so never counted, copied or compared.
+pub const SYNC_MARKERS: &str = "__cutover_sync_markers";
+
 /// Not the server's own collections, nor a `$out` temporary: `$out` writes into
 /// `tmp.agg_out.*` and renames it over the target; the server may still list it for a moment
 /// after the copy, and it is never the app's data (seen in CI as a 0-document "clone but not
-/// source" mismatch).
-fn is_user_collection(name: &str) -> bool {
-    !name.starts_with("system.") && !name.starts_with("tmp.agg_out.")
+/// source" mismatch). Nor the online sync's markers (`SYNC_MARKERS`).
+pub fn is_user_collection(name: &str) -> bool {
+    !name.starts_with("system.") && !name.starts_with("tmp.agg_out.") && name != SYNC_MARKERS
 }
 
 /// Exact document counts per `database.collection` of the given databases.
@@ -212,5 +216,6 @@ mod user_collection_tests {
         assert!(is_user_collection("tmp")); // a user may name a collection so
         assert!(!is_user_collection("system.views"));
         assert!(!is_user_collection("tmp.agg_out.6b1533739b3c8e3665ceecf6"));
+        assert!(!is_user_collection(super::SYNC_MARKERS));
     }
 }

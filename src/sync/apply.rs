@@ -1,0 +1,417 @@
+//! One change event, applied to the clone: what it means (`classify`, pure) and doing it
+//! (`apply`). Every action is idempotent, so events applied again after a restart from an
+//! older token leave the clone as it was:
+//! - insert / replace / update: replace-with-upsert by `_id` from the full document (an update
+//!   whose full document is gone: the document was deleted later, and that delete follows);
+//! - delete: delete by `_id`;
+//! - create / createIndexes / dropIndexes / drop / dropDatabase: the same in the clone;
+//! - rename within the database: the clone's old name dropped and the new name copied again
+//!   from the source (its current content; later events apply on top of it); a rename out of
+//!   the database: the clone's old name dropped.
+
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::error::{Error, ErrorKind, WriteFailure};
+
+use crate::mongo::{SYNC_MARKERS, is_user_collection};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Upsert {
+        coll: String,
+        id: Bson,
+        doc: Document,
+    },
+    Delete {
+        coll: String,
+        id: Bson,
+    },
+    Create {
+        coll: String,
+    },
+    CreateIndexes {
+        coll: String,
+        indexes: Vec<Document>,
+    },
+    DropIndexes {
+        coll: String,
+        names: Vec<String>,
+    },
+    Drop {
+        coll: String,
+    },
+    /// `to_coll` is `None` when the collection left the database.
+    Rename {
+        from: String,
+        to_coll: Option<String>,
+    },
+    DropDatabase,
+    /// The stream ended (after a dropDatabase): open it again after this event.
+    Invalidate,
+    /// A drain marker was inserted (its `_id`).
+    Marker(Bson),
+    /// Nothing to do (why, for a debug log).
+    Skip(&'static str),
+}
+
+/// What an event (the raw change-stream document) of database `db` means for the clone.
+pub fn classify(ev: &Document, db: &str) -> Change {
+    let op = ev.get_str("operationType").unwrap_or("");
+    let ns = ev.get_document("ns").ok();
+    let coll = ns.and_then(|n| n.get_str("coll").ok()).unwrap_or("");
+    if op == "invalidate" {
+        return Change::Invalidate;
+    }
+    if op == "dropDatabase" {
+        return Change::DropDatabase;
+    }
+    if coll == SYNC_MARKERS {
+        return match (op, ev.get_document("documentKey").ok()) {
+            ("insert", Some(k)) => k
+                .get("_id")
+                .cloned()
+                .map_or(Change::Skip("marker without _id"), Change::Marker),
+            _ => Change::Skip("the sync's own markers"),
+        };
+    }
+    if coll.is_empty() || !is_user_collection(coll) {
+        return Change::Skip("not an app collection");
+    }
+    let coll = coll.to_string();
+    let id = ev
+        .get_document("documentKey")
+        .ok()
+        .and_then(|k| k.get("_id").cloned());
+    let description = ev.get_document("operationDescription").ok();
+    match op {
+        "insert" | "replace" | "update" => match (ev.get_document("fullDocument").ok(), id) {
+            (Some(doc), Some(id)) => Change::Upsert {
+                coll,
+                id,
+                doc: doc.clone(),
+            },
+            _ => Change::Skip("no full document: deleted later, its delete follows"),
+        },
+        "delete" => match id {
+            Some(id) => Change::Delete { coll, id },
+            None => Change::Skip("delete without _id"),
+        },
+        "create" => Change::Create { coll },
+        "createIndexes" => Change::CreateIndexes {
+            coll,
+            indexes: index_specs(description),
+        },
+        "dropIndexes" => Change::DropIndexes {
+            coll,
+            names: index_specs(description)
+                .iter()
+                .filter_map(|i| i.get_str("name").ok().map(str::to_string))
+                .collect(),
+        },
+        "drop" => Change::Drop { coll },
+        "rename" => {
+            let to = ev
+                .get_document("to")
+                .ok()
+                .or_else(|| description.and_then(|d| d.get_document("to").ok()));
+            let to_coll = to
+                .filter(|t| t.get_str("db").is_ok_and(|d| d == db))
+                .and_then(|t| t.get_str("coll").ok())
+                .map(str::to_string);
+            Change::Rename {
+                from: coll,
+                to_coll,
+            }
+        }
+        _ => Change::Skip("an event that does not change documents"),
+    }
+}
+
+fn index_specs(description: Option<&Document>) -> Vec<Document> {
+    description
+        .and_then(|d| d.get_array("indexes").ok())
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i.as_document().cloned())
+                .filter(|i| i.get_str("name").is_ok_and(|n| n != "_id_"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Applies a data or DDL change to the clone database `clone` of source `source`.
+pub async fn apply(
+    client: &mongodb::Client,
+    source: &str,
+    clone: &str,
+    change: &Change,
+) -> Result<(), Error> {
+    let db = client.database(clone);
+    match change {
+        Change::Upsert { coll, id, doc } => upsert(&db, coll, id, doc).await,
+        Change::Delete { coll, id } => {
+            db.collection::<Document>(coll)
+                .delete_one(doc! {"_id": id.clone()})
+                .await?;
+            Ok(())
+        }
+        Change::Create { coll } => match db.create_collection(coll).await {
+            Err(e) if code(&e) == Some(48) => Ok(()), // NamespaceExists
+            other => other,
+        },
+        Change::CreateIndexes { coll, indexes } if !indexes.is_empty() => {
+            let specs: Vec<Document> = indexes
+                .iter()
+                .map(|i| {
+                    let mut i = i.clone();
+                    i.remove("ns");
+                    i
+                })
+                .collect();
+            db.run_command(doc! {"createIndexes": coll, "indexes": specs})
+                .await?;
+            Ok(())
+        }
+        Change::DropIndexes { coll, names } => {
+            for n in names {
+                match db.collection::<Document>(coll).drop_index(n.as_str()).await {
+                    // IndexNotFound, NamespaceNotFound: already gone.
+                    Err(e) if matches!(code(&e), Some(27 | 26)) => {}
+                    other => other?,
+                }
+            }
+            Ok(())
+        }
+        Change::Drop { coll } => db.collection::<Document>(coll).drop().await,
+        Change::Rename { from, to_coll } => {
+            db.collection::<Document>(from).drop().await?;
+            if let Some(to) = to_coll {
+                crate::copy::copy_collection(client, source, clone, to).await?;
+            }
+            Ok(())
+        }
+        Change::DropDatabase => db.drop().await,
+        Change::CreateIndexes { .. } | Change::Invalidate | Change::Marker(_) | Change::Skip(_) => {
+            Ok(())
+        }
+    }
+}
+
+fn code(e: &Error) -> Option<i32> {
+    match &*e.kind {
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
+        _ => None,
+    }
+}
+
+/// Replace-with-upsert by `_id`. Applied again from an older token, a document's historical
+/// state (an insert's document is the one inserted, not the current one) can collide on a
+/// unique index with another document the clone already holds in a later state. That other
+/// document took the value after this event, so a later event of the stream writes it again:
+/// it is removed here and the write repeated.
+async fn upsert(
+    db: &mongodb::Database,
+    coll: &str,
+    id: &Bson,
+    doc: &Document,
+) -> Result<(), Error> {
+    let c = db.collection::<Document>(coll);
+    let filter = doc! {"_id": id.clone()};
+    match c
+        .replace_one(filter.clone(), doc.clone())
+        .upsert(true)
+        .await
+    {
+        Err(e) if code(&e) == Some(11000) => {
+            remove_unique_conflicts(&c, id, doc).await?;
+            c.replace_one(filter, doc.clone()).upsert(true).await?;
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
+}
+
+async fn remove_unique_conflicts(
+    c: &mongodb::Collection<Document>,
+    id: &Bson,
+    doc: &Document,
+) -> Result<(), Error> {
+    use futures::TryStreamExt;
+    let indexes: Vec<_> = c.list_indexes().await?.try_collect().await?;
+    for i in indexes {
+        let unique = i.options.as_ref().and_then(|o| o.unique).unwrap_or(false);
+        if !unique {
+            continue;
+        }
+        let mut filter = doc! {"_id": {"$ne": id.clone()}};
+        for (path, _) in &i.keys {
+            filter.insert(path.clone(), value_at(doc, path).unwrap_or(Bson::Null));
+        }
+        c.delete_many(filter).await?;
+    }
+    Ok(())
+}
+
+/// The value at a dotted path of a document, if any.
+fn value_at(doc: &Document, path: &str) -> Option<Bson> {
+    let mut parts = path.split('.');
+    let mut value = doc.get(parts.next()?)?;
+    for p in parts {
+        value = value.as_document()?.get(p)?;
+    }
+    Some(value.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(op: &str, coll: &str, extra: Document) -> Document {
+        let mut d = doc! {"operationType": op, "ns": {"db": "src", "coll": coll}};
+        d.extend(extra);
+        d
+    }
+
+    #[test]
+    fn document_events() {
+        let full = doc! {"_id": 1, "x": 2};
+        for op in ["insert", "replace", "update"] {
+            assert_eq!(
+                classify(
+                    &ev(
+                        op,
+                        "a",
+                        doc! {"documentKey": {"_id": 1}, "fullDocument": full.clone()}
+                    ),
+                    "src"
+                ),
+                Change::Upsert {
+                    coll: "a".into(),
+                    id: Bson::Int32(1),
+                    doc: full.clone()
+                }
+            );
+        }
+        assert!(matches!(
+            classify(
+                &ev(
+                    "update",
+                    "a",
+                    doc! {"documentKey": {"_id": 1}, "fullDocument": Bson::Null}
+                ),
+                "src"
+            ),
+            Change::Skip(_)
+        ));
+        assert_eq!(
+            classify(&ev("delete", "a", doc! {"documentKey": {"_id": 1}}), "src"),
+            Change::Delete {
+                coll: "a".into(),
+                id: Bson::Int32(1)
+            }
+        );
+    }
+
+    #[test]
+    fn collection_events() {
+        assert_eq!(
+            classify(&ev("create", "b", doc! {}), "src"),
+            Change::Create { coll: "b".into() }
+        );
+        assert_eq!(
+            classify(&ev("drop", "b", doc! {}), "src"),
+            Change::Drop { coll: "b".into() }
+        );
+        assert_eq!(
+            classify(
+                &ev(
+                    "createIndexes",
+                    "b",
+                    doc! {"operationDescription": {"indexes": [{"v": 2, "key": {"k": 1}, "name": "k_1"}]}}
+                ),
+                "src"
+            ),
+            Change::CreateIndexes {
+                coll: "b".into(),
+                indexes: vec![doc! {"v": 2, "key": {"k": 1}, "name": "k_1"}]
+            }
+        );
+        assert_eq!(
+            classify(
+                &ev("rename", "b", doc! {"to": {"db": "src", "coll": "c"}}),
+                "src"
+            ),
+            Change::Rename {
+                from: "b".into(),
+                to_coll: Some("c".into())
+            }
+        );
+        assert_eq!(
+            classify(
+                &ev(
+                    "rename",
+                    "b",
+                    doc! {"operationDescription": {"to": {"db": "elsewhere", "coll": "c"}}}
+                ),
+                "src"
+            ),
+            Change::Rename {
+                from: "b".into(),
+                to_coll: None
+            }
+        );
+        assert_eq!(
+            classify(
+                &doc! {"operationType": "dropDatabase", "ns": {"db": "src"}},
+                "src"
+            ),
+            Change::DropDatabase
+        );
+        assert_eq!(
+            classify(&doc! {"operationType": "invalidate"}, "src"),
+            Change::Invalidate
+        );
+    }
+
+    #[test]
+    fn markers_and_other_collections() {
+        assert_eq!(
+            classify(
+                &ev(
+                    "insert",
+                    SYNC_MARKERS,
+                    doc! {"documentKey": {"_id": "m1"}, "fullDocument": {"_id": "m1"}}
+                ),
+                "src"
+            ),
+            Change::Marker(Bson::String("m1".into()))
+        );
+        assert!(matches!(
+            classify(&ev("drop", SYNC_MARKERS, doc! {}), "src"),
+            Change::Skip(_)
+        ));
+        assert!(matches!(
+            classify(
+                &ev(
+                    "insert",
+                    "system.views",
+                    doc! {"documentKey": {"_id": 1}, "fullDocument": {"_id": 1}}
+                ),
+                "src"
+            ),
+            Change::Skip(_)
+        ));
+        assert!(matches!(
+            classify(&ev("modify", "a", doc! {}), "src"),
+            Change::Skip(_)
+        ));
+    }
+
+    #[test]
+    fn values_at_dotted_paths() {
+        let d = doc! {"a": {"b": 3}, "c": 1};
+        assert_eq!(value_at(&d, "a.b"), Some(Bson::Int32(3)));
+        assert_eq!(value_at(&d, "c"), Some(Bson::Int32(1)));
+        assert_eq!(value_at(&d, "a.x"), None);
+    }
+}

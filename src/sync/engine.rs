@@ -1,0 +1,231 @@
+//! One plan's sync, run as a background task: start points, bulk copy, then one change stream
+//! per source (`stream`), until every stream has applied past its drain marker.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use futures::StreamExt;
+use mongodb::bson::{Bson, Document, doc};
+
+use super::history::Unverified;
+use super::state::{HistoryLost, SourceResume, SyncState};
+use super::token::OpTime;
+use crate::mongo::{SYNC_MARKERS, user_collections};
+use crate::uri::Uri;
+
+/// One source database and its clone, as the engine follows it.
+pub(super) struct Source {
+    pub resume: SourceResume,
+    /// The start point is still to be captured (no recorded state).
+    pub fresh: bool,
+    pub lag: Option<i64>,
+    /// The `_id` of the drain marker this process wrote, once asked to drain.
+    pub marker: Option<Bson>,
+    pub drained: bool,
+    /// Where the stream's cursor stands (the start point until it opens).
+    pub cursor_at: OpTime,
+    /// Reads the history checks (`watcher`) still have to prove complete.
+    pub unverified: Unverified,
+}
+
+impl Source {
+    pub fn new(resume: SourceResume, fresh: bool) -> Source {
+        let at = resume.needed();
+        Source {
+            resume,
+            fresh,
+            lag: None,
+            marker: None,
+            drained: false,
+            cursor_at: at,
+            // A fresh source has nothing to prove until its start point is captured.
+            unverified: if fresh {
+                Unverified::default()
+            } else {
+                Unverified::starting_at(at)
+            },
+        }
+    }
+}
+
+pub(super) struct Task {
+    pub client: mongodb::Client,
+    pub uri: Uri,
+    pub parallelism: usize,
+    pub collections_done: AtomicI64,
+    pub collections_total: AtomicI64,
+    pub state: Mutex<SyncState>,
+    pub sources: Mutex<Vec<Source>>,
+    pub abort: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Wakes the history watcher early (a drain waits for its next check).
+    pub wake: tokio::sync::Notify,
+}
+
+/// Why the engine stopped before draining.
+pub(super) enum Stop {
+    Lost(HistoryLost),
+    Failed(String),
+}
+
+impl Task {
+    pub fn set_state(&self, s: SyncState) {
+        *self.state.lock().expect("lock") = s;
+    }
+
+    /// An error of the server, redacted of the connection string.
+    pub fn failed(&self, what: &str, e: &mongodb::error::Error) -> Stop {
+        Stop::Failed(self.uri.redact(&format!("{what}: {e}")))
+    }
+
+    pub fn with_source<R>(&self, idx: usize, f: impl FnOnce(&mut Source) -> R) -> R {
+        f(&mut self.sources.lock().expect("lock")[idx])
+    }
+}
+
+/// The sync and, beside it, the history checks; whichever stops first stops both.
+pub(super) async fn run(task: &Task) -> Result<(), Stop> {
+    tokio::select! {
+        r = sync(task) => r,
+        stop = super::watcher::watch(task) => Err(stop),
+    }
+}
+
+async fn sync(task: &Task) -> Result<(), Stop> {
+    let n = task.sources.lock().expect("lock").len();
+    for idx in 0..n {
+        if task.with_source(idx, |s| s.fresh) {
+            let at = start_point(task, idx).await?;
+            task.with_source(idx, |s| {
+                s.resume.start_at = at;
+                s.cursor_at = at;
+                s.unverified = Unverified::starting_at(at);
+                s.fresh = false;
+            });
+        }
+    }
+    task.set_state(SyncState::BulkCopying);
+    bulk(task).await?;
+    task.set_state(SyncState::Streaming);
+    let streams = (0..n).map(|idx| super::stream::follow(task, idx));
+    futures::future::try_join_all(streams).await?;
+    // Drained only once a history check made after the last reads proves them complete.
+    while task
+        .sources
+        .lock()
+        .expect("lock")
+        .iter()
+        .any(|s| s.unverified.from.is_some())
+    {
+        task.wake.notify_one();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    task.set_state(SyncState::Drained);
+    // The markers served; the sources keep no trace of the sync (best effort: a frozen source
+    // is dropped later anyway).
+    let names: Vec<String> = task
+        .sources
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|s| s.resume.source.clone())
+        .collect();
+    for name in names {
+        let markers = task
+            .client
+            .database(&name)
+            .collection::<Document>(SYNC_MARKERS);
+        if let Err(e) = markers.drop().await {
+            tracing::debug!(error = %task.uri.redact(&e.to_string()), "dropping the sync markers");
+        }
+    }
+    Ok(())
+}
+
+/// The source's cluster time now, before anything is copied: every change after it reaches
+/// the clone through the stream, which starts there (inclusive).
+async fn start_point(task: &Task, idx: usize) -> Result<OpTime, Stop> {
+    let name = task.with_source(idx, |s| s.resume.source.clone());
+    let what = format!("reading the cluster time of {name}");
+    let mut session = task
+        .client
+        .start_session()
+        .await
+        .map_err(|e| task.failed(&what, &e))?;
+    let reply = task
+        .client
+        .database(&name)
+        .run_command(doc! {"ping": 1})
+        .session(&mut session)
+        .await
+        .map_err(|e| task.failed(&what, &e))?;
+    reply
+        .get_timestamp("operationTime")
+        .ok()
+        .or_else(|| session.operation_time())
+        .map(OpTime::from)
+        .ok_or_else(|| {
+            Stop::Failed(format!(
+                "{what}: the server reports no operationTime (change streams need a replica set)"
+            ))
+        })
+}
+
+/// Server-side copies of every collection whose bulk copy has not finished, largest first,
+/// `parallelism` at a time. The history checks run beside it: a sync whose start point is
+/// pruned during the copy fails as soon as that is seen, not after the whole copy.
+async fn bulk(task: &Task) -> Result<(), Stop> {
+    let n = task.sources.lock().expect("lock").len();
+    let mut work = Vec::new();
+    let (mut total, mut done) = (0, 0);
+    for idx in 0..n {
+        let (name, finished, already) = task.with_source(idx, |s| {
+            (
+                s.resume.source.clone(),
+                s.resume.bulk_finished,
+                s.resume.bulk_done.clone(),
+            )
+        });
+        if finished {
+            continue;
+        }
+        let db = task.client.database(&name);
+        let colls = user_collections(&db)
+            .await
+            .map_err(|e| task.failed(&format!("listing the collections of {name}"), &e))?;
+        for c in colls {
+            total += 1;
+            if already.contains(&c) {
+                done += 1;
+                continue;
+            }
+            let size = db
+                .collection::<Document>(&c)
+                .estimated_document_count()
+                .await
+                .map_err(|e| task.failed(&format!("counting {name}.{c}"), &e))?;
+            work.push((idx, c, size));
+        }
+    }
+    task.collections_total.store(total, Ordering::Relaxed);
+    task.collections_done.store(done, Ordering::Relaxed);
+    work.sort_by_key(|w| std::cmp::Reverse(w.2));
+    let mut copies = futures::stream::iter(work)
+        .map(|(idx, coll, _)| async move {
+            let (src, dst) =
+                task.with_source(idx, |s| (s.resume.source.clone(), s.resume.clone.clone()));
+            crate::copy::copy_collection(&task.client, &src, &dst, &coll)
+                .await
+                .map_err(|e| task.failed(&format!("copying {src}.{coll} to {dst}"), &e))?;
+            task.with_source(idx, |s| s.resume.bulk_done.push(coll));
+            task.collections_done.fetch_add(1, Ordering::Relaxed);
+            Ok::<(), Stop>(())
+        })
+        .buffer_unordered(task.parallelism.max(1));
+    while let Some(r) = copies.next().await {
+        r?;
+    }
+    for idx in 0..n {
+        task.with_source(idx, |s| s.resume.bulk_finished = true);
+    }
+    Ok(())
+}

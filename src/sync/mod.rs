@@ -1,0 +1,214 @@
+//! The online sync engine (`backup.cloneMethod: online`, issue #15): clones that follow their
+//! sources while the app still writes, so the read-only window holds only the last seconds.
+//!
+//! # API
+//! - [`Syncs::start`]`(key, client, uri, input)`: starts a plan's sync as a background task
+//!   (unless one is running or drained; a failed one starts again). `input` holds the pairs
+//!   (source database → clone database), the recorded state to resume from (empty: fresh) and
+//!   the bulk-copy parallelism.
+//! - [`Syncs::view`]`(key)` → [`SyncView`]: state (`BulkCopying`, `Streaming`, `Drained`,
+//!   `Failed`, `HistoryLost`), bulk collections done/total, events applied, lag, and
+//!   [`SourceResume`] per source to record in status.
+//! - [`Syncs::request_drain`]`(key)`: writes a marker document into each source (collection
+//!   [`crate::mongo::SYNC_MARKERS`], never counted, copied or compared); the view says
+//!   `Drained` once every stream applied everything before its marker, and the engine stops.
+//! - [`Syncs::forget`]`(key)`: stops and forgets a plan's sync.
+//! - [`compare`]`(client, uri, source, clone)`: per-collection counts and up to 1,000 sampled
+//!   documents per collection; sentences saying what differs.
+//!
+//! # What the engine does
+//! 1. Start point: the source's `operationTime` (a `ping`) before anything is copied.
+//! 2. Bulk copy of every collection, server-side (`$out` + indexes, `crate::copy`), largest
+//!    first, `parallelism` at a time; finished collections are recorded (`bulkDone`).
+//! 3. One change stream per source database from the start point (or after the last applied
+//!    token), `fullDocument: updateLookup`, `showExpandedEvents`, applied in stream order
+//!    (`apply`: idempotent, so applying again from an older token is harmless). Every event is
+//!    applied after every bulk copy finished (a copy newer than an event is brought up to date
+//!    by the later events).
+//! 4. History (`watcher`, beside the copy and the streams): the oplog's oldest entry is compared
+//!    with where each stream stood before its reads not yet proven complete (the start point
+//!    while copying); when the oplog no longer reaches it the state is `HistoryLost` with how
+//!    much oplog would have been needed. `Drained` waits for a check made after the last read.
+//!
+//! # The server (SecantusDB 0.5.3, checked against it)
+//! - Change streams on a database, `startAtOperationTime` (inclusive), `resumeAfter`,
+//!   `fullDocument: updateLookup` (an update of a document deleted since has
+//!   `fullDocument: null`), `showExpandedEvents` (create, createIndexes with the index specs,
+//!   rename with `to`, drop, dropDatabase then invalidate), post-batch resume tokens on an
+//!   idle stream, `$sample`: all work. Resume tokens are hex of a BSON document whose `t` is
+//!   the cluster time (MongoDB's are KeyString: 0x82 then the timestamp); both are read.
+//! - `local.oplog.rs` is readable; sort by `ts` works (`$natural` order does not: both
+//!   directions return the oldest entry), `estimatedDocumentCount` is exact. Every read of it
+//!   materializes the whole oplog (about 8 µs per entry: 0.7 s at 76,000 entries, so about
+//!   25 s at the environment's 3,000,000): checks run beside the streams, at an interval four
+//!   times their cost (at least 1 s). `$out` writes an oplog entry per copied document. Pruning to
+//!   `--oplog-max-entries` / `--oplog-retention-seconds` is periodic (about every 5 s), so the
+//!   oplog briefly holds more than the bound.
+//! - A stream whose start point (time or token) was pruned does NOT fail: it starts silently
+//!   at the oldest retained entry. Hence the history check here.
+//! - `ping`'s `operationTime` is the cluster time, which may be later than the newest oplog
+//!   entry on an idle server.
+
+mod apply;
+mod compare;
+mod engine;
+mod history;
+mod state;
+mod stream;
+mod token;
+mod watcher;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use mongodb::bson::{Bson, DateTime, doc, oid::ObjectId};
+
+pub use compare::{SAMPLE, compare};
+pub use state::{HistoryLost, SourceResume, SyncState, SyncView};
+pub use token::{MAX_TOKEN_LEN, OpTime};
+
+use crate::mongo::{MongoError, SYNC_MARKERS};
+use crate::uri::Uri;
+use engine::{Source, Stop, Task};
+
+/// What a sync starts from.
+#[derive(Clone, Debug, Default)]
+pub struct SyncInput {
+    /// (source database, clone database).
+    pub pairs: Vec<(String, String)>,
+    /// Recorded state per source (matched by source name); a source without one starts fresh.
+    pub resume: Vec<SourceResume>,
+    /// Collections bulk-copied at a time.
+    pub parallelism: usize,
+}
+
+/// Syncs in flight or finished, by plan (namespace/name/uid).
+#[derive(Default)]
+pub struct Syncs {
+    tasks: Mutex<HashMap<String, Arc<Task>>>,
+}
+
+impl Syncs {
+    pub fn view(&self, key: &str) -> SyncView {
+        let Some(t) = self.tasks.lock().expect("lock").get(key).cloned() else {
+            return SyncView::default();
+        };
+        let state = t.state.lock().expect("lock").clone();
+        let sources = t.sources.lock().expect("lock");
+        SyncView {
+            state,
+            collections_done: t.collections_done.load(Ordering::Relaxed),
+            collections_total: t.collections_total.load(Ordering::Relaxed),
+            events_applied: sources.iter().map(|s| s.resume.events_applied).sum(),
+            lag_seconds: sources.iter().filter_map(|s| s.lag).max(),
+            events_behind: None,
+            resume: sources.iter().map(|s| s.resume.clone()).collect(),
+        }
+    }
+
+    /// Starts the sync unless one is running or drained for this plan (a failed one, or one
+    /// whose history was lost, is started again from `input`).
+    pub fn start(&self, key: &str, client: mongodb::Client, uri: Uri, input: SyncInput) {
+        let sources = input
+            .pairs
+            .iter()
+            .map(|(src, dst)| {
+                let recorded = input
+                    .resume
+                    .iter()
+                    .find(|r| &r.source == src && &r.clone == dst);
+                let resume = recorded.cloned().unwrap_or_else(|| SourceResume {
+                    source: src.clone(),
+                    clone: dst.clone(),
+                    ..SourceResume::default()
+                });
+                Source::new(resume, recorded.is_none())
+            })
+            .collect();
+        let task = Arc::new(Task {
+            client,
+            uri,
+            parallelism: input.parallelism.max(1),
+            collections_done: 0.into(),
+            collections_total: 0.into(),
+            state: Mutex::new(SyncState::BulkCopying),
+            sources: Mutex::new(sources),
+            abort: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
+        });
+        {
+            let mut tasks = self.tasks.lock().expect("lock");
+            if let Some(t) = tasks.get(key)
+                && !matches!(
+                    &*t.state.lock().expect("lock"),
+                    SyncState::Failed(_) | SyncState::HistoryLost(_)
+                )
+            {
+                return;
+            }
+            tasks.insert(key.to_string(), task.clone());
+        }
+        let running = task.clone();
+        let handle = tokio::spawn(async move {
+            let task = running;
+            match engine::run(&task).await {
+                Ok(()) => {}
+                Err(Stop::Lost(lost)) => {
+                    tracing::warn!(%lost, "online sync: history lost");
+                    task.set_state(SyncState::HistoryLost(lost));
+                }
+                Err(Stop::Failed(e)) => {
+                    tracing::warn!(error = %e, "online sync failed");
+                    task.set_state(SyncState::Failed(e));
+                }
+            }
+        });
+        *task.abort.lock().expect("lock") = Some(handle.abort_handle());
+    }
+
+    /// Writes a drain marker into every source that has none from this process yet. The view
+    /// says `Drained` once every stream applied what came before its marker. Call it when the
+    /// app no longer writes (read-only verified): then the clone equals the source.
+    pub async fn request_drain(&self, key: &str) -> Result<(), MongoError> {
+        let Some(t) = self.tasks.lock().expect("lock").get(key).cloned() else {
+            return Ok(());
+        };
+        let n = t.sources.lock().expect("lock").len();
+        for idx in 0..n {
+            let id = ObjectId::new();
+            let Some(source) = t.with_source(idx, |s| {
+                s.marker.is_none().then(|| {
+                    // Known before it is written, so the stream cannot see it first.
+                    s.marker = Some(Bson::ObjectId(id));
+                    s.resume.source.clone()
+                })
+            }) else {
+                continue;
+            };
+            let written = t
+                .client
+                .database(&source)
+                .collection(SYNC_MARKERS)
+                .insert_one(doc! {"_id": id, "plan": key, "at": DateTime::now()})
+                .await;
+            if let Err(e) = written {
+                t.with_source(idx, |s| s.marker = None);
+                return Err(MongoError::Command(
+                    t.uri
+                        .redact(&format!("writing the drain marker into {source}: {e}")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops a plan's sync (if running) and forgets it.
+    pub fn forget(&self, key: &str) {
+        if let Some(t) = self.tasks.lock().expect("lock").remove(key)
+            && let Some(h) = t.abort.lock().expect("lock").take()
+        {
+            h.abort();
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! The online-sync engine (`cutover::sync`) on the real MongoDB-wire server: clones that follow
+//! their sources while they take writes, equal document for document after the drain; a sync
+//! aborted mid-stream resumes from its recorded state without losing or doubling anything; and
+//! an oplog too small for the sync is reported as lost history instead of silently skipped.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use cutover::mongo::{SYNC_MARKERS, user_collections};
+use cutover::sync::{SourceResume, SyncInput, SyncState, SyncView, Syncs, compare};
+use cutover::uri::Uri;
+use futures::TryStreamExt;
+use mongodb::IndexModel;
+use mongodb::bson::{Document, doc};
+use mongodb::options::IndexOptions;
+
+const KEY: &str = "ns/plan/uid";
+
+fn uri(env_uri: &str) -> Uri {
+    Uri::parse(env_uri).expect("the environment's connection string")
+}
+
+/// Waits until `done` holds, failing early when the sync fails unexpectedly.
+async fn wait_for(
+    syncs: &Syncs,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&SyncView) -> bool,
+) -> SyncView {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = syncs.view(KEY);
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            !matches!(v.state, SyncState::Failed(_) | SyncState::HistoryLost(_)),
+            "the sync stopped while waiting for {what}: {v:?}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The source: `items` (a secondary index), `users` (a unique index on `email`), `to_drop`
+/// and `old_name` (dropped and renamed during the sync).
+async fn seed(client: &mongodb::Client, db: &str, items: i32) {
+    let d = client.database(db);
+    let docs: Vec<Document> = (0..items)
+        .map(|i| doc! {"_id": i, "n": i, "tag": format!("t{}", i % 7), "body": "x".repeat(100)})
+        .collect();
+    d.collection::<Document>("items")
+        .insert_many(docs)
+        .await
+        .unwrap();
+    d.collection::<Document>("items")
+        .create_index(IndexModel::builder().keys(doc! {"tag": 1}).build())
+        .await
+        .unwrap();
+    let users: Vec<Document> = (0..300)
+        .map(|i| doc! {"_id": i, "email": format!("u{i}")})
+        .collect();
+    d.collection::<Document>("users")
+        .insert_many(users)
+        .await
+        .unwrap();
+    d.collection::<Document>("users")
+        .create_index(
+            IndexModel::builder()
+                .keys(doc! {"email": 1})
+                .options(IndexOptions::builder().unique(true).build())
+                .build(),
+        )
+        .await
+        .unwrap();
+    for name in ["to_drop", "old_name"] {
+        let docs: Vec<Document> = (0..200).map(|i| doc! {"_id": i, "c": name}).collect();
+        d.collection::<Document>(name)
+            .insert_many(docs)
+            .await
+            .unwrap();
+    }
+}
+
+/// The app: inserts, updates and deletes until stopped, including a unique value passed from
+/// a deleted user to a new one (applied again from an older token, the old insert collides
+/// with the newer holder of the value).
+struct Writer {
+    stop: Arc<AtomicBool>,
+    handle: tokio::task::JoinHandle<u64>,
+}
+
+fn writer(client: mongodb::Client, db: &str) -> Writer {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let d = client.database(db);
+    let handle = tokio::spawn(async move {
+        let items = d.collection::<Document>("items");
+        let users = d.collection::<Document>("users");
+        let mut i: u64 = 0;
+        let mut x: u64 = 12345;
+        while !flag.load(Ordering::Relaxed) {
+            i += 1;
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let pick = ((x >> 33) % 1000) as i32;
+            let r = match i % 6 {
+                0 | 1 => items
+                    .insert_one(doc! {"_id": format!("w{i}"), "n": i as i64, "tag": "w"})
+                    .await
+                    .map(|_| ()),
+                2 => items
+                    .update_one(
+                        doc! {"_id": pick},
+                        doc! {"$inc": {"n": 1}, "$set": {"by": i as i64}},
+                    )
+                    .await
+                    .map(|_| ()),
+                3 => items
+                    .delete_one(doc! {"_id": format!("w{}", i.saturating_sub(5))})
+                    .await
+                    .map(|_| ()),
+                4 => items
+                    .delete_one(doc! {"_id": pick + 1000})
+                    .await
+                    .map(|_| ()),
+                _ => {
+                    let email = format!("u{}", pick % 300);
+                    users.delete_one(doc! {"email": &email}).await.unwrap();
+                    users
+                        .insert_one(doc! {"_id": format!("r{i}"), "email": &email})
+                        .await
+                        .map(|_| ())
+                }
+            };
+            r.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        i
+    });
+    Writer { stop, handle }
+}
+
+impl Writer {
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.await.unwrap()
+    }
+}
+
+async fn all_docs(client: &mongodb::Client, db: &str, coll: &str) -> Vec<Document> {
+    client
+        .database(db)
+        .collection::<Document>(coll)
+        .find(doc! {})
+        .sort(doc! {"_id": 1})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+async fn index_names(client: &mongodb::Client, db: &str, coll: &str) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .database(db)
+        .collection::<Document>(coll)
+        .list_index_names()
+        .await
+        .unwrap();
+    names.sort();
+    names
+}
+
+/// Every collection of the clone equals the source's, document for document (fields in
+/// order), with the same indexes, and `compare` agrees.
+async fn assert_same(client: &mongodb::Client, uri: &Uri, src: &str, clone: &str) {
+    let (sc, cc) = (
+        user_collections(&client.database(src)).await.unwrap(),
+        user_collections(&client.database(clone)).await.unwrap(),
+    );
+    assert_eq!(sc, cc, "collections of {src} and {clone}");
+    for c in &sc {
+        let (a, b) = (
+            all_docs(client, src, c).await,
+            all_docs(client, clone, c).await,
+        );
+        assert_eq!(a.len(), b.len(), "documents in {c}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                x.iter().eq(y.iter()),
+                "{c}: source {x} and clone {y} differ"
+            );
+        }
+        assert_eq!(
+            index_names(client, src, c).await,
+            index_names(client, clone, c).await,
+            "indexes of {c}"
+        );
+    }
+    let differences = compare(client, uri, src, clone).await.unwrap();
+    assert!(differences.is_empty(), "{differences:?}");
+    let names = client
+        .database(clone)
+        .list_collection_names()
+        .await
+        .unwrap();
+    assert!(
+        !names.iter().any(|n| n == SYNC_MARKERS),
+        "the drain markers stay out of the clone"
+    );
+}
+
+fn input(src: &str, clone: &str, resume: Vec<SourceResume>) -> SyncInput {
+    SyncInput {
+        pairs: vec![(src.to_string(), clone.to_string())],
+        resume,
+        parallelism: 2,
+    }
+}
+
+#[tokio::test]
+async fn clone_follows_writes_and_collection_changes_until_drained() {
+    let Some(env) = env().await else { return };
+    let (src, clone) = (unique("sync-src"), unique("sync-clone"));
+    let client = env.mongo.clone();
+    let uri = uri(&env.mongo_uri);
+    seed(&client, &src, 5000).await;
+    let app = writer(client.clone(), &src);
+    let syncs = Syncs::default();
+    syncs.start(
+        KEY,
+        client.clone(),
+        uri.clone(),
+        input(&src, &clone, vec![]),
+    );
+    // A collection dropped and one created while the bulk copy runs.
+    let d = client.database(&src);
+    d.collection::<Document>("to_drop").drop().await.unwrap();
+    d.collection::<Document>("created")
+        .create_index(IndexModel::builder().keys(doc! {"k": 1}).build())
+        .await
+        .unwrap();
+    d.collection::<Document>("created")
+        .insert_many((0..50).map(|i| doc! {"_id": i, "k": i}))
+        .await
+        .unwrap();
+    let v = wait_for(&syncs, "streaming", Duration::from_secs(120), |v| {
+        v.state == SyncState::Streaming
+    })
+    .await;
+    assert_eq!(v.collections_done, v.collections_total);
+    // More while streaming: a rename, a collection created with documents, one dropped.
+    client
+        .database("admin")
+        .run_command(doc! {
+            "renameCollection": format!("{src}.old_name"),
+            "to": format!("{src}.new_name"),
+        })
+        .await
+        .unwrap();
+    d.collection::<Document>("late")
+        .insert_many((0..20).map(|i| doc! {"_id": i}))
+        .await
+        .unwrap();
+    d.collection::<Document>("created").drop().await.unwrap();
+    wait_for(&syncs, "events applied", Duration::from_secs(60), |v| {
+        v.events_applied >= 300 && v.lag_seconds.is_some()
+    })
+    .await;
+    // Read-only: the app stops writing, then the drain.
+    let writes = app.stop().await;
+    let drain = Instant::now();
+    syncs.request_drain(KEY).await.unwrap();
+    let v = wait_for(&syncs, "drained", Duration::from_secs(60), |v| {
+        v.state == SyncState::Drained
+    })
+    .await;
+    eprintln!(
+        "writes {writes}, events applied {}, lag {:?}, drained in {:?}",
+        v.events_applied,
+        v.lag_seconds,
+        drain.elapsed()
+    );
+    assert_eq!(v.resume.len(), 1);
+    assert!(v.resume[0].token.is_some() && v.resume[0].bulk_finished);
+    assert_same(&client, &uri, &src, &clone).await;
+    let names = user_collections(&client.database(&clone)).await.unwrap();
+    assert!(names.contains(&"new_name".to_string()) && names.contains(&"late".to_string()));
+    assert!(!names.contains(&"to_drop".to_string()) && !names.contains(&"created".to_string()));
+    for db in [&src, &clone] {
+        client.database(db).drop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn aborted_sync_resumes_from_its_recorded_state() {
+    let Some(env) = env().await else { return };
+    let (src, clone) = (unique("sync-src"), unique("sync-clone"));
+    let client = env.mongo.clone();
+    let uri = uri(&env.mongo_uri);
+    seed(&client, &src, 3000).await;
+    let app = writer(client.clone(), &src);
+    let first = Syncs::default();
+    first.start(
+        KEY,
+        client.clone(),
+        uri.clone(),
+        input(&src, &clone, vec![]),
+    );
+    let v = wait_for(&first, "events applied", Duration::from_secs(120), |v| {
+        v.state == SyncState::Streaming && v.events_applied >= 200
+    })
+    .await;
+    // What the plan recorded in status; the engine goes on a little past it (so the restart
+    // applies those events again) and is then killed with the operator.
+    let recorded = v.resume.clone();
+    let at = v.events_applied;
+    wait_for(&first, "more events", Duration::from_secs(60), |v| {
+        v.events_applied >= at + 200
+    })
+    .await;
+    first.forget(KEY);
+    drop(first);
+    tokio::time::sleep(Duration::from_secs(1)).await; // the app writes on meanwhile
+
+    let second = Syncs::default();
+    second.start(
+        KEY,
+        client.clone(),
+        uri.clone(),
+        input(&src, &clone, recorded),
+    );
+    wait_for(&second, "resumed", Duration::from_secs(60), |v| {
+        v.state == SyncState::Streaming && v.events_applied >= at + 300
+    })
+    .await;
+    app.stop().await;
+    second.request_drain(KEY).await.unwrap();
+    wait_for(&second, "drained", Duration::from_secs(60), |v| {
+        v.state == SyncState::Drained
+    })
+    .await;
+    assert_same(&client, &uri, &src, &clone).await;
+    for db in [&src, &clone] {
+        client.database(db).drop().await.unwrap();
+    }
+}
+
+/// A server of this test's own with a tiny oplog (stopped by its pid when the test ends).
+struct TinyOplogServer {
+    child: tokio::process::Child,
+    dir: std::path::PathBuf,
+    uri: String,
+}
+
+impl TinyOplogServer {
+    async fn start(max_entries: u32) -> TinyOplogServer {
+        let cache = std::env::var("CUTOVER_CACHE")
+            .unwrap_or_else(|_| format!("{}/.cache/cutover", std::env::var("HOME").unwrap()));
+        let tools = std::fs::read_to_string(format!("{cache}/tools.env")).unwrap_or_default();
+        let exe = tools
+            .lines()
+            .find_map(|l| l.strip_prefix("SECANTUSD="))
+            .map(|s| s.trim_matches(['\'', '"']).to_string())
+            .expect("SECANTUSD in the cache's tools.env (hack/dev-env install)");
+        let dir = std::env::temp_dir().join(unique("sync-tiny-oplog"));
+        let mut child = tokio::process::Command::new(exe)
+            .args(["--host", "127.0.0.1", "--port", "0", "--cache-size", "64M"])
+            .arg("--storage-path")
+            .arg(&dir)
+            .args(["--oplog-max-entries", &max_entries.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("secantusd-rs starts");
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(p) = line.split("listening on 127.0.0.1:").nth(1) {
+                    return p.trim().to_string();
+                }
+            }
+            panic!("secantusd-rs exited before listening")
+        })
+        .await
+        .expect("secantusd-rs listens within 30 s");
+        // Keep reading its output so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        TinyOplogServer {
+            child,
+            dir,
+            uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn oldest_oplog_entry(client: &mongodb::Client) -> mongodb::bson::Timestamp {
+    client
+        .database("local")
+        .collection::<Document>("oplog.rs")
+        .find_one(doc! {})
+        .sort(doc! {"ts": 1})
+        .await
+        .unwrap()
+        .unwrap()
+        .get_timestamp("ts")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_oplog_too_small_for_the_sync_is_history_lost_not_silent_success() {
+    // The environment must be up (CI), though this test uses a server of its own.
+    let Some(_env) = env().await else { return };
+    let server = TinyOplogServer::start(50).await;
+    let client = mongodb::Client::with_uri_str(&server.uri).await.unwrap();
+    let uri = uri(&server.uri);
+    let (src, clone) = ("src", "clone");
+
+    // During the bulk copy: 8 collections of 10,000 documents copied one at a time, while
+    // the app writes far more than 50 entries; the server prunes them (every few seconds)
+    // before the stream could read them.
+    let d = client.database(src);
+    for c in 0..8 {
+        let docs: Vec<Document> = (0..10_000)
+            .map(|i| doc! {"_id": i, "body": "x".repeat(100)})
+            .collect();
+        d.collection::<Document>(&format!("c{c}"))
+            .insert_many(docs)
+            .await
+            .unwrap();
+    }
+    let syncs = Syncs::default();
+    let mut one = input(src, clone, vec![]);
+    one.parallelism = 1;
+    syncs.start(KEY, client.clone(), uri.clone(), one);
+    let app = d.collection::<Document>("w");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut i = 0;
+    let lost = loop {
+        let v = syncs.view(KEY);
+        match v.state {
+            SyncState::HistoryLost(lost) => break lost,
+            SyncState::Drained | SyncState::Failed(_) => panic!("expected history lost: {v:?}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "no history lost reported: {v:?}");
+        if v.state == SyncState::BulkCopying {
+            i += 1;
+            app.insert_one(doc! {"_id": i}).await.unwrap();
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert_eq!(lost.source, src);
+    assert!(lost.oldest > lost.needed_from, "{lost:?}");
+    assert!(lost.needed_entries > 50, "{lost:?}");
+    let text = lost.to_string();
+    assert!(text.contains("oplog") && text.contains("entries"), "{text}");
+
+    // Resuming from a recorded start point the oplog no longer reaches: also history lost
+    // (the stream may open, but is never reported drained).
+    let recorded = SourceResume {
+        source: "src2".into(),
+        clone: "clone2".into(),
+        start_at: oldest_oplog_entry(&client).await.into(),
+        bulk_finished: true,
+        ..SourceResume::default()
+    };
+    for i in 0..200 {
+        client
+            .database("src2")
+            .collection::<Document>("x")
+            .insert_one(doc! {"_id": i})
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while oldest_oplog_entry(&client).await <= mongodb::bson::Timestamp::from(recorded.start_at) {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not prune its oplog"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let again = Syncs::default();
+    again.start(
+        KEY,
+        client.clone(),
+        uri.clone(),
+        input("src2", "clone2", vec![recorded]),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = again.view(KEY);
+        match v.state {
+            SyncState::HistoryLost(l) => {
+                assert_eq!(l.source, "src2");
+                break;
+            }
+            SyncState::BulkCopying | SyncState::Streaming => {}
+            other => panic!("expected history lost, got {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "no history lost reported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_source_dropped_and_written_again_during_the_sync_is_followed() {
+    let Some(env) = env().await else { return };
+    let (src, clone) = (unique("sync-src"), unique("sync-clone"));
+    let client = env.mongo.clone();
+    let uri = uri(&env.mongo_uri);
+    seed(&client, &src, 500).await;
+    let syncs = Syncs::default();
+    syncs.start(
+        KEY,
+        client.clone(),
+        uri.clone(),
+        input(&src, &clone, vec![]),
+    );
+    wait_for(&syncs, "streaming", Duration::from_secs(60), |v| {
+        v.state == SyncState::Streaming
+    })
+    .await;
+    // dropDatabase ends the stream (invalidate); the engine opens it again after that event.
+    client.database(&src).drop().await.unwrap();
+    client
+        .database(&src)
+        .collection::<Document>("again")
+        .insert_many((0..10).map(|i| doc! {"_id": i}))
+        .await
+        .unwrap();
+    syncs.request_drain(KEY).await.unwrap();
+    wait_for(&syncs, "drained", Duration::from_secs(60), |v| {
+        v.state == SyncState::Drained
+    })
+    .await;
+    assert_same(&client, &uri, &src, &clone).await;
+    for db in [&src, &clone] {
+        client.database(db).drop().await.unwrap();
+    }
+}
