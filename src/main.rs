@@ -21,6 +21,8 @@ enum Command {
     Run(cutover::cli::RunArgs),
     /// Print the phase timeline, durations and conditions of a plan.
     Status(cutover::cli::StatusArgs),
+    /// Print the change to make in Git after a plan ended, or make it in manifest files (-f).
+    GitPatch(cutover::gitops::cli::GitPatchArgs),
     /// Print the version.
     Version,
 }
@@ -39,6 +41,7 @@ async fn main() -> std::process::ExitCode {
         }
         Command::Run(args) => cutover::cli::run(args).await,
         Command::Status(args) => cutover::cli::status(args).await,
+        Command::GitPatch(args) => cutover::gitops::cli::git_patch(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
