@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 
 use super::{GitChange, change, render_patch, rewrite_manifests};
 use crate::crd::UpgradePlan;
@@ -36,26 +36,7 @@ pub async fn git_patch(args: GitPatchArgs) -> anyhow::Result<()> {
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
-    let plans: Api<UpgradePlan> = Api::namespaced(client.clone(), &ns);
-    let plan = plans
-        .get_opt(&args.plan)
-        .await?
-        .with_context(|| format!("UpgradePlan {ns}/{} not found", args.plan))?;
-    let name = plan.name_any();
-    let st = plan.status.clone().unwrap_or_default();
-    let spec = crate::plan::frozen::effective(&plan.spec, Some(&st), &name).spec;
-    let targets = crate::plan::targets(&spec, &name, Some(&st));
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let green = deployments.get_opt(&targets.green).await?;
-    let blue = deployments
-        .get_opt(&targets.blue)
-        .await?
-        // Only the Deployment the plan started from, not one re-created under its name.
-        .filter(|b| targets.blue_uid.is_none() || b.metadata.uid == targets.blue_uid);
-    let service = Api::<Service>::namespaced(client, &ns)
-        .get_opt(&targets.service)
-        .await?;
-    let change = change(&plan, green.as_ref(), service.as_ref(), blue.as_ref())?;
+    let change = read_change(&client, &ns, &args.plan).await?;
     if args.files.is_empty() {
         print!("{}", render_patch(&change));
         return Ok(());
@@ -116,4 +97,32 @@ pub async fn git_patch(args: GitPatchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The Git change after plan `ns/name`, from the plan and the live objects it names.
+pub async fn read_change(client: &Client, ns: &str, name: &str) -> anyhow::Result<GitChange> {
+    let plans: Api<UpgradePlan> = Api::namespaced(client.clone(), ns);
+    let plan = plans
+        .get_opt(name)
+        .await?
+        .with_context(|| format!("UpgradePlan {ns}/{name} not found"))?;
+    let st = plan.status.clone().unwrap_or_default();
+    let spec = crate::plan::frozen::effective(&plan.spec, Some(&st), name).spec;
+    let targets = crate::plan::targets(&spec, name, Some(&st));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let green = deployments.get_opt(&targets.green).await?;
+    let blue = deployments
+        .get_opt(&targets.blue)
+        .await?
+        // Only the Deployment the plan started from, not one re-created under its name.
+        .filter(|b| targets.blue_uid.is_none() || b.metadata.uid == targets.blue_uid);
+    let service = Api::<Service>::namespaced(client.clone(), ns)
+        .get_opt(&targets.service)
+        .await?;
+    Ok(change(
+        &plan,
+        green.as_ref(),
+        service.as_ref(),
+        blue.as_ref(),
+    )?)
 }
