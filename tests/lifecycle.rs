@@ -127,6 +127,9 @@ async fn five_upgrades_applied_gitops_style_converge_and_keep_names_short() {
             "five",
             AppOptions {
                 field_manager: ARGO.into(),
+                // After the database variables in Git; the new version runs them after it
+                // (cutover appends what it rewires), an order the Git patch must keep.
+                extra_env: vec![("URLS__BASEURL".into(), "https://cms.example.com".into())],
                 ..Default::default()
             },
         )

@@ -64,9 +64,10 @@ pub struct Convergence {
     pub annotations: BTreeMap<String, String>,
     /// The app container's variables to set or remove, by name.
     pub env: Vec<EnvChange>,
-    /// The names of the app container's variables in the order the new version runs them:
-    /// server-side apply reorders a list to the order applied, and a reordered `env` is a new
-    /// pod template (a rollout), so Git must list them in this order.
+    /// The names of the app container's variables in the order the new version runs them.
+    /// Git must list them in this order: kubectl's client-side apply (Argo CD's default) sends
+    /// `$setElementOrder`, which reorders the live list to the file's, a new pod template, a
+    /// rollout (checked on the 1.20 test server; its server-side apply keeps the live order).
     pub env_order: Vec<String>,
     /// Secrets cutover created that the new version's variables reference.
     pub cutover_secrets: Vec<String>,

@@ -214,8 +214,8 @@ fn edit_deployment(doc: &mut Value, index: usize, c: &Convergence) -> Result<(),
             (None, None) => {}
         }
     }
-    // In the order the new version runs them (a stable sort: the user's variables cutover
-    // knows nothing of keep their place among themselves).
+    // In the order the new version runs them (see `Convergence::env_order`; a stable sort:
+    // variables the new version lacks keep their place among themselves).
     env.sort_by_key(|e| {
         super::position(
             &c.env_order,

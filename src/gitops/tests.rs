@@ -300,8 +300,8 @@ fn the_rewrite_changes_only_what_cutover_changed() {
     let container = &d["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["image"], "squidex/squidex:7.0.0");
     assert_eq!(container["ports"], json!([{"containerPort": 8080}]), "kept");
-    // In the order the new version runs them (cutover appended the rewired ones): applying
-    // another order would reorder the live list, a new pod template, a rollout.
+    // In the order the new version runs them (cutover appended the rewired ones): a
+    // client-side apply of another order reorders the live list, a new pod template, a rollout.
     assert_eq!(
         container["env"],
         json!([
