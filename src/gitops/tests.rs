@@ -463,3 +463,27 @@ fn status_points_at_git_patch_after_the_plan() {
     let running = plan_in(Phase::Migrating, spec());
     assert!(!crate::cli::render_status(&running).contains("git-patch"));
 }
+
+#[test]
+fn a_variable_the_new_version_runs_without_leaves_the_manifest() {
+    let (_, _, c) = converged();
+    // Git declared the read-only switch off; the new version runs without the variable.
+    let git = GIT.replace(
+        "        - name: URLS__BASEURL",
+        "        - name: MODE__ISREADONLY\n          value: \"false\"\n        - name: URLS__BASEURL",
+    );
+    let out = rewrite(&git, &c).unwrap();
+    assert!(!out.contains("MODE__ISREADONLY"), "{out}");
+    // A container without `env` in Git gets the rewired variables.
+    let bare = GIT.split("        env:\n").next().unwrap().to_string()
+        + "      - name: sidecar\n        image: busybox\n";
+    let docs = yaml_docs(&rewrite(&bare, &c).unwrap());
+    let env = &docs[1]["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(
+        env,
+        &json!([
+            {"name": "STORE__MONGODB__DATABASE", "value": "Squidex-squidex-7"},
+            {"name": "STORE__MONGODB__CONTENTDATABASE", "value": "SquidexContent-squidex-7"}
+        ])
+    );
+}
