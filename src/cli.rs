@@ -250,6 +250,14 @@ pub fn render_status(plan: &UpgradePlan) -> String {
             );
         }
     }
+    if matches!(st.phase, Phase::Succeeded | Phase::RolledBack) {
+        let _ = writeln!(
+            out,
+            "\nGit: `cutover git-patch {} -n {}` prints the change to commit (-f FILE rewrites your manifests)",
+            plan.name_any(),
+            plan.namespace().unwrap_or_default()
+        );
+    }
     if st.phase == Phase::Failed
         && let Some(f) = &st.failure
     {

@@ -9,6 +9,7 @@ pub mod copy;
 pub mod crd;
 #[doc(hidden)]
 pub mod fixtures;
+pub mod gitops;
 pub mod http;
 pub mod k8s;
 pub mod lease;

@@ -34,6 +34,8 @@ enum Command {
     Suspend(steer::PlanArgs),
     /// Let a suspended plan continue (spec.suspend: false).
     Resume(steer::PlanArgs),
+    /// Print the change to make in Git after a plan ended, or make it in manifest files (-f).
+    GitPatch(cutover::gitops::cli::GitPatchArgs),
     /// Print the version.
     Version,
 }
@@ -64,6 +66,7 @@ async fn main() -> std::process::ExitCode {
         Command::ReleaseLock(args) => lock::run(args).await,
         Command::Suspend(args) => steer::run_suspend(args, true).await,
         Command::Resume(args) => steer::run_suspend(args, false).await,
+        Command::GitPatch(args) => cutover::gitops::cli::git_patch(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

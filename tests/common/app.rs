@@ -17,6 +17,8 @@ pub struct App {
     pub db: String,
     pub content_db: String,
     pub documents: u64,
+    /// The Deployment and the Service as applied (what Git would hold).
+    pub manifests: Vec<serde_json::Value>,
 }
 
 impl App {
@@ -50,6 +52,8 @@ pub struct AppOptions {
     pub documents: u64,
     pub version: u32,
     pub extra_env: Vec<(String, String)>,
+    /// Field manager of the Deployment's and the Service's server-side apply.
+    pub field_manager: String,
 }
 
 impl Default for AppOptions {
@@ -59,6 +63,7 @@ impl Default for AppOptions {
             documents: 300,
             version: 1,
             extra_env: vec![],
+            field_manager: "test".into(),
         }
     }
 }
@@ -69,12 +74,13 @@ impl Env {
     pub async fn blue_app(&self, prefix: &str, opts: AppOptions) -> App {
         let ns = self.namespace(prefix).await;
         let id = ns.rsplit('-').next().unwrap().to_string();
-        let app = App {
+        let mut app = App {
             db: format!("Sq_{id}"),
             content_db: format!("SqC_{id}"),
             ns: ns.clone(),
             id,
             documents: opts.documents,
+            manifests: Vec::new(),
         };
         cutover_devtools::appsim::seed::seed(&cutover_devtools::appsim::seed::Seed {
             uri: self.mongo_uri.clone(),
@@ -107,33 +113,32 @@ impl Env {
         for (k, v) in &opts.extra_env {
             env.push(json!({"name": k, "value": v}));
         }
-        self.apply(
-            &ns,
-            json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "squidex", "labels": {"app": "squidex"}},
-                "spec": {
-                    "replicas": opts.replicas,
-                    "selector": {"matchLabels": {"app": "squidex"}},
-                    "template": {
-                        "metadata": {"labels": {"app": "squidex"}},
-                        "spec": {"containers": [{
-                            "name": "squidex",
-                            "image": cutover::fixtures::appsim_image(opts.version),
-                            "ports": [{"containerPort": 8080}],
-                            "env": env,
-                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}
-                        }]}
-                    }
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "squidex", "labels": {"app": "squidex"}},
+            "spec": {
+                "replicas": opts.replicas,
+                "selector": {"matchLabels": {"app": "squidex"}},
+                "template": {
+                    "metadata": {"labels": {"app": "squidex"}},
+                    "spec": {"containers": [{
+                        "name": "squidex",
+                        "image": cutover::fixtures::appsim_image(opts.version),
+                        "ports": [{"containerPort": 8080}],
+                        "env": env,
+                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}
+                    }]}
                 }
-            }),
-        )
-        .await;
-        self.apply(&ns, json!({
+            }
+        });
+        let service = json!({
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "squidex"},
             "spec": {"selector": {"app": "squidex"}, "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]}
-        }))
-        .await;
+        });
+        for obj in [deployment, service] {
+            self.apply_as(&ns, obj.clone(), &opts.field_manager).await;
+            app.manifests.push(obj);
+        }
         self.wait_rollout(&ns, "squidex", Duration::from_secs(60))
             .await;
         app

@@ -106,9 +106,14 @@ impl Env {
 
     /// Server-side apply of any namespaced object (field manager `test`).
     pub async fn apply(&self, ns: &str, obj: serde_json::Value) {
+        self.apply_as(ns, obj, "test").await
+    }
+
+    /// Server-side apply with force under `manager` (`argocd-controller` is Argo CD's).
+    pub async fn apply_as(&self, ns: &str, obj: serde_json::Value, manager: &str) {
         let kind = obj["kind"].as_str().unwrap().to_string();
         let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-        let pp = PatchParams::apply("test").force();
+        let pp = PatchParams::apply(manager).force();
         let result = match kind.as_str() {
             "Secret" => Api::<Secret>::namespaced(self.client.clone(), ns)
                 .patch(&name, &pp, &Patch::Apply(&obj))
