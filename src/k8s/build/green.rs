@@ -17,6 +17,9 @@ use crate::plan::names::{
 };
 use crate::uri;
 
+/// Argo CD's default label for label-based resource tracking (`application.instanceLabelKey`).
+pub const GITOPS_TRACKING_LABEL: &str = "app.kubernetes.io/instance";
+
 /// What the executor read that the new version's Deployment is built from.
 pub struct GreenInputs<'a> {
     pub plan: &'a UpgradePlan,
@@ -88,6 +91,11 @@ pub fn green(inputs: &GreenInputs) -> Result<(Deployment, Option<Secret>), Build
 
     let owner = plan.controller_owner_ref(&()).expect("plan has a uid");
     let mut meta_labels = inputs.blue.labels().clone();
+    // Argo CD's label tracking would count a copied instance label as "this Application's
+    // object, not in Git": once handed over (no owner reference), prune would delete the
+    // running new version before Git declares it. The Git change (`git-patch`) brings the
+    // label back under the GitOps tool's own apply; the pods keep it (Services select them).
+    meta_labels.remove(GITOPS_TRACKING_LABEL);
     if spec.mode == Mode::Rehearsal {
         for k in inputs.service_selector.keys() {
             meta_labels.remove(k);

@@ -172,3 +172,39 @@ fn rehearsal_green_never_matches_the_service() {
         .unwrap();
     assert!(!crate::plan::names::selects(&selector, &labels));
 }
+
+#[test]
+fn green_does_not_copy_the_gitops_tracking_label_of_its_deployment() {
+    let p = plan(
+        json!({"app": {"deployment": "squidex", "service": "squidex", "container": "squidex"}}),
+    );
+    let mut b = blue();
+    let tracked = |labels: &mut BTreeMap<String, String>| {
+        labels.insert(GITOPS_TRACKING_LABEL.into(), "squidex-app".into());
+    };
+    tracked(b.metadata.labels.get_or_insert_with(Default::default));
+    let template = b.spec.as_mut().unwrap().template.metadata.as_mut().unwrap();
+    tracked(template.labels.get_or_insert_with(Default::default));
+    let (g, _) = green(&GreenInputs {
+        plan: &p,
+        targets: &targets_of(&p),
+        blue: &b,
+        container: "squidex",
+        replicas: 1,
+        uri_values: &BTreeMap::new(),
+        service_selector: &BTreeMap::from([("app".to_string(), "squidex".to_string())]),
+    })
+    .unwrap();
+    let meta = g.metadata.labels.clone().unwrap();
+    assert!(
+        !meta.contains_key(GITOPS_TRACKING_LABEL),
+        "a handed-over Deployment with Argo CD's instance label would be pruned: {meta:?}"
+    );
+    assert_eq!(meta.get("app").map(String::as_str), Some("squidex"));
+    let pods = g.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+    assert_eq!(
+        pods.get(GITOPS_TRACKING_LABEL).map(String::as_str),
+        Some("squidex-app"),
+        "the pods keep it"
+    );
+}
