@@ -69,7 +69,7 @@ pub async fn user_collections(
 /// `tmp.agg_out.*` and renames it over the target; the server may still list it for a moment
 /// after the copy, and it is never the app's data (seen in CI as a 0-document "clone but not
 /// source" mismatch).
-fn is_user_collection(name: &str) -> bool {
+pub(super) fn is_user_collection(name: &str) -> bool {
     !name.starts_with("system.") && !name.starts_with("tmp.agg_out.")
 }
 
