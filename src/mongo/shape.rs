@@ -82,7 +82,7 @@ pub async fn read_shape(
                 format!("{name}.{}", spec.name),
                 CollectionShape {
                     kind: spec.kind.clone(),
-                    options: top_level(&spec.options, &[]),
+                    options: top_level(&spec.options, &[], &["pipeline"]),
                     indexes,
                 },
             );
@@ -94,27 +94,43 @@ pub async fn read_shape(
 /// An index spec without what is not its shape: its name (the key it is listed under), the
 /// index version `v`, the namespace `ns` older servers add, and the build option `background`.
 pub fn normalize_index(spec: &Document) -> BTreeMap<String, Value> {
-    top_level(spec, &["name", "v", "ns", "background"])
+    top_level(spec, &["name", "v", "ns", "background"], &["key"])
 }
 
-/// A document's top-level fields, except `skip`, as JSON values with numbers normalized.
-fn top_level(d: &Document, skip: &[&str]) -> BTreeMap<String, Value> {
+/// A document's top-level fields, except `skip`, as JSON values with numbers normalized and
+/// the keys of nested documents sorted, except under `ordered` (an index's key, a view's
+/// pipeline), where their order means something. (`mongorestore` rewrites a validator's
+/// `$jsonSchema` in another key order; the server reads both the same.)
+fn top_level(d: &Document, skip: &[&str], ordered: &[&str]) -> BTreeMap<String, Value> {
     d.iter()
         .filter(|(k, _)| !skip.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), numbers(v.clone().into_relaxed_extjson())))
+        .map(|(k, v)| {
+            let sort = !ordered.contains(&k.as_str());
+            (k.clone(), normalize(v.clone().into_relaxed_extjson(), sort))
+        })
         .collect()
 }
 
-/// Every integral double as an integer: the server and the tools may write `1` as a double.
-fn numbers(v: Value) -> Value {
+/// Every integral double as an integer (the server and the tools may write `1` as a
+/// double), and, when `sort`, every object's keys in order.
+fn normalize(v: Value, sort: bool) -> Value {
     match v {
         Value::Number(n) if n.is_f64() => match n.as_f64() {
             #[allow(clippy::cast_possible_truncation)]
             Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
             _ => Value::Number(n),
         },
-        Value::Array(a) => Value::Array(a.into_iter().map(numbers).collect()),
-        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, numbers(v))).collect()),
+        Value::Array(a) => Value::Array(a.into_iter().map(|v| normalize(v, sort)).collect()),
+        Value::Object(o) => {
+            let mut entries: Vec<(String, Value)> = o
+                .into_iter()
+                .map(|(k, v)| (k, normalize(v, sort)))
+                .collect();
+            if sort {
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            Value::Object(entries.into_iter().collect())
+        }
         other => other,
     }
 }
@@ -137,5 +153,16 @@ mod tests {
         let other = doc! {"unique": true, "key": {"b": 1_i64, "a": -1.0}, "v": 1, "name": "x",
         "expireAfterSeconds": 3600};
         assert_eq!(normalize_index(&other), n);
+    }
+
+    #[test]
+    fn nested_keys_are_sorted_except_where_order_means_something() {
+        let options = doc! {"validator": {"$jsonSchema": {"required": ["a"], "bsonType": "object"}},
+        "pipeline": [{"$sort": {"b": 1, "a": 1}}]};
+        let n = top_level(&options, &[], &["pipeline"]);
+        assert_eq!(
+            serde_json::to_string(&n).unwrap(),
+            r#"{"pipeline":[{"$sort":{"b":1,"a":1}}],"validator":{"$jsonSchema":{"bsonType":"object","required":["a"]}}}"#
+        );
     }
 }

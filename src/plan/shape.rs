@@ -4,10 +4,11 @@
 //! index specs. Pure: `mongo::shape` reads it from the server, normalized; here it is compared,
 //! fingerprinted for status and turned into sentences where two shapes differ.
 //!
-//! Normalized means: the top-level keys of options and index specs are compared as a set
-//! (their order is not part of the shape), nested values keep their order (an index's `key`
-//! and a view's pipeline are ordered), `uuid`, an index's `v`, `ns` and `background` are left
-//! out, and every number is compared by value (an integral double is the integer).
+//! Normalized means: the keys of options and index specs are compared as sets, nested ones
+//! included (their order is not part of the shape), except in an index's `key` and a view's
+//! `pipeline`, where order means something and is kept; `uuid`, an index's `v`, `ns` and
+//! `background` are left out, and every number is compared by value (an integral double is
+//! the integer).
 
 use std::collections::{BTreeMap, BTreeSet};
 
