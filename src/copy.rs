@@ -1,9 +1,11 @@
-//! The server-side clone (`backup.cloneMethod: serverSide`): each source collection is copied
-//! into its clone inside the MongoDB server with aggregate `$out`, then its indexes are
-//! recreated from `listIndexes`, a bounded number of collections at a time. It runs as a
-//! background task per plan so a reconcile never waits on it; reconciles read its progress
-//! from this registry. After an operator restart the registry is empty and the plan starts the
-//! copy again: `$out` replaces a collection, so a repeat is harmless.
+//! The server-side clone (`backup.cloneMethod: serverSide`): each source collection is created
+//! in its clone with the source's options (validator, collation, capped, clustered, time
+//! series), filled inside the MongoDB server with aggregate `$out` (`$merge` for a capped
+//! one), then its indexes are recreated from `listIndexes`, a bounded number of collections
+//! at a time; the views are created last, as views. It runs as a background task per plan so a
+//! reconcile never waits on it; reconciles read its progress from this registry. After an
+//! operator restart the registry is empty and the plan starts the copy again: each clone
+//! collection is dropped and created afresh, so a repeat is harmless.
 //!
 //! The registry is not part of the client pool: whoever holds both (the controller's context)
 //! keeps them side by side, and a copy is started with a client taken from the pool.
@@ -13,9 +15,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 
-use crate::mongo::{MongoError, user_collections};
+use crate::mongo::MongoError;
+use crate::mongo::shape::{CollectionSpec, collection_specs};
 use crate::plan::{CopyState, CopyView};
 use crate::uri::Uri;
 
@@ -109,30 +112,36 @@ async fn copy_all(
     let command = |e: mongodb::error::Error| MongoError::Command(uri.redact(&e.to_string()));
     // Plan the work first, so progress has a total from the start.
     let mut work = Vec::new();
+    let mut views = Vec::new();
     for (src, dst) in pairs {
         let db = client.database(src);
-        for name in user_collections(&db).await.map_err(command)? {
+        for spec in collection_specs(&db).await.map_err(command)? {
+            if spec.is_view() {
+                views.push((src.clone(), dst.clone(), spec));
+                continue;
+            }
             let n = db
-                .collection::<Document>(&name)
+                .collection::<Document>(&spec.name)
                 .estimated_document_count()
                 .await
                 .map_err(command)? as i64;
             task.documents_total.fetch_add(n, Ordering::Relaxed);
             task.collections_total.fetch_add(1, Ordering::Relaxed);
-            work.push((src.clone(), dst.clone(), name, n));
+            work.push((src.clone(), dst.clone(), spec, n));
         }
     }
     // Largest first, so a big collection does not start last and hold up the end.
     work.sort_by_key(|w| std::cmp::Reverse(w.3));
+    let failed = |src: &str, dst: &str, name: &str, e: mongodb::error::Error| MongoError::Copy {
+        namespace: format!("{src}.{name}"),
+        clone: dst.to_string(),
+        message: uri.redact(&e.to_string()),
+    };
     let results: Vec<Result<(), MongoError>> = futures::stream::iter(work)
-        .map(|(src, dst, coll, n)| async move {
-            copy_collection(client, &src, &dst, &coll)
+        .map(|(src, dst, spec, n)| async move {
+            copy_collection(client, &src, &dst, &spec)
                 .await
-                .map_err(|e| MongoError::Copy {
-                    namespace: format!("{src}.{coll}"),
-                    clone: dst.clone(),
-                    message: uri.redact(&e.to_string()),
-                })?;
+                .map_err(|e| failed(&src, &dst, &spec.name, e))?;
             task.documents_done.fetch_add(n, Ordering::Relaxed);
             task.collections_done.fetch_add(1, Ordering::Relaxed);
             Ok(())
@@ -140,47 +149,160 @@ async fn copy_all(
         .buffer_unordered(parallelism)
         .collect()
         .await;
-    results.into_iter().collect()
+    results.into_iter().collect::<Result<(), MongoError>>()?;
+    // Views last, once what they read exists; each as a view, never as a collection.
+    for (src, dst, spec) in views_in_order(views) {
+        create_like(client, &dst, &spec)
+            .await
+            .map_err(|e| failed(&src, &dst, &spec.name, e))?;
+    }
+    Ok(())
 }
 
-/// `$out` into the clone, then the source's secondary indexes (also the online sync's bulk
-/// copy, `crate::sync`).
+/// One collection or view by name, recreated with its source's options: the online sync's
+/// bulk copy and its re-copy after a rename (`crate::sync`). A name gone from the source since
+/// it was listed is skipped: the stream's drop event follows.
+pub(crate) async fn copy_named(
+    client: &mongodb::Client,
+    src: &str,
+    dst: &str,
+    name: &str,
+) -> Result<(), mongodb::error::Error> {
+    let specs = collection_specs(&client.database(src)).await?;
+    let Some(spec) = specs.into_iter().find(|s| s.name == name) else {
+        return Ok(());
+    };
+    if spec.is_view() {
+        return create_like(client, dst, &spec).await;
+    }
+    copy_collection(client, src, dst, &spec).await
+}
+
+/// Views ordered so that one reading another view comes after it (the server accepts either
+/// order; this keeps the clone's `system.views` in the source's dependency order).
+fn views_in_order(
+    mut views: Vec<(String, String, CollectionSpec)>,
+) -> Vec<(String, String, CollectionSpec)> {
+    let mut out: Vec<(String, String, CollectionSpec)> = Vec::new();
+    while !views.is_empty() {
+        let ready = |v: &(String, String, CollectionSpec)| {
+            let on = v.2.options.get_str("viewOn").unwrap_or_default();
+            !views.iter().any(|w| w.0 == v.0 && w.2.name == on)
+        };
+        let (now, later): (Vec<_>, Vec<_>) = views.iter().cloned().partition(|v| ready(v));
+        if now.is_empty() {
+            // A cycle cannot be created; keep any order rather than loop.
+            out.extend(later);
+            break;
+        }
+        out.extend(now);
+        views = later;
+    }
+    out
+}
+
+/// The clone's collection or view created afresh with its source's options (dropping what a
+/// repeated copy left under the name).
+async fn create_like(
+    client: &mongodb::Client,
+    dst: &str,
+    spec: &CollectionSpec,
+) -> Result<(), mongodb::error::Error> {
+    let db = client.database(dst);
+    db.collection::<Document>(&spec.name).drop().await?;
+    let mut create = doc! {"create": &spec.name};
+    for (k, v) in &spec.options {
+        // The server lists a time series' bucket span beside its granularity but refuses
+        // both on create (it derives the span from the granularity).
+        if k == "timeseries"
+            && let Bson::Document(ts) = v
+            && ts.contains_key("granularity")
+        {
+            let mut ts = ts.clone();
+            ts.remove("bucketMaxSpanSeconds");
+            create.insert(k, ts);
+            continue;
+        }
+        create.insert(k, v.clone());
+    }
+    db.run_command(create).await?;
+    Ok(())
+}
+
+/// The clone collection created with the source's options, filled inside the server (`$out`,
+/// which keeps an existing collection's options; `$merge` for a capped one, which refuses
+/// `$out`), without re-validating documents the source already holds; then the source's
+/// secondary indexes. Also the online sync's bulk copy (`crate::sync`).
 pub(crate) async fn copy_collection(
     client: &mongodb::Client,
     src: &str,
     dst: &str,
-    coll: &str,
+    spec: &CollectionSpec,
 ) -> Result<(), mongodb::error::Error> {
-    let source = client.database(src).collection::<Document>(coll);
-    let mut cursor = source
-        .aggregate(vec![doc! {"$out": {"db": dst, "coll": coll}}])
+    let coll = &spec.name;
+    create_like(client, dst, spec).await?;
+    let source_db = client.database(src);
+    let stage = if spec.is_capped() {
+        doc! {"$merge": {"into": {"db": dst, "coll": coll}, "whenMatched": "replace", "whenNotMatched": "insert"}}
+    } else {
+        doc! {"$out": {"db": dst, "coll": coll}}
+    };
+    let mut cursor = source_db
+        .run_cursor_command(doc! {
+            "aggregate": coll,
+            "pipeline": [stage],
+            "cursor": {},
+            "bypassDocumentValidation": true,
+        })
         .await?;
     while cursor.try_next().await?.is_some() {}
-    let target_db = client.database(dst);
-    let exists = target_db
-        .list_collection_names()
-        .await?
-        .iter()
-        .any(|c| c == coll);
-    if !exists {
-        // An empty source: `$out` of nothing may not create the collection.
-        target_db.create_collection(coll).await?;
+    let mut indexes = source_db
+        .run_cursor_command(doc! {"listIndexes": coll})
+        .await?;
+    let mut secondary = Vec::new();
+    while let Some(mut i) = indexes.try_next().await? {
+        if i.get_str("name").is_ok_and(|n| n == "_id_") {
+            continue;
+        }
+        i.remove("ns");
+        i.remove("background");
+        secondary.push(i);
     }
-    let indexes: Vec<_> = source.list_indexes().await?.try_collect().await?;
-    let secondary: Vec<_> = indexes
-        .into_iter()
-        .filter(|i| {
-            i.options
-                .as_ref()
-                .and_then(|o| o.name.as_deref())
-                .is_none_or(|n| n != "_id_")
-        })
-        .collect();
     if !secondary.is_empty() {
-        target_db
-            .collection::<Document>(coll)
-            .create_indexes(secondary)
+        client
+            .database(dst)
+            .run_command(doc! {"createIndexes": coll, "indexes": secondary})
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(db: &str, name: &str, on: &str) -> (String, String, CollectionSpec) {
+        (
+            db.into(),
+            format!("{db}-c"),
+            CollectionSpec {
+                name: name.into(),
+                kind: "view".into(),
+                options: doc! {"viewOn": on, "pipeline": []},
+            },
+        )
+    }
+
+    #[test]
+    fn a_view_on_a_view_comes_after_it() {
+        let order: Vec<String> = views_in_order(vec![
+            view("a", "top", "middle"),
+            view("a", "middle", "base"),
+            view("b", "middle", "coll"),
+        ])
+        .into_iter()
+        .map(|v| format!("{}.{}", v.0, v.2.name))
+        .collect();
+        assert_eq!(order, ["a.middle", "b.middle", "a.top"]);
+    }
 }

@@ -279,7 +279,7 @@ pub struct BackupSpec {
     #[serde(default)]
     #[schemars(range(min = 0, max = 1000))]
     pub keep_last: u32,
-    /// How the clones are made. `restore`: a Job restores the backup archive (mongorestore). `serverSide`: each collection is copied inside the server (aggregate `$out`, then its indexes recreated) while the backup Job runs, and the backup is kept for safety; counts are verified either way.
+    /// How the clones are made. `restore`: a Job restores the backup archive (mongorestore). `serverSide`: each collection is created with its source's options and copied inside the server (aggregate `$out`, `$merge` for a capped one, then its indexes recreated; views created last) while the backup Job runs, and the backup is kept for safety; counts, collection options, views and index specs are verified either way.
     #[serde(default)]
     pub clone_method: CloneMethod,
     /// Collections copied at the same time by the `serverSide` method.
@@ -299,7 +299,7 @@ pub enum CloneMethod {
     /// Restore the backup archive with mongorestore in a Job (the backup is proven restorable).
     #[default]
     Restore,
-    /// Copy inside the server with `$out`, in parallel with the backup (faster; collection options other than indexes are not copied).
+    /// Copy inside the server, in parallel with the backup (faster): each collection created with its source's options, filled with `$out` (`$merge` when capped), its indexes recreated; views recreated as views.
     ServerSide,
 }
 

@@ -342,6 +342,10 @@ pub struct BackupStatus {
     /// Every collection of the frozen sources, summed up and fingerprinted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<CountsDigest>,
+    /// The frozen sources' collections, views and indexes, fingerprinted when the counts were
+    /// taken: every clone must have the same shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<ShapeDigest>,
     /// When the backup completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Timestamp>,
@@ -364,6 +368,10 @@ pub struct CloneStatus {
     /// Every collection of the clones right after the restore, summed up and fingerprinted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<CountsDigest>,
+    /// The clones' collections, views and indexes right after the copy (under the sources'
+    /// database names), fingerprinted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<ShapeDigest>,
     /// Documents per collection (`clone.collection`) just before read-only was lifted on the new
     /// version (after its migration): what the clones hold beyond this was written since. The
     /// [`SAMPLE`] largest collections only; `countsAtLift` covers every one.
@@ -422,6 +430,22 @@ impl CountsDigest {
             && other.collections == self.collections
             && other.documents == self.documents
     }
+}
+
+/// The collections, views and indexes of databases (type, options, view pipelines, index
+/// specs), in a size that does not grow with their number: two shapes with the same
+/// `sha256` are equal (up to a SHA-256 collision).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShapeDigest {
+    /// Collections (time series included).
+    pub collections: i64,
+    /// Views.
+    pub views: i64,
+    /// Indexes of all collections, `_id` included.
+    pub indexes: i64,
+    /// SHA-256 (hex) of the normalized shape as canonical JSON.
+    pub sha256: String,
 }
 
 /// The [`SAMPLE`] largest collections of `counts` (ties by name), for status.

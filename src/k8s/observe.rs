@@ -464,6 +464,21 @@ async fn count_if_due(
     )
 }
 
+/// The shape (collections, views, indexes) `read` asks for, when its condition holds.
+async fn shape_if_due(
+    c: &mongodb::Client,
+    uri: &Uri,
+    read: Option<&Count>,
+    obs: &Observed,
+) -> Option<std::result::Result<crate::plan::shape::Shape, String>> {
+    let read = read.filter(|r| r.when.holds(obs))?;
+    Some(
+        mongo::shape::read_shape(c, uri, &read.databases)
+            .await
+            .map_err(|e| e.to_string()),
+    )
+}
+
 /// MongoDB reads. A server that cannot be reached is an observation: the listing and the
 /// migration document report it; counts are left unread.
 async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observed) {
@@ -494,6 +509,12 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
     }
     if let Some(counts) = count_if_due(&c, uri, reads.clone_counts.as_ref(), obs).await {
         obs.clone_counts = Some(counts);
+    }
+    if let Some(shape) = shape_if_due(&c, uri, reads.source_shape.as_ref(), obs).await {
+        obs.source_shape = Some(shape);
+    }
+    if let Some(shape) = shape_if_due(&c, uri, reads.clone_shape.as_ref(), obs).await {
+        obs.clone_shape = Some(shape);
     }
     if let Some(count) = &reads.clone_documents
         && count.when.holds(obs)

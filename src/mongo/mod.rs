@@ -5,6 +5,7 @@
 mod claims;
 mod ops;
 mod pool;
+pub mod shape;
 
 pub use claims::{claim, not_held, read_claims, release};
 

@@ -12,6 +12,7 @@ pub mod needs;
 mod observed;
 pub mod obsolete;
 mod reason;
+pub mod shape;
 pub mod targets;
 mod validate;
 

@@ -50,6 +50,11 @@ pub struct Reads {
     pub source_counts: Option<Count>,
     /// Exact counts of the clones.
     pub clone_counts: Option<Count>,
+    /// The sources' shape (`plan::shape`): recorded with their counts, and read again to
+    /// name what differs when a clone's shape does not match.
+    pub source_shape: Option<Count>,
+    /// The clones' shape, compared with the sources' once the copy is done.
+    pub clone_shape: Option<Count>,
     /// Estimated documents in the clones so far (restore progress).
     pub clone_documents: Option<Count>,
     /// The clones' collections with their read counters.
@@ -269,6 +274,19 @@ pub fn needs(
             databases: targets.clones(),
             when,
         }),
+        source_shape: match phase {
+            Phase::BackingUp => Some(When::BackupSucceeded),
+            Phase::Cloning => Some(When::CloneDone),
+            _ => None,
+        }
+        .map(|when| Count {
+            databases: targets.sources(),
+            when,
+        }),
+        clone_shape: (phase == Phase::Cloning).then(|| Count {
+            databases: targets.clones(),
+            when: When::CloneDone,
+        }),
         clone_documents: (phase == Phase::Cloning
             && spec.backup.clone_method == CloneMethod::Restore)
             .then(|| Count {
@@ -370,6 +388,8 @@ impl Reads {
         self.databases.is_some()
             || self.source_counts.is_some()
             || self.clone_counts.is_some()
+            || self.source_shape.is_some()
+            || self.clone_shape.is_some()
             || self.clone_documents.is_some()
             || self.clone_collections.is_some()
             || self.migration_doc.is_some()

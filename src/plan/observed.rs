@@ -229,6 +229,10 @@ pub struct Observed {
     pub source_counts: Option<Result<BTreeMap<String, i64>, String>>,
     /// Documents per `database.collection` of the clones, or why counting failed.
     pub clone_counts: Option<Result<BTreeMap<String, i64>, String>>,
+    /// The sources' collections, views and indexes, or why reading them failed.
+    pub source_shape: Option<Result<super::shape::Shape, String>>,
+    /// The clones' collections, views and indexes, or why reading them failed.
+    pub clone_shape: Option<Result<super::shape::Shape, String>>,
     /// The migration document (`Ok(None)`: not there yet), or why reading failed.
     pub migration_doc: Option<Result<Option<MigrationDoc>, String>>,
     /// The httpGet gate over the new version's ready pods.

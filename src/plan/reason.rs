@@ -80,6 +80,7 @@ reasons! {
     // ---- BackupVerified
     CountsMatch => "CountsMatch",
     CountsDiffer => "CountsDiffer",
+    ShapeDiffers => "ShapeDiffers",
     /// A rehearsal copies live sources: differences are expected.
     SourcesInUse => "SourcesInUse",
     /// The server-side copy matched, but the archive was never restored.

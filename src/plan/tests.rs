@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::crd::*;
 
 use super::conditions as cond;
+use super::shape::{CollectionShape, Shape};
 use super::*;
 
 mod fixtures;

@@ -185,7 +185,7 @@ pub async fn apply(
         Change::Rename { from, to_coll } => {
             db.collection::<Document>(from).drop().await?;
             if let Some(to) = to_coll {
-                crate::copy::copy_collection(client, source, clone, to).await?;
+                crate::copy::copy_named(client, source, clone, to).await?;
             }
             Ok(())
         }

@@ -213,7 +213,7 @@ async fn bulk(task: &Task) -> Result<(), Stop> {
         .map(|(idx, coll, _)| async move {
             let (src, dst) =
                 task.with_source(idx, |s| (s.resume.source.clone(), s.resume.clone.clone()));
-            crate::copy::copy_collection(&task.client, &src, &dst, &coll)
+            crate::copy::copy_named(&task.client, &src, &dst, &coll)
                 .await
                 .map_err(|e| task.failed(&format!("copying {src}.{coll} to {dst}"), &e))?;
             task.with_source(idx, |s| s.resume.bulk_done.push(coll));

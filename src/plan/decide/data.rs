@@ -1,9 +1,10 @@
 //! The data phases: `BackingUp` dumps the frozen sources, `Cloning` restores (or copies inside
-//! the server) into the clones, and the clones' counts must equal the sources'.
+//! the server) into the clones, and the clones' counts and shape (collections, views, indexes)
+//! must equal the sources'.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::crd::{BackupStatus, Mode, Phase};
+use crate::crd::{BackupStatus, Mode, Phase, ShapeDigest};
 
 use super::super::conditions as cond;
 use super::super::decision::Action;
@@ -83,6 +84,23 @@ impl Machine<'_> {
                     }
                     Some(Ok(c)) => c.clone(),
                 };
+                let shape = match &self.obs.source_shape {
+                    None => {
+                        return self.wait_next_or_timeout(
+                            "Reading the sources' collections, views and indexes".into(),
+                            &self.spec.timeouts.backup.clone(),
+                            Reason::BackupTimedOut,
+                        );
+                    }
+                    Some(Err(e)) => {
+                        return self.wait_or_timeout(
+                            format!("Reading the sources' collections, views and indexes failed, retrying: {e}"),
+                            &self.spec.timeouts.backup.clone(),
+                            Reason::BackupTimedOut,
+                        );
+                    }
+                    Some(Ok(s)) => s.digest(),
+                };
                 let result = parse_backup_result(&j.message);
                 let backup = self.st.backup.get_or_insert_with(Default::default);
                 backup.job = j.name.clone();
@@ -91,6 +109,7 @@ impl Machine<'_> {
                 backup.bytes = result.bytes;
                 backup.checksum = result.sha256;
                 backup.record_counts(&counts);
+                backup.shape = Some(shape);
                 backup.completed_at = Some(self.now);
                 let detail = format!(
                     "Backup complete: {} collections, {} documents, {} bytes; restoring it into the clones",
@@ -203,9 +222,15 @@ impl Machine<'_> {
             }
             Some(Ok(c)) => c.clone(),
         };
-        let mismatches = self.compare_counts(&counts);
+        let Some((clone_shape, shape_mismatches)) = self.compare_shapes() else {
+            return;
+        };
+        let count_mismatches = self.compare_counts(&counts);
+        let counts_differ = !count_mismatches.is_empty();
+        let mismatches = [count_mismatches, shape_mismatches].concat();
         let clone = self.st.clone.get_or_insert_with(Default::default);
         clone.record_counts(&counts);
+        clone.shape = clone_shape;
         if mismatches.is_empty() {
             clone.verified = true;
             if self.server_side() {
@@ -214,14 +239,14 @@ impl Machine<'_> {
                     cond::BACKUP_VERIFIED,
                     false,
                     Reason::NotRestored,
-                    "The clones were copied inside the server and match the frozen sources' counts; the backup archive was written and checksummed but not restored",
+                        "The clones were copied inside the server and match the frozen sources' counts, collections, views and indexes; the backup archive was written and checksummed but not restored",
                 );
             } else {
                 self.set_cond(
                     cond::BACKUP_VERIFIED,
                     true,
                     Reason::CountsMatch,
-                    "The backup restored into the clones with the same document count in every collection",
+                    "The backup restored into the clones with the same document count in every collection, and the same collections, views and indexes",
                 );
             }
             self.advance(
@@ -230,7 +255,7 @@ impl Machine<'_> {
             );
         } else if self.spec.mode == Mode::Rehearsal {
             let detail = format!(
-                "Rehearsal: the live sources changed during the copy, counts differ ({}); continuing",
+                "Rehearsal: the live sources changed during the copy, the clones differ ({}); continuing",
                 bounded_list(&mismatches)
             );
             self.set_cond(cond::BACKUP_VERIFIED, false, Reason::SourcesInUse, &detail);
@@ -240,9 +265,85 @@ impl Machine<'_> {
                 "The clones do not match the frozen sources: {}. The copy cannot be trusted; the clones are kept for inspection",
                 bounded_list(&mismatches)
             );
-            self.set_cond(cond::BACKUP_VERIFIED, false, Reason::CountsDiffer, &msg);
+            let reason = if counts_differ {
+                Reason::CountsDiffer
+            } else {
+                Reason::ShapeDiffers
+            };
+            self.set_cond(cond::BACKUP_VERIFIED, false, reason, &msg);
             self.fail(Reason::CloneVerificationFailed, msg);
         }
+    }
+
+    /// The clones' shape (under the sources' names) and how it differs from the frozen
+    /// sources' as recorded, each difference a sentence; `None` after waiting for the read.
+    /// A status recorded before shapes existed has no source shape: counts only.
+    fn compare_shapes(&mut self) -> Option<(Option<ShapeDigest>, Vec<String>)> {
+        let recorded = self.st.backup.as_ref().and_then(|b| b.shape.clone());
+        let clone = match &self.obs.clone_shape {
+            None if recorded.is_none() => return Some((None, Vec::new())),
+            None => {
+                self.wait_next_or_timeout(
+                    "Reading the clones' collections, views and indexes".into(),
+                    &self.spec.timeouts.clone.clone(),
+                    Reason::CloneTimedOut,
+                );
+                return None;
+            }
+            Some(Err(e)) => {
+                let msg = format!(
+                    "Reading the clones' collections, views and indexes failed, retrying: {e}"
+                );
+                self.wait_or_timeout(
+                    msg,
+                    &self.spec.timeouts.clone.clone(),
+                    Reason::CloneTimedOut,
+                );
+                return None;
+            }
+            Some(Ok(c)) => c,
+        };
+        let to_source: BTreeMap<String, String> = self
+            .st
+            .clone
+            .as_ref()
+            .map(|c| {
+                c.databases
+                    .iter()
+                    .map(|(s, c)| (c.clone(), s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let clone = clone.renamed(&to_source);
+        let digest = clone.digest();
+        let Some(recorded) = recorded else {
+            return Some((Some(digest), Vec::new()));
+        };
+        if digest == recorded {
+            return Some((Some(digest), Vec::new()));
+        }
+        let mut out = Vec::new();
+        if let Some(Ok(source)) = &self.obs.source_shape {
+            if !source.matches(&recorded) {
+                out.push(
+                    "the sources' collections, views or indexes changed since the backup"
+                        .to_string(),
+                );
+            }
+            out.extend(source.diff(&clone));
+        }
+        if out.is_empty() {
+            out.push(format!(
+                "collections, views and indexes differ: source {} collections, {} views, {} indexes; clone {} collections, {} views, {} indexes",
+                recorded.collections,
+                recorded.views,
+                recorded.indexes,
+                digest.collections,
+                digest.views,
+                digest.indexes
+            ));
+        }
+        Some((Some(digest), out))
     }
 
     /// How the clones' counts differ from the frozen sources', each as a sentence; empty when

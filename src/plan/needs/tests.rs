@@ -60,6 +60,8 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
     on("databases", r.databases.as_deref().map(dbs));
     on("source_counts", r.source_counts.as_ref().map(count));
     on("clone_counts", r.clone_counts.as_ref().map(count));
+    on("source_shape", r.source_shape.as_ref().map(count));
+    on("clone_shape", r.clone_shape.as_ref().map(count));
     on("clone_documents", r.clone_documents.as_ref().map(count));
     on("clone_collections", r.clone_collections.as_deref().map(dbs));
     on(
@@ -88,6 +90,8 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
                 "databases",
                 "source_counts",
                 "clone_counts",
+                "source_shape",
+                "clone_shape",
                 "clone_documents",
                 "clone_collections",
                 "migration_doc",
@@ -192,17 +196,22 @@ fn reads_by_phase_and_situation() {
             recorded(Phase::EnteringReadOnly), false, &["jobs"]),
         ("backing up counts the sources once the backup succeeded", spec(),
             recorded(Phase::BackingUp), false,
-            &["jobs", "source_counts:sources@BackupSucceeded"]),
+            &["jobs", "source_counts:sources@BackupSucceeded",
+                "source_shape:sources@BackupSucceeded"]),
         ("backing up beside a server-side copy", server_side(),
             recorded(Phase::BackingUp), false,
-            &["jobs", "copy", "source_counts:sources@BackupSucceeded"]),
+            &["jobs", "copy", "source_counts:sources@BackupSucceeded",
+                "source_shape:sources@BackupSucceeded"]),
         ("cloning by restore: progress while running, counts once done", spec(),
             recorded(Phase::Cloning), false,
-            &["jobs", "clone_counts:clones@CloneDone", "clone_documents:clones@CloneRunning"]),
+            &["jobs", "clone_counts:clones@CloneDone", "source_shape:sources@CloneDone",
+                "clone_shape:clones@CloneDone", "clone_documents:clones@CloneRunning"]),
         ("cloning server-side", server_side(), recorded(Phase::Cloning), false,
-            &["jobs", "copy", "clone_counts:clones@CloneDone"]),
+            &["jobs", "copy", "clone_counts:clones@CloneDone", "source_shape:sources@CloneDone",
+                "clone_shape:clones@CloneDone"]),
         ("a deleted plan lets go of its copy, and reads its claims", server_side(),
-            recorded(Phase::Cloning), true, &["jobs", "clone_counts:clones@CloneDone", "claims"]),
+            recorded(Phase::Cloning), true, &["jobs", "clone_counts:clones@CloneDone", "source_shape:sources@CloneDone",
+                "clone_shape:clones@CloneDone", "claims"]),
         ("deploying", spec(), recorded(Phase::DeployingGreen), false, &["jobs"]),
         ("migrating reads the document, the pods and the health gate", spec(),
             recorded(Phase::Migrating), false,

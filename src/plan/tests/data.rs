@@ -1,5 +1,5 @@
 //! `BackingUp` and `Cloning` with a restore Job: the Jobs, their failures and deadlines, and
-//! the clone verification against the frozen sources' counts.
+//! the clone verification against the frozen sources' counts and shape.
 
 use super::table::{Case, no_spec, no_world, run};
 use super::*;
@@ -72,11 +72,39 @@ pub(super) fn cases() -> Vec<Case> {
                     r#"{"path":"/backup/squidex/up7.archive.gz","bytes":4096,"sha256":"ab"}"#,
                 );
                 w.source_counts = Some(Ok(source_counts()));
+                w.source_shape = Some(Ok(source_shape()));
             },
             now: 60,
             want_phase: Cloning,
             want_action: Some(Action::CreateCloneJob),
             want_message: "4096 bytes",
+        },
+        Case {
+            name: "backup: counted, the shape not read yet",
+            phase: BackingUp,
+            spec: no_spec,
+            world: |w| {
+                w.backup_job = job("up7-backup", JobState::Succeeded, "");
+                w.source_counts = Some(Ok(source_counts()));
+            },
+            now: 60,
+            want_phase: BackingUp,
+            want_action: None,
+            want_message: "Reading the sources' collections, views and indexes",
+        },
+        Case {
+            name: "backup: reading the shape failed, retrying",
+            phase: BackingUp,
+            spec: no_spec,
+            world: |w| {
+                w.backup_job = job("up7-backup", JobState::Succeeded, "");
+                w.source_counts = Some(Ok(source_counts()));
+                w.source_shape = Some(Err("connection reset".into()));
+            },
+            now: 60,
+            want_phase: BackingUp,
+            want_action: None,
+            want_message: "failed, retrying: connection reset",
         },
         // Cloning
         Case {
@@ -109,6 +137,7 @@ pub(super) fn cases() -> Vec<Case> {
             world: |w| {
                 w.clone_job = job("up7-clone", JobState::Succeeded, "");
                 w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+                w.clone_shape = Some(Ok(clone_shape_of(&source_shape())));
             },
             now: 10,
             want_phase: DeployingGreen,
@@ -124,6 +153,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let mut c = clone_counts_of(&source_counts());
                 c.insert("SquidexContent-up7.States_Contents_All1".into(), 999);
                 w.clone_counts = Some(Ok(c));
+                w.clone_shape = Some(Ok(clone_shape_of(&source_shape())));
             },
             now: 10,
             want_phase: RollingBack,
@@ -132,6 +162,98 @@ pub(super) fn cases() -> Vec<Case> {
                 enabled: false,
             }),
             want_message: "SquidexContent.States_Contents_All1: source 1000, clone 999",
+        },
+        Case {
+            name: "clone: counts match, the clones' shape not read yet",
+            phase: Cloning,
+            spec: no_spec,
+            world: |w| {
+                w.clone_job = job("up7-clone", JobState::Succeeded, "");
+                w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+            },
+            now: 10,
+            want_phase: Cloning,
+            want_action: None,
+            want_message: "Reading the clones' collections, views and indexes",
+        },
+        Case {
+            name: "clone: an index missing in the clone fails naming it",
+            phase: Cloning,
+            spec: no_spec,
+            world: |w| {
+                w.clone_job = job("up7-clone", JobState::Succeeded, "");
+                w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+                w.source_shape = Some(Ok(source_shape()));
+                let mut c = clone_shape_of(&source_shape());
+                c.collections
+                    .get_mut("Squidex-up7.Events")
+                    .unwrap()
+                    .indexes
+                    .remove("Stream_1");
+                w.clone_shape = Some(Ok(c));
+            },
+            now: 10,
+            want_phase: RollingBack,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
+            want_message: "Squidex.Events: index Stream_1 missing in the clone",
+        },
+        Case {
+            name: "clone: a view copied as a collection fails naming it",
+            phase: Cloning,
+            spec: no_spec,
+            world: |w| {
+                w.clone_job = job("up7-clone", JobState::Succeeded, "");
+                w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+                w.source_shape = Some(Ok(source_shape()));
+                let mut c = clone_shape_of(&source_shape());
+                let v = c.collections.get_mut("Squidex-up7.RecentEvents").unwrap();
+                v.kind = "collection".into();
+                v.options.clear();
+                w.clone_shape = Some(Ok(c));
+            },
+            now: 10,
+            want_phase: RollingBack,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
+            want_message: "Squidex.RecentEvents: a view in the source, a collection in the clone",
+        },
+        Case {
+            name: "clone: a lost option without the sources' shape to name it",
+            phase: Cloning,
+            spec: no_spec,
+            world: |w| {
+                w.clone_job = job("up7-clone", JobState::Succeeded, "");
+                w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+                let mut c = clone_shape_of(&source_shape());
+                c.collections.remove("Squidex-up7.RecentEvents");
+                w.clone_shape = Some(Ok(c));
+            },
+            now: 10,
+            want_phase: RollingBack,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
+            want_message: "source 3 collections, 1 views, 4 indexes; clone 3 collections, 0 views",
+        },
+        Case {
+            name: "clone: reading the clones' shape failed, retrying",
+            phase: Cloning,
+            spec: no_spec,
+            world: |w| {
+                w.clone_job = job("up7-clone", JobState::Succeeded, "");
+                w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+                w.clone_shape = Some(Err("cursor killed".into()));
+            },
+            now: 10,
+            want_phase: Cloning,
+            want_action: None,
+            want_message: "failed, retrying: cursor killed",
         },
         Case {
             name: "clone: counting error retries",
@@ -173,6 +295,7 @@ fn cloning_many() -> UpgradePlanStatus {
         r#"{"bytes":4096,"sha256":"ab"}"#,
     );
     w.source_counts = Some(Ok(many_sources()));
+    w.source_shape = Some(Ok(source_shape()));
     let d = decide(&spec(), Some(&st), &w, t(60));
     assert_eq!(d.status.phase, Phase::Cloning, "{}", d.status.message);
     let said: Vec<&str> = d.status.phases.iter().map(|r| r.detail.as_str()).collect();
@@ -184,6 +307,7 @@ fn verify(st: &UpgradePlanStatus, clone: BTreeMap<String, i64>) -> Decision {
     let mut w = world_in(Phase::Cloning);
     w.clone_job = job("up7-clone", JobState::Succeeded, "");
     w.clone_counts = Some(Ok(clone));
+    w.clone_shape = Some(Ok(clone_shape_of(&source_shape())));
     decide(&spec(), Some(st), &w, t(70))
 }
 
@@ -291,5 +415,104 @@ fn a_status_without_digest_still_verifies() {
             .unwrap()
             .message
             .contains("Squidex.Events: source 50, clone 49")
+    );
+}
+
+/// The sources' shape is recorded beside their counts; the clones' beside theirs.
+#[test]
+fn the_shape_digest_is_recorded_with_the_counts() {
+    let st = cloning_many();
+    assert_eq!(
+        st.backup.as_ref().unwrap().shape,
+        Some(source_shape().digest())
+    );
+    let d = verify(&st, clone_counts_of(&many_sources()));
+    assert_eq!(
+        d.status.phase,
+        Phase::DeployingGreen,
+        "{}",
+        d.status.message
+    );
+    assert_eq!(
+        d.status.clone.as_ref().unwrap().shape,
+        Some(source_shape().digest()),
+        "the clones' shape is recorded under the sources' names"
+    );
+}
+
+/// A shape difference fails like a count difference, with its own condition reason; a
+/// rehearsal (live sources) warns and goes on, as it does for counts.
+#[test]
+fn a_shape_difference_fails_an_upgrade_and_warns_a_rehearsal() {
+    let lost_validator = |w: &mut Observed| {
+        w.clone_job = job("up7-clone", JobState::Succeeded, "");
+        w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+        let mut source = source_shape();
+        source
+            .collections
+            .get_mut("Squidex.Events")
+            .unwrap()
+            .options
+            .insert(
+                "validator".into(),
+                serde_json::json!({"$jsonSchema": {"required": ["Stream"]}}),
+            );
+        w.source_shape = Some(Ok(source.clone()));
+        w.clone_shape = Some(Ok(clone_shape_of(&source_shape())));
+        source
+    };
+    let mut w = world_in(Phase::Cloning);
+    let source = lost_validator(&mut w);
+    let mut st = status_in(Phase::Cloning);
+    st.backup.as_mut().unwrap().shape = Some(source.digest());
+    let d = decide(&spec(), Some(&st), &w, t(70));
+    assert_eq!(d.status.phase, Phase::RollingBack, "{}", d.status.message);
+    let f = d.status.failure.as_ref().unwrap();
+    assert_eq!(f.reason, "CloneVerificationFailed");
+    assert!(
+        f.message.contains(
+            "Squidex.Events: option validator differs (source {\"$jsonSchema\":{\"required\":[\"Stream\"]}}, clone absent)"
+        ),
+        "{}",
+        f.message
+    );
+    let c = cond::get(&d.status.conditions, cond::BACKUP_VERIFIED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "ShapeDiffers")
+    );
+
+    let mut rehearsal = spec();
+    rehearsal.mode = Mode::Rehearsal;
+    let d = decide(&rehearsal, Some(&st), &w, t(70));
+    assert_eq!(
+        d.status.phase,
+        Phase::DeployingGreen,
+        "{}",
+        d.status.message
+    );
+    let c = cond::get(&d.status.conditions, cond::BACKUP_VERIFIED).unwrap();
+    assert_eq!(c.reason, "SourcesInUse");
+    assert!(
+        c.message.contains("option validator differs"),
+        "{}",
+        c.message
+    );
+}
+
+/// A status recorded before shapes existed verifies by counts alone.
+#[test]
+fn a_status_without_a_shape_verifies_by_counts() {
+    let mut st = status_in(Phase::Cloning);
+    st.backup.as_mut().unwrap().shape = None;
+    let mut w = world_in(Phase::Cloning);
+    w.clone_job = job("up7-clone", JobState::Succeeded, "");
+    w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+    let d = decide(&spec(), Some(&st), &w, t(70));
+    assert_eq!(
+        d.status.phase,
+        Phase::DeployingGreen,
+        "{}",
+        d.status.message
     );
 }

@@ -110,6 +110,66 @@ pub(super) fn source_counts() -> BTreeMap<String, i64> {
     .collect()
 }
 
+/// The sources' shape: each counted collection with its `_id` index, one with a unique
+/// index, and a view.
+pub(super) fn source_shape() -> Shape {
+    let id = |extra: &[(&str, serde_json::Value)]| {
+        let mut m = BTreeMap::from([(
+            "_id_".to_string(),
+            BTreeMap::from([("key".to_string(), serde_json::json!({"_id": 1}))]),
+        )]);
+        for (n, key) in extra {
+            m.insert(
+                n.to_string(),
+                BTreeMap::from([
+                    ("key".to_string(), key.clone()),
+                    ("unique".to_string(), serde_json::json!(true)),
+                ]),
+            );
+        }
+        m
+    };
+    let mut collections: BTreeMap<String, CollectionShape> = source_counts()
+        .into_keys()
+        .map(|ns| {
+            (
+                ns,
+                CollectionShape {
+                    kind: "collection".into(),
+                    options: BTreeMap::new(),
+                    indexes: id(&[]),
+                },
+            )
+        })
+        .collect();
+    collections.get_mut("Squidex.Events").unwrap().indexes =
+        id(&[("Stream_1", serde_json::json!({"Stream": 1}))]);
+    collections.insert(
+        "Squidex.RecentEvents".into(),
+        CollectionShape {
+            kind: "view".into(),
+            options: BTreeMap::from([
+                ("viewOn".to_string(), serde_json::json!("Events")),
+                (
+                    "pipeline".to_string(),
+                    serde_json::json!([{"$sort": {"Timestamp": -1}}]),
+                ),
+            ]),
+            indexes: BTreeMap::new(),
+        },
+    );
+    Shape { collections }
+}
+
+/// A shape under the clones' database names.
+pub(super) fn clone_shape_of(src: &Shape) -> Shape {
+    let mapping = ["Squidex", "SquidexContent"]
+        .into_iter()
+        .map(|db| (db.to_string(), crate::fixtures::clone_of(db, PLAN)))
+        .collect();
+    src.renamed(&mapping)
+}
+
 pub(super) fn clone_counts_of(src: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
     src.iter()
         .map(|(k, v)| {
@@ -205,6 +265,7 @@ pub(super) fn status_in(phase: Phase) -> UpgradePlanStatus {
             job: "up7-backup".into(),
             path: "/backup/squidex/up7".into(),
             collections: source_counts(),
+            shape: Some(source_shape().digest()),
             checksum: Some("c0ffee".into()),
             completed_at: Some(t(-90)),
             ..Default::default()
@@ -351,10 +412,13 @@ impl Sim {
                     r#"{"bytes":1234,"sha256":"cafe"}"#,
                 );
                 w.source_counts = Some(Ok(source_counts()));
+                w.source_shape = Some(Ok(source_shape()));
             }
             Action::CreateCloneJob => {
                 w.clone_job = job("up7-clone", JobState::Succeeded, "");
                 w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+                w.source_shape = Some(Ok(source_shape()));
+                w.clone_shape = Some(Ok(clone_shape_of(&source_shape())));
                 if let DatabaseView::Reachable { databases } = &mut w.database {
                     for c in ["Squidex-up7", "SquidexContent-up7"] {
                         databases.insert(
@@ -421,6 +485,8 @@ impl Sim {
                     collections_total: 3,
                 });
                 w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+                w.source_shape = Some(Ok(source_shape()));
+                w.clone_shape = Some(Ok(clone_shape_of(&source_shape())));
             }
             Action::CreatePruneJob => {
                 w.prune_job = job(

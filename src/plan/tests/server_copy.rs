@@ -70,6 +70,7 @@ fn cloning_waits_for_the_copy_with_an_eta_then_verifies() {
 
     w.server_copy = copy(CopyState::Succeeded, 1051);
     w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+    w.clone_shape = Some(Ok(clone_shape_of(&source_shape())));
     let d = decide(&s, Some(&d.status), &w, t(12));
     assert_eq!(d.status.phase, Phase::DeployingGreen);
     assert!(
@@ -105,6 +106,7 @@ fn progress_is_refreshed_at_most_every_few_seconds() {
     // The end of the copy is never held back.
     w.server_copy = copy(CopyState::Succeeded, 1051);
     w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+    w.clone_shape = Some(Ok(clone_shape_of(&source_shape())));
     let done = decide(&s, Some(&later.status), &w, t(6));
     assert_eq!(done.status.phase, Phase::DeployingGreen);
 

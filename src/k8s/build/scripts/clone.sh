@@ -15,7 +15,7 @@ while IFS= read -r src; do
   fi
   echo "restoring $src into $dst"
   mongorestore --config="$CUTOVER_TOOLS_CONFIG" --archive="$src.archive.gz" --gzip \
-    --nsInclude="$src.*" --nsFrom="$src.*" --nsTo="$dst.*" </dev/null
+    --nsInclude="$src.*" --nsFrom="$src.*" --nsTo="$dst.*" --bypassDocumentValidation </dev/null
 done <<LINES
 $CUTOVER_CLONES
 LINES
