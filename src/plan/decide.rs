@@ -378,7 +378,11 @@ impl Machine<'_> {
             .as_ref()
             .filter(|_| phase == Phase::Failed)
             .map_or(phase.as_str().to_string(), |f| f.reason.clone());
-        let ready = matches!(phase, Phase::Succeeded | Phase::Rehearsed);
+        // A requested rollback is the declared outcome (GitOps tools wait for Ready).
+        let ready = matches!(
+            phase,
+            Phase::Succeeded | Phase::Rehearsed | Phase::RolledBack
+        );
         self.set_cond_recorded(cond::READY, ready, &reason, detail);
         self.set_cond(cond::PROGRESSING, false, Reason::Phase(phase), detail);
         self.set_cond_recorded(

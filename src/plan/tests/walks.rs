@@ -132,6 +132,11 @@ fn walks_to_rolled_back_when_traffic_is_patched_to_blue() {
     );
     assert_eq!(st.active_color, Some(Color::Blue));
     assert!(phase_names(&st).contains(&Phase::RollingBack));
+    assert!(
+        cond::is_true(&st.conditions, cond::READY),
+        "a requested rollback is the declared outcome: Ready, not Degraded"
+    );
+    assert!(!cond::is_true(&st.conditions, cond::DEGRADED));
 }
 
 #[test]
