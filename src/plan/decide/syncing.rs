@@ -62,6 +62,10 @@ impl Machine<'_> {
                     env.name, env.value, self.spec.app.deployment
                 );
                 self.advance(Phase::EnteringReadOnly, &detail);
+                if self.spec.suspend {
+                    // Held here, the sync keeps running: keep its record current.
+                    self.requeue = Some(POLL);
+                }
             }
             _ => {
                 let msg = format!("Online sync: {}", self.recorded_summary(&v));

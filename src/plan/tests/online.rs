@@ -305,6 +305,28 @@ fn the_record_is_refreshed_every_few_seconds_and_skips_uncaptured_start_points()
 }
 
 #[test]
+fn held_by_suspend_in_syncing_the_record_stays_current() {
+    let mut s = online();
+    s.suspend = true;
+    let mut w = world_in(Phase::Syncing);
+    writable(&mut w);
+    w.sync = view(SyncState::Streaming, Some(0));
+    let d = decide(&s, Some(&status_in(Phase::Syncing)), &w, t(1));
+    assert_eq!(d.status.phase, Phase::Syncing);
+    assert!(
+        d.status
+            .message
+            .starts_with("Suspended before EnteringReadOnly")
+    );
+    assert_eq!(d.requeue_after, Some(std::time::Duration::from_secs(2)));
+    let mut v = view(SyncState::Streaming, Some(0)).unwrap();
+    v.events_applied = 99;
+    w.sync = Some(v);
+    let d = decide(&s, Some(&d.status), &w, t(7));
+    assert_eq!(d.status.sync.unwrap().events_applied, 99);
+}
+
+#[test]
 fn no_backup_before_the_switch() {
     let mut w = world_in(Phase::Cloning);
     w.sync = view(SyncState::Drained, Some(0));
