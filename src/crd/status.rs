@@ -201,6 +201,7 @@ pub struct SyncStatus {
     /// Collections whose bulk copy finished, of all.
     #[serde(default)]
     pub collections_done: i64,
+    /// Collections to bulk-copy (0 after a restart that found every bulk copy finished).
     #[serde(default)]
     pub collections_total: i64,
     /// Change events applied to the clones, over every source.
