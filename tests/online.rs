@@ -275,3 +275,114 @@ async fn an_operator_killed_during_syncing_resumes_from_status_and_loses_nothing
     assert_nothing_lost(&env, &app, load).await;
     env.cleanup(&app.ns, &all_dbs(&app, &["ok"])).await;
 }
+
+/// A MongoDB-wire server of this test's own with a tiny oplog (as in `tests/sync.rs`; stopped
+/// by its pid when the test ends).
+struct TinyOplogServer {
+    child: tokio::process::Child,
+    dir: std::path::PathBuf,
+    uri: String,
+}
+
+impl TinyOplogServer {
+    async fn start(max_entries: u32) -> TinyOplogServer {
+        let cache = std::env::var("CUTOVER_CACHE")
+            .unwrap_or_else(|_| format!("{}/.cache/cutover", std::env::var("HOME").unwrap()));
+        let tools = std::fs::read_to_string(format!("{cache}/tools.env")).unwrap_or_default();
+        let exe = tools
+            .lines()
+            .find_map(|l| l.strip_prefix("SECANTUSD="))
+            .map(|s| s.trim_matches(['\'', '"']).to_string())
+            .expect("SECANTUSD in the cache's tools.env (hack/dev-env install)");
+        let dir = std::env::temp_dir().join(unique("online-tiny-oplog"));
+        let mut child = tokio::process::Command::new(exe)
+            .args(["--host", "127.0.0.1", "--port", "0", "--cache-size", "64M"])
+            .arg("--storage-path")
+            .arg(&dir)
+            .args(["--oplog-max-entries", &max_entries.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("secantusd-rs starts");
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(p) = line.split("listening on 127.0.0.1:").nth(1) {
+                    return p.trim().to_string();
+                }
+            }
+            panic!("secantusd-rs exited before listening")
+        })
+        .await
+        .expect("secantusd-rs listens within 30 s");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        TinyOplogServer {
+            child,
+            dir,
+            uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn an_oplog_too_small_for_the_sync_fails_before_read_only_with_sync_history_lost() {
+    let Some(base) = env().await else { return };
+    // The app, the plan and the sync all use a server whose oplog holds 200 entries: the bulk
+    // copy alone writes one per document, so the start point is pruned during it.
+    let tiny = TinyOplogServer::start(200).await;
+    let env = Env {
+        client: base.client.clone(),
+        mongo_uri: tiny.uri.clone(),
+        mongo: mongodb::Client::with_uri_str(&tiny.uri).await.unwrap(),
+    };
+    let app = env
+        .blue_app(
+            "onlost",
+            AppOptions {
+                documents: 3_000,
+                ..Default::default()
+            },
+        )
+        .await;
+    let op = Operator::start(&app.ns);
+    let plan = online_plan("ol", &app);
+    env.apply(&app.ns, plan).await;
+    let failed = env
+        .wait_plan(&op, &app.ns, "ol", "Failed", PLAN_TIMEOUT, |p| {
+            p.status.as_ref().is_some_and(|s| s.phase == Phase::Failed)
+        })
+        .await;
+    let st = failed.status.as_ref().unwrap();
+    let f = st.failure.as_ref().unwrap();
+    assert_eq!(
+        (f.reason.as_str(), f.phase),
+        ("SyncHistoryLost", Phase::Syncing),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.message.contains("the oplog must hold at least"),
+        "{}",
+        f.message
+    );
+    // The app was never read-only, and serves read-write with the Service unchanged.
+    assert!(st.read_only_since.is_none());
+    let d = env.deployment(&app.ns, "squidex").await.unwrap();
+    assert_eq!(container_env(&d, "MODE__ISREADONLY"), None);
+    assert!(
+        !st.phases.iter().any(|p| p.name == Phase::EnteringReadOnly),
+        "{:?}",
+        st.phases
+    );
+    assert!(env.has_event(&app.ns, "SyncHistoryLost", "Warning").await);
+    drop(op);
+    env.cleanup(&app.ns, &all_dbs(&app, &["ol"])).await;
+    tiny.stop().await;
+}
