@@ -234,7 +234,7 @@ impl Machine<'_> {
             && old
                 .updated_at
                 .is_some_and(|at| self.now.since(at) < PROGRESS_EVERY)
-            && old.collections_done == v.collections_done
+            && (old.collections_done == v.collections_done || v.collections_total == 0)
             && old.sources.len() == sources.len()
             && old
                 .sources
@@ -248,10 +248,23 @@ impl Machine<'_> {
         if sources.is_empty() && self.st.sync.is_some() {
             return;
         }
+        // A sync resumed with every bulk copy finished counts no collections: keep the totals
+        // of the copy that was done.
+        let (done, total) = match &self.st.sync {
+            Some(old) if v.collections_total == 0 && old.collections_total > 0 => {
+                (old.collections_done, old.collections_total)
+            }
+            _ => (v.collections_done, v.collections_total),
+        };
+        let shown = SyncView {
+            collections_done: done,
+            collections_total: total,
+            ..v.clone()
+        };
         self.st.sync = Some(SyncStatus {
             sources,
-            collections_done: v.collections_done,
-            collections_total: v.collections_total,
+            collections_done: done,
+            collections_total: total,
             events_applied: v.events_applied,
             lag_seconds: v.lag_seconds,
             updated_at: Some(self.now),
@@ -260,12 +273,12 @@ impl Machine<'_> {
         self.st.progress = Some(CopyProgress {
             documents_done: 0,
             documents_total: 0,
-            collections_done: Some(v.collections_done),
-            collections_total: Some(v.collections_total),
+            collections_done: Some(done),
+            collections_total: Some(total),
             since,
             rate: 0.0,
             eta: None,
-            summary: sync_summary(v),
+            summary: sync_summary(&shown),
             updated_at: Some(self.now),
         });
     }

@@ -271,6 +271,23 @@ fn the_sync_is_recorded_and_a_restart_resumes_from_it() {
             resume: vec![resume("Squidex", 30), resume("SquidexContent", 10)]
         })
     );
+
+    // Resumed with every bulk copy finished, the engine counts no collections: the record
+    // keeps the totals of the copy that was done.
+    let mut v = view(SyncState::Streaming, Some(0)).unwrap();
+    (v.collections_done, v.collections_total) = (0, 0);
+    v.events_applied = 60;
+    w.sync = Some(v);
+    let d3 = decide(&s, Some(&d2.status), &w, t(9));
+    let sync = d3.status.sync.clone().unwrap();
+    assert_eq!(
+        (
+            sync.collections_done,
+            sync.collections_total,
+            sync.events_applied
+        ),
+        (3, 3, 60)
+    );
 }
 
 #[test]
