@@ -430,3 +430,25 @@ fn online_is_refused_for_rehearsals() {
     assert_eq!(d.status.phase, Phase::Failed);
     assert!(d.status.message.contains("cloneMethod: online"));
 }
+
+#[test]
+fn a_plan_deleted_while_syncing_ends_without_making_the_app_read_only() {
+    let mut sim = Sim::new();
+    sim.w.sync = Some(SyncView::default());
+    let (st, actions) = walk(&online(), &mut sim, None, |_, st, _, sim| {
+        if st.phase == Phase::Syncing {
+            // Still copying: the plan is deleted before it caught up.
+            sim.w.sync = view(SyncState::BulkCopying, None);
+            sim.w.plan.deleting = true;
+        }
+    });
+    assert_eq!(st.phase, Phase::Failed);
+    assert_eq!(st.failure.as_ref().unwrap().reason, "PlanDeleted");
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::SetReadOnly { enabled: true, .. })),
+        "{actions:?}"
+    );
+    assert!(!sim.w.blue.as_ref().unwrap().read_only_env);
+}
