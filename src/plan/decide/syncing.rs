@@ -20,6 +20,10 @@ use super::super::reason::Reason;
 use super::progress::PROGRESS_EVERY;
 use super::{Machine, NEXT, POLL};
 
+/// How soon to look again while the drain runs: inside the read-only window, so more often
+/// than `POLL`.
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Differences named in a message; the rest are counted.
 const LISTED: usize = 10;
 
@@ -124,7 +128,7 @@ impl Machine<'_> {
                         self.recorded_summary(&v)
                     ),
                 );
-                self.requeue = Some(POLL);
+                self.requeue = Some(DRAIN_POLL);
             }
             SyncState::Drained => self.verify_online(),
         }
