@@ -32,6 +32,7 @@ use crate::k8s::{databases, views};
 use crate::metrics::{ErrorLabel, Metrics};
 use crate::mongo::Clients;
 use crate::plan::{EventKind, ReconcileFailure, decide, frozen, names::PLAN_LABEL, needs, targets};
+use crate::sync::Syncs;
 use crate::{http, lease};
 use retry::Retries;
 
@@ -71,6 +72,8 @@ pub struct Context {
     pub mongo: Clients,
     /// Server-side copies running in the background, beside the clients they were started with.
     pub copies: Copies,
+    /// Online syncs (`backup.cloneMethod: online`) running in the background, likewise.
+    pub syncs: Syncs,
     pub recorder: Recorder,
     pub store: Store<UpgradePlan>,
     pub metrics: Arc<Metrics>,
@@ -169,6 +172,7 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         client: client.clone(),
         mongo: Clients::default(),
         copies: Copies::default(),
+        syncs: Syncs::default(),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -312,9 +316,22 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
     if !reads.server_copy {
         databases::release_copy(&ctx.copies, &plan);
     }
-    let mut world = observe(&ctx.client, &ctx.mongo, &ctx.copies, &plan, &reads, &others)
-        .await
-        .map_err(Error::Observe)?;
+    // Likewise the online sync: a plan that failed, rolled back, went past Cloning or is
+    // deleted keeps no stream writing to its clones.
+    if !reads.sync {
+        databases::release_sync(&ctx.syncs, &plan);
+    }
+    let mut world = observe(
+        &ctx.client,
+        &ctx.mongo,
+        &ctx.copies,
+        &ctx.syncs,
+        &plan,
+        &reads,
+        &others,
+    )
+    .await
+    .map_err(Error::Observe)?;
     world.observed.plan.ignored_changes = effective.ignored;
     world.observed.plan.failing =
         ctx.retries
@@ -371,6 +388,7 @@ async fn reconcile_inner(ctx: Arc<Context>, ns: String, name: String) -> Result<
             &ctx.client,
             &ctx.mongo,
             &ctx.copies,
+            &ctx.syncs,
             &plan,
             &targets,
             &world,

@@ -11,6 +11,9 @@ pub enum Phase {
     /// Accepted, not yet validated against the cluster.
     #[default]
     Pending,
+    /// `backup.cloneMethod: online`: the clones are copied and follow the sources' changes
+    /// while the app still takes writes (not read-only yet).
+    Syncing,
     /// The old version is being restarted read-only.
     EnteringReadOnly,
     /// The backup Job is dumping the source databases.
@@ -43,8 +46,9 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in sequence order (terminal and rollback phases last).
-    pub const ALL: [Phase; 15] = [
+    pub const ALL: [Phase; 16] = [
         Phase::Pending,
+        Phase::Syncing,
         Phase::EnteringReadOnly,
         Phase::BackingUp,
         Phase::Cloning,
@@ -64,6 +68,7 @@ impl Phase {
     pub fn as_str(&self) -> &'static str {
         match self {
             Phase::Pending => "Pending",
+            Phase::Syncing => "Syncing",
             Phase::EnteringReadOnly => "EnteringReadOnly",
             Phase::BackingUp => "BackingUp",
             Phase::Cloning => "Cloning",
@@ -94,6 +99,7 @@ impl Phase {
         matches!(
             self,
             Phase::Pending
+                | Phase::Syncing
                 | Phase::EnteringReadOnly
                 | Phase::BackingUp
                 | Phase::Cloning
@@ -104,9 +110,12 @@ impl Phase {
     }
 
     /// The next phase of a successful upgrade (`manual` says whether promotion waits for approval).
+    /// The `online` clone method's detours (Pending → Syncing, EnteringReadOnly → Cloning) are
+    /// taken by `decide`; this is the chain of the other methods.
     pub fn on_success(&self, manual: bool) -> Phase {
         match self {
             Phase::Pending => Phase::EnteringReadOnly,
+            Phase::Syncing => Phase::EnteringReadOnly,
             Phase::EnteringReadOnly => Phase::BackingUp,
             Phase::BackingUp => Phase::Cloning,
             Phase::Cloning => Phase::DeployingGreen,

@@ -52,7 +52,7 @@ use super::time::{GoDuration, dur};
         name = "Progress",
         type_ = "string",
         json_path = ".status.progress.summary",
-        description = "Copy progress and ETA while the databases are copied"
+        description = "Copy progress and ETA while the databases are copied; the online sync's collections copied and lag"
     ),
     printcolumn(
         name = "Read-only since",
@@ -282,6 +282,9 @@ pub struct BackupSpec {
     /// How the clones are made. `restore`: a Job restores the backup archive (mongorestore). `serverSide`: each collection is created with its source's options and copied inside the server (aggregate `$out`, `$merge` for a capped one, then its indexes recreated; views created last) while the backup Job runs, and the backup is kept for safety; counts, collection options, views and index specs are verified either way.
     #[serde(default)]
     pub clone_method: CloneMethod,
+    /// Settings of the `online` clone method.
+    #[serde(default)]
+    pub online: OnlineSpec,
     /// Collections copied at the same time by the `serverSide` method.
     #[serde(default = "default_parallelism")]
     #[schemars(range(min = 1, max = 16))]
@@ -301,6 +304,29 @@ pub enum CloneMethod {
     Restore,
     /// Copy inside the server, in parallel with the backup (faster): each collection created with its source's options, filled with `$out` (`$merge` when capped), its indexes recreated; views recreated as views.
     ServerSide,
+    /// Copy inside the server while the app still takes writes and follow its changes (change streams) until the lag is under `online.maxLag`; read-only only for the last seconds (drain, compare, new version). No backup is taken before the switch.
+    Online,
+}
+
+/// Settings of `cloneMethod: online`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OnlineSpec {
+    /// The app is made read-only once the clones are at most this far behind the sources.
+    #[serde(default = "default_max_lag")]
+    pub max_lag: GoDuration,
+}
+
+fn default_max_lag() -> GoDuration {
+    dur("2s")
+}
+
+impl Default for OnlineSpec {
+    fn default() -> Self {
+        OnlineSpec {
+            max_lag: default_max_lag(),
+        }
+    }
 }
 
 fn default_backup_image() -> String {

@@ -65,6 +65,10 @@ pub struct UpgradePlanStatus {
     /// The cleanup steps after `Succeeded` (spec.cleanup, backup retention): scheduled, waiting for approval, refused (and why) or done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleanup: Option<CleanupStatus>,
+    /// The online sync (`backup.cloneMethod: online`): where each source's stream stands, so an
+    /// operator restart resumes instead of starting again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncStatus>,
     /// Progress of the copy into the clones while it runs, with an estimate of when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<CopyProgress>,
@@ -183,6 +187,30 @@ pub struct CopyProgress {
     pub summary: String,
     /// When these numbers were taken. They are refreshed at most every few seconds: each
     /// status write wakes the next reconcile, so refreshing on every one would be a loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
+}
+
+/// The online sync as last recorded.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    /// Per source: start point, last applied resume token, events applied, bulk copies done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<crate::sync::SourceResume>,
+    /// Collections whose bulk copy finished, of all.
+    #[serde(default)]
+    pub collections_done: i64,
+    /// Collections to bulk-copy (0 after a restart that found every bulk copy finished).
+    #[serde(default)]
+    pub collections_total: i64,
+    /// Change events applied to the clones, over every source.
+    #[serde(default)]
+    pub events_applied: i64,
+    /// Seconds the clones are behind the sources (the largest over the sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<i64>,
+    /// When these numbers were taken (refreshed every few seconds while the sync runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
 }

@@ -8,6 +8,7 @@ use crate::crd::UpgradePlan;
 use crate::mongo::{self, Clients, MongoError};
 use crate::plan::Targets;
 use crate::plan::claims::{self, Holder, Wanted};
+use crate::sync::{SourceResume, SyncInput, Syncs};
 use crate::uri::Uri;
 
 use super::error::ExecError;
@@ -115,4 +116,40 @@ pub async fn start_copy(
 /// deletion keeps the clones as they are.
 pub fn release_copy(copies: &Copies, plan: &UpgradePlan) {
     copies.forget(&copy_key(plan));
+}
+
+/// Starts the plan's online sync from the recorded state, unless it runs or drained (same key
+/// as the copy: a plan recreated under the same name is a different plan).
+pub async fn start_sync(
+    clients: &Clients,
+    syncs: &Syncs,
+    plan: &UpgradePlan,
+    targets: &Targets,
+    uri: &Uri,
+    resume: &[SourceResume],
+) -> Result<(), ExecError> {
+    let c = clients.get(uri).await?;
+    syncs.start(
+        &copy_key(plan),
+        c,
+        uri.clone(),
+        SyncInput {
+            pairs: targets.pairs(),
+            resume: resume.to_vec(),
+            parallelism: plan.spec.backup.parallelism as usize,
+        },
+    );
+    Ok(())
+}
+
+/// Writes the drain markers (once per source in this process).
+pub async fn drain_sync(syncs: &Syncs, plan: &UpgradePlan) -> Result<(), ExecError> {
+    syncs.request_drain(&copy_key(plan)).await?;
+    Ok(())
+}
+
+/// Stops and forgets the plan's sync: called whenever the plan's reads leave the sync out
+/// (failed, rolled back, past Cloning, deleted), so no stream keeps writing to the clones.
+pub fn release_sync(syncs: &Syncs, plan: &UpgradePlan) {
+    syncs.forget(&copy_key(plan));
 }

@@ -7,6 +7,7 @@ use crate::copy::Copies;
 use crate::crd::UpgradePlan;
 use crate::mongo::Clients;
 use crate::plan::{Action, Targets};
+use crate::sync::Syncs;
 use crate::uri::Uri;
 
 use super::apply::Writer;
@@ -16,10 +17,12 @@ use super::observe::World;
 
 pub use super::error::ExecError;
 
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     client: &Client,
     mongo: &Clients,
     copies: &Copies,
+    syncs: &Syncs,
     plan: &UpgradePlan,
     targets: &Targets,
     world: &World,
@@ -58,5 +61,9 @@ pub async fn execute(
         Action::StartServerSideCopy => {
             databases::start_copy(mongo, copies, plan, targets, uri()?).await
         }
+        Action::StartSync { resume } => {
+            databases::start_sync(mongo, syncs, plan, targets, uri()?, resume).await
+        }
+        Action::DrainSync => databases::drain_sync(syncs, plan).await,
     }
 }

@@ -23,6 +23,7 @@ use crate::plan::{
     ProbeView, Reads, SecretView,
 };
 use crate::probe;
+use crate::sync::Syncs;
 use crate::uri::Uri;
 
 use super::{databases, views};
@@ -43,6 +44,7 @@ pub async fn observe(
     client: &Client,
     mongo: &Clients,
     copies: &Copies,
+    syncs: &Syncs,
     plan: &UpgradePlan,
     reads: &Reads,
     others: &[Arc<UpgradePlan>],
@@ -125,6 +127,9 @@ pub async fn observe(
     obs.foreign = foreign;
     if reads.server_copy {
         obs.server_copy = Some(copies.view(&databases::copy_key(plan)));
+    }
+    if reads.sync {
+        obs.sync = Some(syncs.view(&databases::copy_key(plan)));
     }
     if reads.other_plans {
         obs.conflicts = views::conflicts(plan, others);
@@ -479,6 +484,23 @@ async fn shape_if_due(
     )
 }
 
+/// Each drained clone compared with its source, the differences of all of them together.
+async fn compare_pairs(
+    c: &mongodb::Client,
+    uri: &Uri,
+    pairs: &[(String, String)],
+) -> std::result::Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (source, clone) in pairs {
+        out.extend(
+            crate::sync::compare(c, uri, source, clone)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(out)
+}
+
 /// MongoDB reads. A server that cannot be reached is an observation: the listing and the
 /// migration document report it; counts are left unread.
 async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observed) {
@@ -528,6 +550,14 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
                 .await
                 .map_err(|e| e.to_string()),
         );
+    }
+    if let Some(pairs) = &reads.sync_compare
+        && obs
+            .sync
+            .as_ref()
+            .is_some_and(|v| v.state == crate::sync::SyncState::Drained)
+    {
+        obs.sync_compare = Some(compare_pairs(&c, uri, pairs).await);
     }
     if let Some(read) = &reads.claims {
         obs.claims = Some(

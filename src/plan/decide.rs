@@ -32,6 +32,7 @@ mod progress;
 mod read_only;
 mod rehearsal;
 mod switch;
+mod syncing;
 mod unwind;
 
 /// How soon to look again while something external is expected to change without a watch
@@ -126,7 +127,10 @@ impl Machine<'_> {
                 break;
             }
         }
-        if !matches!(self.st.phase, Phase::BackingUp | Phase::Cloning) {
+        if !matches!(
+            self.st.phase,
+            Phase::Syncing | Phase::BackingUp | Phase::Cloning
+        ) {
             self.st.progress = None;
         }
         self.settle_claims();
@@ -135,6 +139,7 @@ impl Machine<'_> {
     fn step(&mut self) {
         match self.st.phase {
             Phase::Pending => self.pending(),
+            Phase::Syncing => self.syncing(),
             Phase::EnteringReadOnly => self.entering_read_only(),
             Phase::BackingUp => self.backing_up(),
             Phase::Cloning => self.cloning(),

@@ -44,6 +44,14 @@ pub enum Action {
     CreatePruneJob,
     /// Start copying the sources into the clones inside the server (if not running).
     StartServerSideCopy,
+    /// Start the online sync into the clones (if not running), resuming each source from its
+    /// recorded state (`status.sync`; none: from a fresh start point).
+    StartSync {
+        resume: Vec<crate::sync::SourceResume>,
+    },
+    /// Write a drain marker into each source (the app is read-only): the sync applies what
+    /// came before it and stops.
+    DrainSync,
     /// Claim these names in the registry on the MongoDB server for this plan, all or none
     /// (a name another plan holds makes the call claim nothing).
     Claim { claims: Vec<Wanted> },
@@ -70,6 +78,8 @@ impl Action {
             Action::DeleteBlue => "delete_blue",
             Action::CreatePruneJob => "create_prune_job",
             Action::StartServerSideCopy => "start_server_side_copy",
+            Action::StartSync { .. } => "start_sync",
+            Action::DrainSync => "drain_sync",
             Action::Claim { .. } => "claim",
             Action::ReleaseClaims { .. } => "release_claims",
         }

@@ -42,6 +42,11 @@ pub struct Reads {
     pub workloads: bool,
     /// The server-side copy's progress. While false, the operator keeps no copy for the plan.
     pub server_copy: bool,
+    /// The online sync's state. While false, the operator keeps no sync for the plan (a sync
+    /// still running is stopped: nothing keeps writing to the clones).
+    pub sync: bool,
+    /// After the drain, each (source, clone) compared: counts and sampled documents.
+    pub sync_compare: Option<Vec<(String, String)>>,
     /// Other plans: conflicting ones and the latest rehearsal's prediction.
     pub other_plans: bool,
     /// Databases looked for on the server, with estimated counts (`Observed::database`).
@@ -100,7 +105,7 @@ pub enum When {
     Always,
     /// The backup Job succeeded.
     BackupSucceeded,
-    /// The clone Job succeeded or the server-side copy did.
+    /// The clone Job succeeded, the server-side copy did, or the online sync drained.
     CloneDone,
     /// The clone Job is still running.
     CloneRunning,
@@ -124,6 +129,10 @@ impl When {
                         .server_copy
                         .as_ref()
                         .is_some_and(|c| c.state == CopyState::Succeeded)
+                    || obs
+                        .sync
+                        .as_ref()
+                        .is_some_and(|v| v.state == crate::sync::SyncState::Drained)
             }
             When::CloneRunning => job(&obs.clone_job, JobState::Active),
             When::GreenReady => obs.green.as_ref().is_some_and(|g| g.ready_replicas > 0),
@@ -240,6 +249,7 @@ pub fn needs(
     };
 
     let migrating = phase == Phase::Migrating;
+    let online = spec.backup.clone_method == CloneMethod::Online && spec.mode == Mode::Upgrade;
     let owned = if deleting {
         Vec::new()
     } else {
@@ -263,6 +273,13 @@ pub fn needs(
         server_copy: spec.backup.clone_method == CloneMethod::ServerSide
             && matches!(phase, Phase::BackingUp | Phase::Cloning)
             && !deleting,
+        sync: online
+            && matches!(
+                phase,
+                Phase::Syncing | Phase::EnteringReadOnly | Phase::Cloning
+            )
+            && !deleting,
+        sync_compare: (online && phase == Phase::Cloning && !deleting).then(|| targets.pairs()),
         owned,
         other_plans: phase == Phase::Pending,
         databases,
@@ -392,6 +409,7 @@ impl Reads {
             || self.clone_shape.is_some()
             || self.clone_documents.is_some()
             || self.clone_collections.is_some()
+            || self.sync_compare.is_some()
             || self.migration_doc.is_some()
             || self.claims.is_some()
     }

@@ -251,6 +251,12 @@ pub struct Observed {
     pub prune_job: Option<JobView>,
     /// The server-side copy into the clones (`backup.cloneMethod: serverSide`).
     pub server_copy: Option<CopyView>,
+    /// The online sync into the clones (`backup.cloneMethod: online`) as this operator process
+    /// knows it.
+    pub sync: Option<crate::sync::SyncView>,
+    /// After the drain: how the clones differ from the sources (counts, sampled documents),
+    /// one sentence each, empty when they agree; or why comparing failed.
+    pub sync_compare: Option<Result<Vec<String>, String>>,
     /// Documents in the clones so far (estimated), while a restore runs: progress and ETA.
     pub clone_documents: Option<i64>,
     /// Objects with a name the plan needs that are not its own (among those read): never

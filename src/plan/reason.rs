@@ -70,6 +70,12 @@ reasons! {
     ClaimConflict => "ClaimConflict",
     /// The claim registry (`cutover.claims` on the MongoDB server) cannot be read.
     ClaimsUnavailable => "ClaimsUnavailable",
+    /// `cloneMethod: online`: the sync did not catch up (or drain) within `timeouts.clone`.
+    SyncTimedOut => "SyncTimedOut",
+    /// `cloneMethod: online`: the server's oplog no longer reaches the sync's start point.
+    SyncHistoryLost => "SyncHistoryLost",
+    /// `cloneMethod: online`: the sync (bulk copy or change streams) failed.
+    SyncFailed => "SyncFailed",
 
     // ---- ReadOnly
     ReadOnlyRequested => "ReadOnlyRequested",
@@ -85,6 +91,8 @@ reasons! {
     SourcesInUse => "SourcesInUse",
     /// The server-side copy matched, but the archive was never restored.
     NotRestored => "NotRestored",
+    /// `cloneMethod: online`: no backup exists before the switch.
+    BackupAfterSwitch => "BackupAfterSwitch",
 
     // ---- Migrated, MigrationLockStale, Degraded
     GatesPassed => "GatesPassed",

@@ -18,6 +18,7 @@ mod data;
 mod deadlines;
 mod frozen;
 mod green;
+mod online;
 mod owned;
 mod pending;
 mod read_only;

@@ -11,7 +11,9 @@ use super::token::OpTime;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceResume {
+    /// The source database.
     pub source: String,
+    /// Its clone.
     pub clone: String,
     /// The cluster time captured before the bulk copy: the stream starts here.
     pub start_at: OpTime,
@@ -21,6 +23,7 @@ pub struct SourceResume {
     /// The cluster time of the last applied event (the token's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<OpTime>,
+    /// Change events applied to the clone so far.
     #[serde(default)]
     pub events_applied: i64,
     /// Collections whose bulk copy finished.

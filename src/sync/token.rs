@@ -18,7 +18,9 @@ pub const MAX_TOKEN_LEN: usize = 1024;
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
 pub struct OpTime {
+    /// Seconds since the epoch.
     pub t: u32,
+    /// The increment within that second.
     pub i: u32,
 }
 

@@ -187,7 +187,8 @@ pub fn upgrade_walk() -> Vec<Phase> {
     Phase::ALL
         .into_iter()
         .take_while(|p| *p != Phase::Rehearsed)
-        .filter(|p| *p != Phase::AwaitingPromotion)
+        // Syncing: `cloneMethod: online` only.
+        .filter(|p| !matches!(p, Phase::AwaitingPromotion | Phase::Syncing))
         .collect()
 }
 

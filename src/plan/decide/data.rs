@@ -123,6 +123,9 @@ impl Machine<'_> {
     }
 
     pub(super) fn cloning(&mut self) {
+        if self.online() {
+            return self.cloning_online();
+        }
         if self.server_side() {
             match self.obs.server_copy.as_ref().map(|c| c.state.clone()) {
                 None => self.wait_next_or_timeout(

@@ -75,6 +75,10 @@ impl Machine<'_> {
         }
         self.freeze_on_leaving(blue.uid.clone());
         match self.spec.mode {
+            Mode::Upgrade if self.online() => self.advance(
+                Phase::Syncing,
+                "Copying the databases into the clones and following their changes while the app still takes writes (cloneMethod: online)",
+            ),
             Mode::Upgrade => {
                 let env = &self.spec.read_only.env;
                 let detail = format!(

@@ -108,6 +108,14 @@ impl Machine<'_> {
             Reason::ReadOnly,
             "The old version refuses writes; the sources are frozen",
         );
+        if self.online() {
+            // No backup before the switch: the clones follow the sources; drain them.
+            self.advance(
+                Phase::Cloning,
+                "The old version is read-only; draining the online sync into the clones",
+            );
+            return;
+        }
         self.advance(
             Phase::BackingUp,
             "The old version is read-only; backing up the databases",

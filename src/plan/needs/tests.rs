@@ -56,6 +56,13 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
     on("jobs", r.jobs.as_ref().map(|_| String::new()));
     on("workloads", r.workloads.then(String::new));
     on("copy", r.server_copy.then(String::new));
+    on("sync", r.sync.then(String::new));
+    on(
+        "sync_compare",
+        r.sync_compare
+            .as_ref()
+            .map(|p| format!("{} pairs", p.len())),
+    );
     on("others", r.other_plans.then(String::new));
     on("databases", r.databases.as_deref().map(dbs));
     on("source_counts", r.source_counts.as_ref().map(count));
@@ -94,6 +101,7 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
                 "clone_shape",
                 "clone_documents",
                 "clone_collections",
+                "sync_compare",
                 "migration_doc",
                 "claims",
             ]
@@ -167,6 +175,7 @@ fn reads_by_phase_and_situation() {
     use CleanupStepName::*;
     let server_side = || with(|s| s.backup.clone_method = CloneMethod::ServerSide);
     let rehearsal = || with(|s| s.mode = Mode::Rehearsal);
+    let online = || with(|s| s.backup.clone_method = CloneMethod::Online);
     let bare = || {
         with(|s| {
             s.backup.keep_last = 0;
@@ -189,6 +198,20 @@ fn reads_by_phase_and_situation() {
             &["jobs", "others", "databases:sources+clones", "claims"]),
         ("pending, names recorded", spec(), recorded(Phase::Pending), false,
             &["jobs", "others", "databases:sources+clones", "claims"]),
+        ("syncing follows the online sync, nothing else of MongoDB", online(),
+            recorded(Phase::Syncing), false, &["jobs", "sync"]),
+        ("a deleted plan in Syncing lets go of its sync", online(),
+            recorded(Phase::Syncing), true, &["jobs", "claims"]),
+        ("entering read-only keeps the online sync running", online(),
+            recorded(Phase::EnteringReadOnly), false,
+            &["jobs", "sync", "read_only_probe:squidex"]),
+        ("cloning online: the drain, then counts and the comparison", online(),
+            recorded(Phase::Cloning), false,
+            &["jobs", "sync", "sync_compare:2 pairs", "clone_counts:clones@CloneDone", "source_shape:sources@CloneDone", "clone_shape:clones@CloneDone"]),
+        ("rolling back lets go of the online sync", online(),
+            recorded(Phase::RollingBack), false, &["jobs"]),
+        ("past the drain the sync is let go", online(),
+            recorded(Phase::DeployingGreen), false, &["jobs"]),
         ("entering read-only probes the old version once it rolled out", spec(),
             recorded(Phase::EnteringReadOnly), false,
             &["jobs", "read_only_probe:squidex"]),

@@ -488,6 +488,27 @@ impl Sim {
                 w.source_shape = Some(Ok(source_shape()));
                 w.clone_shape = Some(Ok(clone_shape_of(&source_shape())));
             }
+            // A sync that catches up at once, and drains into clones equal to the sources.
+            Action::StartSync { .. } => {
+                w.sync = Some(crate::sync::SyncView {
+                    state: crate::sync::SyncState::Streaming,
+                    collections_done: 3,
+                    collections_total: 3,
+                    events_applied: 7,
+                    lag_seconds: Some(0),
+                    events_behind: None,
+                    resume: Vec::new(),
+                });
+            }
+            Action::DrainSync => {
+                if let Some(v) = &mut w.sync {
+                    v.state = crate::sync::SyncState::Drained;
+                }
+                w.sync_compare = Some(Ok(Vec::new()));
+                w.source_shape = Some(Ok(source_shape()));
+                w.clone_shape = Some(Ok(clone_shape_of(&source_shape())));
+                w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+            }
             Action::CreatePruneJob => {
                 w.prune_job = job(
                     "up7-prune",

@@ -74,6 +74,7 @@ fn every_phase_is_in_the_table() {
         green::cases(),
         switch::cases(),
         unwind::cases(),
+        online::cases(),
     ];
     for c in tables.into_iter().flatten() {
         covered.insert(c.phase);
