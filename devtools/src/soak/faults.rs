@@ -49,15 +49,19 @@ pub struct Injected {
     pub detail: String,
 }
 
-/// `n` faults: the kinds dealt from a shuffled deck, at seeded times within `window_s`.
+/// `n` faults: the kinds dealt from a deck (the leader's kill first, the rest shuffled), at
+/// seeded times within `window_s`.
 pub fn schedule(rng: &mut Rng, n: usize, window_s: u64) -> Vec<Planned> {
-    let mut deck = vec![
-        Fault::KillLeader,
+    // The leader's failover is always in the schedule; the other kinds follow in a seeded
+    // order.
+    let mut rest = vec![
         Fault::RestartMongo,
         Fault::DeleteJobPod,
         Fault::RestartPodsim,
     ];
-    rng.shuffle(&mut deck);
+    rng.shuffle(&mut rest);
+    let mut deck = vec![Fault::KillLeader];
+    deck.extend(rest);
     let mut v: Vec<Planned> = (0..n)
         .map(|i| Planned {
             at_s: rng.range(5, window_s.max(6)),
@@ -103,7 +107,7 @@ async fn dev_env_restart(repo: &Path, component: &str) -> anyhow::Result<String>
     Ok(format!("hack/dev-env restart {component}"))
 }
 
-/// Deletes the pod of a running Job in one of the soak's namespaces, waiting up to 60 s for
+/// Deletes the pod of a running Job in one of the soak's namespaces, waiting up to 30 s for
 /// one to exist.
 async fn delete_job_pod(client: &kube::Client, namespaces: &[String]) -> anyhow::Result<String> {
     let start = Instant::now();
@@ -121,8 +125,8 @@ async fn delete_job_pod(client: &kube::Client, namespaces: &[String]) -> anyhow:
                 return Ok(format!("pod {ns}/{name} deleted"));
             }
         }
-        if start.elapsed() > Duration::from_secs(60) {
-            return Ok("no Job pod ran within 60 s: nothing deleted".into());
+        if start.elapsed() > Duration::from_secs(30) {
+            return Ok("no Job pod ran within 30 s: nothing deleted".into());
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -63,7 +63,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
     );
     let mut rng = scenario::Rng::new(opts.seed);
     let apps = scenario::draw(&mut rng, opts.apps, opts.waves, &run);
-    let window = opts.wave_gap * opts.waves as u64 + 60;
+    // Faults fall while the plans run: the last wave starts at `wave_gap * (waves - 1)` and
+    // a plan takes some 30 to 60 s here.
+    let window = opts.wave_gap * (opts.waves as u64 - 1) + 40;
     let schedule = faults::schedule(&mut rng, opts.faults, window);
     for s in &apps {
         say(
@@ -86,12 +88,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
     }
 
     let result = soak(&opts, &c, &apps, &schedule, &work, t0).await;
-    if !opts.keep {
-        say(t0, "removing the apps' namespaces and databases");
-        for s in &apps {
-            c.cleanup(&s.namespace, &s.databases(), Duration::from_secs(60))
-                .await;
-        }
+    if result.is_err() && !opts.keep {
+        // The operator is gone: the plans' finalizers are cleared by hand after a short wait.
+        cleanup(&c, &apps, Duration::from_secs(5), t0).await;
     }
     c.mongo.clone().shutdown().await;
     let (rows, injected) = result?;
@@ -159,6 +158,13 @@ async fn soak(
         if let Some(wait) = due.checked_sub(plans_t0.elapsed()) {
             tokio::time::sleep(wait).await;
         }
+        if drivers.iter().all(|d| d.is_finished()) {
+            say(
+                t0,
+                format!("fault {} skipped: every plan has ended", f.fault.label()),
+            );
+            continue;
+        }
         let at_ms = crate::watchlog::now_ms();
         let at_s = plans_t0.elapsed().as_secs_f64();
         let detail =
@@ -199,16 +205,29 @@ async fn soak(
         let sum = l.stop().await;
         say(t0, format!("load stopped: {sum}"));
     }
-    let operator_log = ops.all_logs();
-    ops.stop().await;
     let mut rows = Vec::new();
     for (s, d) in apps.iter().zip(&driven) {
         let records = crate::load::log::read(&work.join(format!("writes-{}.jsonl", s.index)))?;
-        rows.push(
-            check::check_app(c, s, d, &records, &injected, &operator_log, &c.mongo_uri).await,
-        );
+        let log = ops.all_logs();
+        rows.push(check::check_app(c, s, d, &records, &injected, &log, &c.mongo_uri).await);
     }
+    // With the operator still running, so that it finishes the plans' finalizers.
+    if !opts.keep {
+        cleanup(c, apps, Duration::from_secs(60), t0).await;
+    }
+    ops.stop().await;
     Ok((rows, injected))
+}
+
+async fn cleanup(c: &Cluster, apps: &[scenario::Scenario], wait: Duration, t0: Instant) {
+    say(t0, "removing the apps' namespaces and databases");
+    let dbs: Vec<Vec<String>> = apps.iter().map(|s| s.databases()).collect();
+    futures::future::join_all(
+        apps.iter()
+            .zip(&dbs)
+            .map(|(s, dbs)| c.cleanup(&s.namespace, dbs, wait)),
+    )
+    .await;
 }
 
 /// The app (Secret, PVC, Deployment, Service) in a namespace of its own, then scaled to
