@@ -74,11 +74,6 @@ impl Kind {
             Kind::FailingMigration => "Failed",
         }
     }
-
-    /// Whether the new version should hold the traffic at the end.
-    pub fn ends_on_green(&self) -> bool {
-        matches!(self, Kind::Auto | Kind::Manual { .. })
-    }
 }
 
 /// One app of the run and its plan.
