@@ -49,9 +49,10 @@ pub struct Injected {
     pub detail: String,
 }
 
-/// `n` faults: the kinds dealt from a deck (the leader's kill first, the rest shuffled), at
-/// seeded times within `window_s`.
-pub fn schedule(rng: &mut Rng, n: usize, window_s: u64) -> Vec<Planned> {
+/// `n` faults: the kinds dealt from a deck (the leader's kill first, the rest shuffled),
+/// each in a seeded wave, 1 to 8 s after the wave's plans were applied (a plan on the
+/// environment's small data takes some 10 to 20 s, so every fault falls while plans run).
+pub fn schedule(rng: &mut Rng, n: usize, waves: usize, wave_gap_s: u64) -> Vec<Planned> {
     // The leader's failover is always in the schedule; the other kinds follow in a seeded
     // order.
     let mut rest = vec![
@@ -64,7 +65,7 @@ pub fn schedule(rng: &mut Rng, n: usize, window_s: u64) -> Vec<Planned> {
     deck.extend(rest);
     let mut v: Vec<Planned> = (0..n)
         .map(|i| Planned {
-            at_s: rng.range(5, window_s.max(6)),
+            at_s: wave_gap_s * rng.range(0, waves.max(1) as u64 - 1) + rng.range(1, 8),
             fault: deck[i % deck.len()],
         })
         .collect();

@@ -63,10 +63,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
     );
     let mut rng = scenario::Rng::new(opts.seed);
     let apps = scenario::draw(&mut rng, opts.apps, opts.waves, &run);
-    // Faults fall while the plans run: the last wave starts at `wave_gap * (waves - 1)` and
-    // a plan takes some 30 to 60 s here.
-    let window = opts.wave_gap * (opts.waves as u64 - 1) + 40;
-    let schedule = faults::schedule(&mut rng, opts.faults, window);
+    let schedule = faults::schedule(&mut rng, opts.faults, opts.waves, opts.wave_gap);
     for s in &apps {
         say(
             t0,
