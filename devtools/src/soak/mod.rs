@@ -162,13 +162,18 @@ async fn soak(
             );
             continue;
         }
-        let at_ms = crate::watchlog::now_ms();
-        let at_s = plans_t0.elapsed().as_secs_f64();
+        let mut at_ms = crate::watchlog::now_ms();
+        let mut at_s = plans_t0.elapsed().as_secs_f64();
         let detail =
             match faults::inject(f.fault, &c.client, &mut ops, &opts.repo, &namespaces).await {
                 Ok(d) => d,
                 Err(e) => format!("FAILED to inject: {e:#}"),
             };
+        if f.fault == faults::Fault::DeleteJobPod {
+            // It waited for a Job pod: the fault is when the pod was deleted.
+            at_ms = crate::watchlog::now_ms();
+            at_s = plans_t0.elapsed().as_secs_f64();
+        }
         say(
             t0,
             format!("fault {} at +{at_s:.1} s: {detail}", f.fault.label()),
