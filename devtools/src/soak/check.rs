@@ -87,6 +87,15 @@ pub async fn check_app(
             row.actual, row.intended, st["message"]
         ));
     }
+    if matches!(s.kind, super::scenario::Kind::FailingMigration)
+        && row.actual == "Failed"
+        && st["failure"]["phase"].as_str() != Some("Migrating")
+    {
+        v.push(format!(
+            "failed, but not in its migration: {}",
+            st["failure"]["message"]
+        ));
+    }
     // CleaningUp is recorded once per cleanup step ("ScaleDownBlue: ...", by design): a
     // step is the unit there.
     let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
