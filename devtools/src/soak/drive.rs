@@ -59,7 +59,10 @@ async fn drive_inner(
             }
         };
         let phase = st["phase"].as_str().unwrap_or("Pending");
-        if TERMINAL.contains(&phase) {
+        // A late rollback may come after Succeeded (the old version is kept, scaled down
+        // after `scaleDownBlueAfter`): Succeeded is not its end.
+        let rollback_due = matches!(s.kind, Kind::RollbackLate { .. }) && !requested;
+        if TERMINAL.contains(&phase) && !(rollback_due && phase == "Succeeded") {
             d.done_ms = crate::watchlog::now_ms();
             return Ok(());
         }
