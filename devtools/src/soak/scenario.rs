@@ -155,6 +155,8 @@ impl Scenario {
             Kind::FailingMigration => {
                 p["spec"]["target"]["env"] =
                     json!([{"name": "APPSIM_FAIL_MIGRATION", "value": "1"}]);
+                // The new version crash-loops; the migration's deadline ends the plan.
+                p["spec"]["migration"]["timeout"] = json!("20s");
             }
             Kind::Auto | Kind::RollbackLate { .. } => {}
         }
