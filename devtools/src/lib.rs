@@ -7,5 +7,6 @@ pub mod bench;
 pub mod image;
 pub mod load;
 pub mod podsim;
+pub mod soak;
 pub mod teardown;
 pub mod watchlog;

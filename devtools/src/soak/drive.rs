@@ -1,0 +1,117 @@
+//! One app's plan, driven as its owner would: applied in its wave, approved after a delay,
+//! rolled back before or after the lift, followed to a terminal phase.
+
+use std::time::{Duration, Instant};
+
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use super::scenario::{Kind, Scenario};
+use crate::bench::cluster::Cluster;
+
+pub const TERMINAL: [&str; 4] = ["Succeeded", "Rehearsed", "RolledBack", "Failed"];
+
+/// What the driver saw and did.
+#[derive(Debug, Clone, Default)]
+pub struct Driven {
+    /// Unix milliseconds of the apply and of the terminal phase (0: never reached).
+    pub applied_ms: i64,
+    pub done_ms: i64,
+    /// What the driver did, in order (approval, rollback request), or why it gave up.
+    pub actions: Vec<String>,
+    pub error: Option<String>,
+}
+
+async fn merge(c: &Cluster, s: &Scenario, patch: serde_json::Value) -> anyhow::Result<()> {
+    c.plans(&s.namespace)
+        .patch(&s.plan, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+pub async fn drive(c: &Cluster, s: &Scenario, timeout: Duration) -> Driven {
+    let mut d = Driven::default();
+    if let Err(e) = drive_inner(c, s, timeout, &mut d).await {
+        d.error = Some(format!("{e:#}"));
+    }
+    d
+}
+
+async fn drive_inner(
+    c: &Cluster,
+    s: &Scenario,
+    timeout: Duration,
+    d: &mut Driven,
+) -> anyhow::Result<()> {
+    c.apply_plan(&s.namespace, &s.plan_json()).await?;
+    d.applied_ms = crate::watchlog::now_ms();
+    let start = Instant::now();
+    let mut waiting_since: Option<Instant> = None;
+    let mut lifted_since: Option<Instant> = None;
+    let mut requested = false;
+    loop {
+        // A status read may fail while the API server or the network has a bad moment.
+        let st = match c.plan_status(&s.namespace, &s.plan).await {
+            Ok(st) => st,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let phase = st["phase"].as_str().unwrap_or("Pending");
+        // A late rollback may come after Succeeded (the old version is kept, scaled down
+        // after `scaleDownBlueAfter`): Succeeded is not its end.
+        let rollback_due = matches!(s.kind, Kind::RollbackLate { .. }) && !requested;
+        if TERMINAL.contains(&phase) && !(rollback_due && phase == "Succeeded") {
+            d.done_ms = crate::watchlog::now_ms();
+            return Ok(());
+        }
+        let awaiting = phase == "AwaitingPromotion";
+        if awaiting && waiting_since.is_none() {
+            waiting_since = Some(Instant::now());
+        }
+        let lifted = st["readOnlyLiftedAt"].is_string();
+        if lifted && lifted_since.is_none() {
+            lifted_since = Some(Instant::now());
+        }
+        match s.kind {
+            Kind::Manual { delay_s }
+                if !requested
+                    && waiting_since
+                        .is_some_and(|t| t.elapsed() >= Duration::from_secs(delay_s)) =>
+            {
+                merge(c, s, json!({"spec": {"promotion": {"approved": true}}})).await?;
+                d.actions
+                    .push(format!("approved {delay_s} s after AwaitingPromotion"));
+                requested = true;
+            }
+            Kind::RollbackEarly if !requested && awaiting => {
+                merge(c, s, json!({"spec": {"traffic": "blue"}})).await?;
+                d.actions
+                    .push("traffic: blue while AwaitingPromotion".into());
+                requested = true;
+            }
+            Kind::RollbackLate { after_s }
+                if !requested
+                    && lifted_since
+                        .is_some_and(|t| t.elapsed() >= Duration::from_secs(after_s)) =>
+            {
+                merge(
+                    c,
+                    s,
+                    json!({"spec": {"traffic": "blue", "rollback": {"acceptDataLoss": true}}}),
+                )
+                .await?;
+                d.actions.push(format!(
+                    "traffic: blue + acceptDataLoss {after_s} s after the lift ({phase})"
+                ));
+                requested = true;
+            }
+            _ => {}
+        }
+        if start.elapsed() > timeout {
+            anyhow::bail!("still {phase} after {timeout:?}: {}", st["message"]);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,272 @@
+//! `soak`: many upgrades at once under faults, with users writing (issue #16, first
+//! increment). Deploys N appsim apps (each in its own namespace, on two databases, one or two
+//! replicas), starts a write load through every app's Service, starts two `cutover run`
+//! replicas with leader election, applies one UpgradePlan per app in waves (a seeded mix of
+//! clone methods and plan kinds: see [`scenario::Kind`]), injects faults on a seeded
+//! schedule ([`faults`]) and checks the invariants at the end ([`check`]). The seed
+//! reproduces the draw and the schedule (not the interleaving).
+
+pub mod check;
+pub mod drive;
+pub mod faults;
+pub mod operator;
+pub mod scenario;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use crate::bench::cluster::{Cluster, unique};
+use crate::load::endpoints::Target;
+
+pub struct Options {
+    pub apps: usize,
+    pub waves: usize,
+    /// Seconds between waves.
+    pub wave_gap: u64,
+    pub faults: usize,
+    pub seed: u64,
+    /// Writes per second per app.
+    pub rate: f64,
+    pub cutover: PathBuf,
+    /// The repository (for `hack/dev-env restart`).
+    pub repo: PathBuf,
+    pub plan_timeout: Duration,
+    pub keep: bool,
+}
+
+pub struct Outcome {
+    pub rows: Vec<check::Row>,
+    pub faults: Vec<faults::Injected>,
+    pub elapsed: Duration,
+}
+
+fn say(t0: Instant, msg: impl std::fmt::Display) {
+    eprintln!("[{:>6.1}s] {msg}", t0.elapsed().as_secs_f64());
+}
+
+pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
+    let t0 = Instant::now();
+    let c = Arc::new(Cluster::connect().await?);
+    let run = unique();
+    let work = std::env::temp_dir().join(format!("cutover-soak-{run}"));
+    std::fs::create_dir_all(&work)?;
+    say(
+        t0,
+        format!("seed {}; logs in {}", opts.seed, work.display()),
+    );
+    let mut rng = scenario::Rng::new(opts.seed);
+    let apps = scenario::draw(&mut rng, opts.apps, opts.waves, &run);
+    let schedule = faults::schedule(&mut rng, opts.faults, opts.waves, opts.wave_gap);
+    for s in &apps {
+        say(
+            t0,
+            format!(
+                "app {}: {} {} x{} wave {}",
+                s.namespace,
+                s.method.as_str(),
+                s.kind.label(),
+                s.replicas,
+                s.wave
+            ),
+        );
+    }
+    for f in &schedule {
+        say(
+            t0,
+            format!("fault planned at +{} s: {}", f.at_s, f.fault.label()),
+        );
+    }
+
+    let result = soak(&opts, &c, &apps, &schedule, &work, t0).await;
+    if result.is_err() && !opts.keep {
+        // The operator is gone: the plans' finalizers are cleared by hand after a short wait.
+        cleanup(&c, &apps, Duration::from_secs(5), t0).await;
+    }
+    c.mongo.clone().shutdown().await;
+    let (rows, injected) = result?;
+    Ok(Outcome {
+        rows,
+        faults: injected,
+        elapsed: t0.elapsed(),
+    })
+}
+
+async fn soak(
+    opts: &Options,
+    c: &Arc<Cluster>,
+    apps: &[scenario::Scenario],
+    schedule: &[faults::Planned],
+    work: &std::path::Path,
+    t0: Instant,
+) -> anyhow::Result<(Vec<check::Row>, Vec<faults::Injected>)> {
+    // 1. The apps, deployed side by side.
+    futures::future::try_join_all(apps.iter().map(|s| deploy(c, s))).await?;
+    say(t0, format!("{} apps deployed", apps.len()));
+
+    // 2. A write load per app through its Service.
+    let mut loads = Vec::new();
+    for s in apps {
+        let target = Target {
+            namespace: s.namespace.clone(),
+            service: crate::bench::app::SERVICE.into(),
+            port: None,
+        };
+        let mut cfg =
+            crate::load::Config::new(target, work.join(format!("writes-{}.jsonl", s.index)));
+        cfg.rate = opts.rate;
+        cfg.writers = 2;
+        cfg.run = format!("soak{}", s.index);
+        cfg.seed = opts.seed.wrapping_add(s.index as u64);
+        loads.push(crate::load::start(c.client.clone(), cfg).await?);
+    }
+    say(t0, "write loads started");
+
+    // 3. The operator: two replicas, leader election.
+    let mut ops = operator::Operators::start(&opts.cutover, work, 2).await?;
+    say(t0, "operator started (2 replicas)");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // 4. The plans in waves, and the faults.
+    let plans_t0 = Instant::now();
+    let drivers: Vec<_> = apps
+        .iter()
+        .map(|s| {
+            let c = c.clone();
+            let s = s.clone();
+            let delay = Duration::from_secs(opts.wave_gap * s.wave as u64);
+            let timeout = opts.plan_timeout;
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                drive::drive(&c, &s, timeout).await
+            })
+        })
+        .collect();
+    let namespaces: Vec<String> = apps.iter().map(|s| s.namespace.clone()).collect();
+    let mut injected = Vec::new();
+    for f in schedule {
+        let due = Duration::from_secs(f.at_s);
+        if let Some(wait) = due.checked_sub(plans_t0.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        if drivers.iter().all(|d| d.is_finished()) {
+            say(
+                t0,
+                format!("fault {} skipped: every plan has ended", f.fault.label()),
+            );
+            continue;
+        }
+        let mut at_ms = crate::watchlog::now_ms();
+        let mut at_s = plans_t0.elapsed().as_secs_f64();
+        let detail =
+            match faults::inject(f.fault, &c.client, &mut ops, &opts.repo, &namespaces).await {
+                Ok(d) => d,
+                Err(e) => format!("FAILED to inject: {e:#}"),
+            };
+        if f.fault == faults::Fault::DeleteJobPod {
+            // It waited for a Job pod: the fault is when the pod was deleted.
+            at_ms = crate::watchlog::now_ms();
+            at_s = plans_t0.elapsed().as_secs_f64();
+        }
+        say(
+            t0,
+            format!("fault {} at +{at_s:.1} s: {detail}", f.fault.label()),
+        );
+        injected.push(faults::Injected {
+            at_s,
+            fault: f.fault,
+            at_ms,
+            detail,
+        });
+    }
+    let mut driven = Vec::new();
+    for (s, d) in apps.iter().zip(drivers) {
+        let d = d.await.context("a plan driver panicked")?;
+        say(
+            t0,
+            format!(
+                "plan {}/{} done: {:?} {}",
+                s.namespace,
+                s.plan,
+                d.actions,
+                d.error.as_deref().unwrap_or("")
+            ),
+        );
+        driven.push(d);
+    }
+
+    // 5. Users keep writing a while on the version that serves, then the invariants.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for l in loads {
+        let sum = l.stop().await;
+        say(t0, format!("load stopped: {sum}"));
+    }
+    let mut rows = Vec::new();
+    for (s, d) in apps.iter().zip(&driven) {
+        let records = crate::load::log::read(&work.join(format!("writes-{}.jsonl", s.index)))?;
+        let log = ops.all_logs();
+        rows.push(check::check_app(c, s, d, &records, &injected, &log, &c.mongo_uri).await);
+    }
+    // With the operator still running, so that it finishes the plans' finalizers.
+    if !opts.keep {
+        cleanup(c, apps, Duration::from_secs(60), t0).await;
+    }
+    ops.stop().await;
+    Ok((rows, injected))
+}
+
+async fn cleanup(c: &Cluster, apps: &[scenario::Scenario], wait: Duration, t0: Instant) {
+    say(t0, "removing the apps' namespaces and databases");
+    let dbs: Vec<Vec<String>> = apps.iter().map(|s| s.databases()).collect();
+    futures::future::join_all(
+        apps.iter()
+            .zip(&dbs)
+            .map(|(s, dbs)| c.cleanup(&s.namespace, dbs, wait)),
+    )
+    .await;
+}
+
+/// The app (Secret, PVC, Deployment, Service) in a namespace of its own, then scaled to
+/// its replicas.
+async fn deploy(c: &Cluster, s: &scenario::Scenario) -> anyhow::Result<()> {
+    c.create_namespace(&s.namespace).await?;
+    crate::bench::app::deploy_blue(
+        c,
+        &s.namespace,
+        &s.db,
+        &s.content_db,
+        Duration::from_secs(120),
+    )
+    .await
+    .with_context(|| format!("deploying the app in {}", s.namespace))?;
+    if s.replicas > 1 {
+        let api = Api::<Deployment>::namespaced(c.client.clone(), &s.namespace);
+        api.patch(
+            crate::bench::app::DEPLOYMENT,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": s.replicas}})),
+        )
+        .await?;
+        let start = Instant::now();
+        loop {
+            let d = api.get(crate::bench::app::DEPLOYMENT).await?;
+            if crate::bench::app::rolled_out(&serde_json::to_value(&d)?) {
+                break;
+            }
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(120),
+                "{} did not scale to {} replicas",
+                s.namespace,
+                s.replicas
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    Ok(())
+}
