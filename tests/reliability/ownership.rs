@@ -181,7 +181,7 @@ async fn objects_taking_the_plans_names_mid_way_fail_the_plan_and_are_left_alone
     pause(true).await;
     let selector = env.service_selector(&app.ns, "squidex").await;
 
-    let op = Operator::start(&app.ns);
+    let mut op = Operator::start(&app.ns);
     env.apply_until(
         &op,
         &app.ns,
@@ -190,6 +190,9 @@ async fn objects_taking_the_plans_names_mid_way_fail_the_plan_and_are_left_alone
         PLAN_TIMEOUT,
     )
     .await;
+    // Both foreign objects must be there when the operator looks next: a running operator may
+    // reconcile between the two creates and name only the first (seen in CI under load).
+    op.kill_hard().await;
     let job = foreign_job(&env, &app.ns, "midway-backup", plan).await;
     let foreign_deployment: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -208,6 +211,7 @@ async fn objects_taking_the_plans_names_mid_way_fail_the_plan_and_are_left_alone
         .create(&PostParams::default(), &foreign_deployment)
         .await
         .expect("create the foreign Deployment");
+    let op = Operator::start(&app.ns);
     env.wait_plan(
         &op,
         &app.ns,
