@@ -12,6 +12,7 @@ mod http;
 mod load;
 mod operator;
 mod plans;
+mod tiny_oplog;
 
 pub use app::*;
 pub use cutover::crd::{CleanupState, CleanupStep, CleanupStepName};
@@ -22,3 +23,4 @@ pub use http::*;
 pub use load::*;
 pub use operator::*;
 pub use plans::*;
+pub use tiny_oplog::*;

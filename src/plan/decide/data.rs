@@ -432,7 +432,7 @@ const LISTED: usize = 10;
 
 /// The first [`LISTED`] items joined, with "and N more" for the rest: a status message or
 /// condition never grows with the number of collections.
-fn bounded_list(items: &[String]) -> String {
+pub(super) fn bounded_list(items: &[String]) -> String {
     let mut out = items
         .iter()
         .take(LISTED)

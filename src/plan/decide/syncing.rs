@@ -19,15 +19,13 @@ use crate::sync::{OpTime, SyncState, SyncView};
 use super::super::conditions as cond;
 use super::super::decision::Action;
 use super::super::reason::Reason;
+use super::data::bounded_list;
 use super::progress::PROGRESS_EVERY;
 use super::{Machine, NEXT, POLL};
 
 /// How soon to look again while the drain runs: inside the read-only window, so more often
 /// than `POLL`.
 const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Differences named in a message; the rest are counted.
-const LISTED: usize = 10;
 
 impl Machine<'_> {
     pub(super) fn online(&self) -> bool {
@@ -195,7 +193,7 @@ impl Machine<'_> {
         } else {
             let msg = format!(
                 "The clones do not match the frozen sources after the drain: {}. The copy cannot be trusted; the clones are kept for inspection",
-                bounded(&diffs)
+                bounded_list(&diffs)
             );
             self.set_cond(cond::BACKUP_VERIFIED, false, Reason::CountsDiffer, &msg);
             self.fail(Reason::CloneVerificationFailed, msg);
@@ -351,17 +349,4 @@ fn sync_summary(v: &SyncView) -> String {
         "{what}: {}/{} colls copied, {} events, {lag}",
         v.collections_done, v.collections_total, v.events_applied
     )
-}
-
-fn bounded(items: &[String]) -> String {
-    let mut out = items
-        .iter()
-        .take(LISTED)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ");
-    if items.len() > LISTED {
-        out.push_str(&format!("; and {} more", items.len() - LISTED));
-    }
-    out
 }
