@@ -55,6 +55,7 @@ mod engine;
 mod history;
 mod state;
 mod stream;
+mod task;
 mod token;
 mod watcher;
 
@@ -70,7 +71,7 @@ pub use token::{MAX_TOKEN_LEN, OpTime};
 
 use crate::mongo::{MongoError, SYNC_MARKERS};
 use crate::uri::Uri;
-use engine::{Source, Stop, Task};
+use task::{Source, Stop, Task};
 
 /// What a sync starts from.
 #[derive(Clone, Debug, Default)]

@@ -8,7 +8,7 @@ use mongodb::change_stream::event::ResumeToken;
 use mongodb::options::FullDocumentType;
 
 use super::apply::{Change, apply, classify};
-use super::engine::{Stop, Task};
+use super::task::{Stop, Task};
 use super::token::{self, OpTime};
 
 /// How often a stream measures its lag (a `ping`: the cluster time now).

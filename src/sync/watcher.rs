@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::engine::{Stop, Task};
 use super::history;
+use super::task::{Stop, Task};
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_INTERVAL: Duration = Duration::from_secs(120);

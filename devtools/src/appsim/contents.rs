@@ -18,7 +18,8 @@ use hyper::{Request, Response, StatusCode, body::Incoming};
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
 use serde_json::{Value, json};
 
-use super::http::{App, error, json_response, response};
+use super::app::App;
+use super::reply::{error, json_response, response};
 use super::steps::contents_collection;
 
 fn collection(app: &App) -> mongodb::Collection<Document> {

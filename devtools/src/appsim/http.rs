@@ -10,16 +10,12 @@ use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use mongodb::bson::{Document, doc};
-use serde_json::{Value, json};
-use tokio::{net::TcpListener, sync::watch};
+use serde_json::json;
+use tokio::net::TcpListener;
 
-use super::{config::Config, contents, migrate::Progress, steps::contents_collection};
-
-pub struct App {
-    pub cfg: Config,
-    pub content: mongodb::Database,
-    pub progress: watch::Receiver<Progress>,
-}
+use super::app::App;
+use super::reply::{error, json_response, text};
+use super::{contents, migrate::Progress, steps::contents_collection};
 
 /// Serves until the process ends.
 pub async fn serve(listener: TcpListener, app: Arc<App>) {
@@ -130,32 +126,4 @@ fn item_id(path: &str) -> Option<String> {
     let id = path.strip_prefix("/api/contents/")?;
     (!id.is_empty() && !id.contains('/') && id != "count")
         .then(|| super::config::percent_decode(id))
-}
-
-pub(super) fn error(e: &mongodb::error::Error) -> Response<Full<Bytes>> {
-    json_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        &json!({"error": e.to_string()}),
-    )
-}
-
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    response(status, "text/plain", Bytes::from(format!("{body}\n")))
-}
-
-pub(super) fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    response(status, "application/json", Bytes::from(body.to_string()))
-}
-
-pub(super) fn response(
-    status: StatusCode,
-    content_type: &str,
-    body: Bytes,
-) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body));
-    *r.status_mut() = status;
-    if let Ok(v) = content_type.parse() {
-        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-    }
-    r
 }

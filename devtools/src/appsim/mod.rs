@@ -3,10 +3,12 @@
 //! `migrate` is the same migration as a one-shot (a vendor's `upgrade_schema.sh` Job), and
 //! `seed` creates a data set at a given version.
 
+pub mod app;
 pub mod config;
 pub mod contents;
 pub mod http;
 pub mod migrate;
+mod reply;
 pub mod seed;
 pub mod steps;
 
@@ -43,7 +45,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let (progress_tx, progress) = watch::channel(Progress::WaitingForLock);
-    let app = Arc::new(http::App {
+    let app = Arc::new(app::App {
         cfg: cfg.clone(),
         content: dbs.content.clone(),
         progress,

@@ -1,0 +1,82 @@
+//! What the engine's parts share while a plan's sync runs: the task (client, progress, state,
+//! the sources as followed) and why it stopped. `engine` drives it; `stream` and `watcher`
+//! read and update it.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicI64;
+
+use mongodb::bson::Bson;
+
+use super::history::Unverified;
+use super::state::{HistoryLost, SourceResume, SyncState};
+use super::token::OpTime;
+use crate::uri::Uri;
+
+/// One source database and its clone, as the engine follows it.
+pub(super) struct Source {
+    pub resume: SourceResume,
+    /// The start point is still to be captured (no recorded state).
+    pub fresh: bool,
+    pub lag: Option<i64>,
+    /// The `_id` of the drain marker this process wrote, once asked to drain.
+    pub marker: Option<Bson>,
+    pub drained: bool,
+    /// Where the stream's cursor stands (the start point until it opens).
+    pub cursor_at: OpTime,
+    /// Reads the history checks (`watcher`) still have to prove complete.
+    pub unverified: Unverified,
+}
+
+impl Source {
+    pub fn new(resume: SourceResume, fresh: bool) -> Source {
+        let at = resume.needed();
+        Source {
+            resume,
+            fresh,
+            lag: None,
+            marker: None,
+            drained: false,
+            cursor_at: at,
+            // A fresh source has nothing to prove until its start point is captured.
+            unverified: if fresh {
+                Unverified::default()
+            } else {
+                Unverified::starting_at(at)
+            },
+        }
+    }
+}
+
+pub(super) struct Task {
+    pub client: mongodb::Client,
+    pub uri: Uri,
+    pub parallelism: usize,
+    pub collections_done: AtomicI64,
+    pub collections_total: AtomicI64,
+    pub state: Mutex<SyncState>,
+    pub sources: Mutex<Vec<Source>>,
+    pub abort: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Wakes the history watcher early (a drain waits for its next check).
+    pub wake: tokio::sync::Notify,
+}
+
+/// Why the engine stopped before draining.
+pub(super) enum Stop {
+    Lost(HistoryLost),
+    Failed(String),
+}
+
+impl Task {
+    pub fn set_state(&self, s: SyncState) {
+        *self.state.lock().expect("lock") = s;
+    }
+
+    /// An error of the server, redacted of the connection string.
+    pub fn failed(&self, what: &str, e: &mongodb::error::Error) -> Stop {
+        Stop::Failed(self.uri.redact(&format!("{what}: {e}")))
+    }
+
+    pub fn with_source<R>(&self, idx: usize, f: impl FnOnce(&mut Source) -> R) -> R {
+        f(&mut self.sources.lock().expect("lock")[idx])
+    }
+}
