@@ -12,7 +12,7 @@ use cutover::crd::{Phase, UpgradePlan};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use mongodb::bson::{Document, doc};
 
@@ -59,6 +59,53 @@ async fn running_pod(env: &Env, ns: &str, job: &str) -> String {
         assert!(start.elapsed() < TIMEOUT, "no pod of Job {job} ran");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The podsim restart disrupts every Job running at that moment: this module's tests, which
+/// count their Jobs, take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The finalizer that keeps a deleted pod's object until the test lets go of it.
+const HOLD: &str = "cutover.test/hold";
+
+async fn wait_job_failed(env: &Env, ns: &str, job: &str) {
+    let jobs = Api::<Job>::namespaced(env.client.clone(), ns);
+    let start = Instant::now();
+    loop {
+        let j = jobs.get(job).await.unwrap();
+        let failed = j
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Failed" && c.status == "True");
+        if failed {
+            return;
+        }
+        assert!(start.elapsed() < TIMEOUT, "Job {job} did not fail");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `hack/dev-env restart podsim`, in the environment the suite was started from minus what
+/// cargo adds for a test (with it, the restart's `cargo build` would rebuild everything).
+fn restart_podsim() -> std::process::Output {
+    let keep = |k: &str| {
+        !k.starts_with("CARGO")
+            || matches!(k, "CARGO_TARGET_DIR" | "CARGO_INCREMENTAL" | "CARGO_HOME")
+    };
+    let mut cmd = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/dev-env"));
+    cmd.env_clear()
+        .envs(std::env::vars().filter(|(k, _)| {
+            keep(k)
+                && !matches!(
+                    k.as_str(),
+                    "LD_LIBRARY_PATH" | "OUT_DIR" | "RUST_TEST_THREADS"
+                )
+        }))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["restart", "podsim"]);
+    cmd.output().expect("run hack/dev-env")
 }
 
 async fn job_names(env: &Env, ns: &str) -> Vec<String> {
@@ -112,15 +159,35 @@ async fn assert_retried_and_complete(env: &Env, app: &App, plan: &UpgradePlan, r
 #[tokio::test]
 async fn a_deleted_backup_pod_is_retried_and_the_plan_succeeds() {
     let Some(env) = env().await else { return };
+    let _turn = ONE_AT_A_TIME.lock().await;
     let app = slow_app(&env, "rel-jobdel").await;
     let op = Operator::start(&app.ns);
     env.apply(&app.ns, squidex_plan("del", &app, 2)).await;
 
+    // A finalizer holds the deleted pod object while podsim stops it and reports it Failed
+    // (exit 143), as a kubelet does; the Job controller then counts it failed and, with
+    // backoffLimit 0, fails the Job. (Without it the pod may vanish before the Job controller
+    // sees it failed, and it just starts another pod in the same Job.)
     let pod = running_pod(&env, &app.ns, "del-backup").await;
-    Api::<Pod>::namespaced(env.client.clone(), &app.ns)
-        .delete(&pod, &DeleteParams::default())
-        .await
-        .unwrap();
+    let pods = Api::<Pod>::namespaced(env.client.clone(), &app.ns);
+    let hold =
+        |f: serde_json::Value| Patch::Merge(serde_json::json!({"metadata": {"finalizers": f}}));
+    pods.patch(
+        &pod,
+        &PatchParams::default(),
+        &hold(serde_json::json!([HOLD])),
+    )
+    .await
+    .unwrap();
+    pods.delete(&pod, &DeleteParams::default()).await.unwrap();
+    wait_job_failed(&env, &app.ns, "del-backup").await;
+    pods.patch(
+        &pod,
+        &PatchParams::default(),
+        &hold(serde_json::json!(null)),
+    )
+    .await
+    .unwrap();
 
     let done = env
         .wait_phase(&op, &app.ns, "del", Phase::Succeeded, TIMEOUT)
@@ -138,19 +205,13 @@ async fn a_deleted_backup_pod_is_retried_and_the_plan_succeeds() {
 #[tokio::test]
 async fn podsim_restarted_during_the_clone_is_retried_and_the_plan_succeeds() {
     let Some(env) = env().await else { return };
+    let _turn = ONE_AT_A_TIME.lock().await;
     let app = slow_app(&env, "rel-jobsim").await;
     let op = Operator::start(&app.ns);
     env.apply(&app.ns, squidex_plan("sim", &app, 2)).await;
 
     running_pod(&env, &app.ns, "sim-clone").await;
-    let restarted = tokio::task::spawn_blocking(|| {
-        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/dev-env"))
-            .args(["restart", "podsim"])
-            .output()
-            .expect("run hack/dev-env")
-    })
-    .await
-    .unwrap();
+    let restarted = tokio::task::spawn_blocking(restart_podsim).await.unwrap();
     assert!(
         restarted.status.success(),
         "{}",
