@@ -16,7 +16,6 @@ mod claims;
 mod env_guard;
 mod failures;
 mod frozen;
-mod job_disruption;
 mod many_collections;
 mod one_plan;
 mod ownership;
