@@ -2,7 +2,9 @@
 # The clone Job: checks the archives in $CUTOVER_ARCHIVE_DIR against SHA256SUMS, then
 # restores each source database into its clone. $CUTOVER_CLONES holds a source and its clone
 # on alternating lines. The connection string is in the tools' config file
-# $CUTOVER_TOOLS_CONFIG, so it is never on a command line.
+# $CUTOVER_TOOLS_CONFIG, so it is never on a command line. --drop: a clone is fresh (Pending
+# refuses an existing one) unless an online sync (cloneMethod: auto) wrote into it before it
+# fell back to restore; the restore replaces what the sync copied.
 set -eu
 
 cd "$CUTOVER_ARCHIVE_DIR"
@@ -15,7 +17,7 @@ while IFS= read -r src; do
   fi
   echo "restoring $src into $dst"
   mongorestore --config="$CUTOVER_TOOLS_CONFIG" --archive="$src.archive.gz" --gzip \
-    --nsInclude="$src.*" --nsFrom="$src.*" --nsTo="$dst.*" --bypassDocumentValidation </dev/null
+    --nsInclude="$src.*" --nsFrom="$src.*" --nsTo="$dst.*" --bypassDocumentValidation --drop </dev/null
 done <<LINES
 $CUTOVER_CLONES
 LINES
