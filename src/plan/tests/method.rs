@@ -401,3 +401,15 @@ fn an_online_rehearsal_goes_on_when_the_live_sources_moved() {
     assert_eq!(bv.reason, "SourcesInUse");
     assert!(bv.message.contains("Squidex.Events"));
 }
+
+#[test]
+fn auto_is_the_default() {
+    let b: BackupSpec =
+        serde_json::from_value(serde_json::json!({"volume": {"claimName": "backups"}})).unwrap();
+    assert_eq!(b.clone_method, CloneMethod::Auto);
+    let crd = crate::crd::crd_yaml();
+    assert!(
+        crd.contains("default: auto"),
+        "the CRD defaults cloneMethod to auto"
+    );
+}
