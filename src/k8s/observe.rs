@@ -28,6 +28,8 @@ use crate::uri::Uri;
 
 use super::{databases, views};
 
+mod streams;
+
 /// Errors reading the cluster (MongoDB and probe failures are observations, not errors).
 pub type Result<T> = std::result::Result<T, kube::Error>;
 
@@ -558,6 +560,9 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
             .is_some_and(|v| v.state == crate::sync::SyncState::Drained)
     {
         obs.sync_compare = Some(compare_pairs(&c, uri, pairs).await);
+    }
+    if let Some(source) = &reads.change_streams {
+        obs.change_streams = Some(streams::probe(&c, uri, source).await);
     }
     if let Some(read) = &reads.claims {
         obs.claims = Some(

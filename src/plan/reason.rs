@@ -79,6 +79,10 @@ reasons! {
     /// `cloneMethod: online`: the sync (bulk copy or change streams) failed.
     SyncFailed => "SyncFailed",
 
+    // ---- Normal and Warning events of `backup.cloneMethod: auto`
+    CloneMethodChosen => "CloneMethodChosen",
+    CloneMethodFallback => "CloneMethodFallback",
+
     // ---- ReadOnly
     ReadOnlyRequested => "ReadOnlyRequested",
     ReadOnly => "ReadOnly",

@@ -7,7 +7,11 @@ set -eu
 # The script's own failure (a tool or a step failing) ends it with exit 97: the operator fails
 # the plan. Any other end (killed by a signal: 137/143, pod deleted or evicted) is a disruption
 # the operator retries with a new Job, which dumps everything again.
-trap 'rc=$?; [ "$rc" -eq 0 ] || [ "$rc" -gt 128 ] || exit 97' EXIT
+script_exit() {
+  rc=$?
+  [ "$rc" -eq 0 ] || [ "$rc" -gt 128 ] || exit 97
+}
+trap script_exit EXIT
 
 mkdir -p "$CUTOVER_ARCHIVE_DIR"
 cd "$CUTOVER_ARCHIVE_DIR"
