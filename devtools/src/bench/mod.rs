@@ -43,6 +43,8 @@ pub struct Options {
     pub writers: u32,
     /// How long to wait after `Succeeded` for an online plan's backup after the switch.
     pub backup_wait: Duration,
+    /// How long an online plan may stay in `Syncing` before the run is given up.
+    pub sync_limit: Duration,
     pub footprint: Vec<u64>,
     pub finished_as: Vec<FinishedAs>,
     pub idle: Duration,
@@ -103,6 +105,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 write_rate: opts.write_rate,
                 writers: opts.writers,
                 backup_wait: opts.backup_wait,
+                sync_limit: opts.sync_limit,
             };
             match upgrade::run_size(&b, size, o).await {
                 Ok(run) => {

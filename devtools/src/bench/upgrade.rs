@@ -92,6 +92,9 @@ pub struct RunOptions {
     pub writers: u32,
     /// How long to wait after `Succeeded` for a backup taken after the switch.
     pub backup_wait: Duration,
+    /// How long an online plan may stay in `Syncing` before the run is given up as "the sync
+    /// did not catch up" (the plan's own limit is `timeouts.clone`, 3 h here).
+    pub sync_limit: Duration,
 }
 
 pub async fn run_size(b: &Bench, size: &Size, o: RunOptions) -> anyhow::Result<SizeRun> {
@@ -201,7 +204,18 @@ async fn run_in(
     let applied_ms = now_ms();
     c.apply_plan(ns, &upgrade_plan(PLAN, db, content_db, clone_method))
         .await?;
-    let status = wait_finished(b, ns, op_slot.as_ref().expect("operator")).await?;
+    let status = match wait_finished(b, ns, op_slot.as_ref().expect("operator"), o.sync_limit).await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            // The writers would otherwise outlive the run.
+            let writes = match load {
+                Some(l) => format!("; write load: {}", l.stop().await),
+                None => String::new(),
+            };
+            return Err(e.context(format!("the plan did not succeed{writes}")));
+        }
+    };
     // Let the last watch events arrive.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let status = if clone_method == Some(CloneMethod::Online) {
@@ -360,15 +374,38 @@ async fn wait_backup_after_switch(
 }
 
 /// Polls the plan until a terminal phase, printing each phase as it is entered.
-async fn wait_finished(b: &Bench, ns: &str, op: &Operator) -> anyhow::Result<serde_json::Value> {
+async fn wait_finished(
+    b: &Bench,
+    ns: &str,
+    op: &Operator,
+    sync_limit: Duration,
+) -> anyhow::Result<serde_json::Value> {
     let start = Instant::now();
     let mut last = String::new();
+    let mut syncing_since = None;
+    let mut shown = Instant::now();
     loop {
         let status = b.cluster.plan_status(ns, PLAN).await?;
         let phase = status["phase"].as_str().unwrap_or("").to_string();
         if phase != last {
             eprintln!("  {:>7.1} s  {phase}", start.elapsed().as_secs_f64());
             last = phase.clone();
+            syncing_since = (phase == "Syncing").then(Instant::now);
+        }
+        if let Some(since) = syncing_since {
+            let progress = status["progress"]["summary"].as_str().unwrap_or("");
+            if shown.elapsed() > Duration::from_secs(30) {
+                eprintln!("  {:>7.1} s    {progress}", start.elapsed().as_secs_f64());
+                shown = Instant::now();
+            }
+            if since.elapsed() > sync_limit {
+                let events = status["sync"]["eventsApplied"].as_i64().unwrap_or(0);
+                bail!(
+                    "the online sync did not catch up within {:.0} s in Syncing (backup.online.maxLag 2 s): {progress}; {:.1} events applied per second",
+                    sync_limit.as_secs_f64(),
+                    events as f64 / since.elapsed().as_secs_f64()
+                );
+            }
         }
         match phase.as_str() {
             "Succeeded" => return Ok(status),

@@ -35,6 +35,10 @@ struct Cli {
     /// Seconds to wait after Succeeded for an online plan's backup after the switch.
     #[arg(long, default_value_t = 900)]
     backup_wait: u64,
+    /// Seconds an online plan may stay in Syncing (not caught up to maxLag) before the size
+    /// is given up and reported as not caught up.
+    #[arg(long, default_value_t = 600)]
+    sync_limit: u64,
     /// Skip the mongodump | mongorestore baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -84,6 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         write_rate: cli.write_rate,
         writers: cli.writers,
         backup_wait: std::time::Duration::from_secs(cli.backup_wait),
+        sync_limit: std::time::Duration::from_secs(cli.sync_limit),
         footprint: cli.footprint,
         finished_as: cli.footprint_plans,
         idle: std::time::Duration::from_secs(cli.idle),
