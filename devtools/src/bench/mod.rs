@@ -36,7 +36,7 @@ pub struct Options {
     pub sizes: Vec<Size>,
     /// The clone methods, each run on every size (`None`: left out of the plan).
     pub clone_methods: Vec<Option<CloneMethod>>,
-    /// The runbook baseline, once per size (with its first method).
+    /// The runbook baseline, once per size (after its first plan that succeeds).
     pub baseline: bool,
     /// Writes per second through the app during each plan (0: none).
     pub write_rate: f64,
@@ -95,13 +95,15 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         footprint: Vec::new(),
     };
     for size in &opts.sizes {
-        for (i, &method) in opts.clone_methods.iter().enumerate() {
+        // The baseline runs once per size, after the first plan that succeeds.
+        let mut baseline_done = false;
+        for &method in &opts.clone_methods {
             let what = method.map_or("default", |m| m.as_str());
             eprintln!("size {} ({what}):", size.label);
             let t = Instant::now();
             let o = upgrade::RunOptions {
                 clone_method: method,
-                baseline: opts.baseline && i == 0,
+                baseline: opts.baseline && !baseline_done,
                 write_rate: opts.write_rate,
                 writers: opts.writers,
                 backup_wait: opts.backup_wait,
@@ -110,6 +112,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             match upgrade::run_size(&b, size, o).await {
                 Ok(run) => {
                     eprintln!("  done in {:.0} s", t.elapsed().as_secs_f64());
+                    baseline_done |= run.baseline.is_some();
                     report.sizes.push(run);
                 }
                 Err(e) => {
