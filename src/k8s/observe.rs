@@ -313,12 +313,12 @@ async fn read_jobs(
         if known.is_none() && state != JobState::Active {
             known = Some(known_secrets(client, plan, uri).await?);
         }
-        let view = Some(views::job_view(
-            &j,
-            state,
-            &pods,
-            known.as_deref().unwrap_or_default(),
-        ));
+        let mut view = views::job_view(&j, state, &pods, known.as_deref().unwrap_or_default());
+        // Only the backup and clone scripts report their own failures (see `job_outcome`).
+        if state == JobState::Failed && (name == &names.backup || name == &names.clone) {
+            view.disruption = super::job_outcome::disruption(&pods);
+        }
+        let view = Some(view);
         if name == &names.backup {
             obs.backup_job = view;
         } else if name == &names.clone {

@@ -186,6 +186,10 @@ pub struct JobView {
     pub state: JobState,
     /// The pod's termination message or the Job's failure condition; never a secret.
     pub message: String,
+    /// A failed backup or clone Job whose pod did not end by the script's own failure (it was
+    /// killed, deleted, evicted, or is gone): what happened to it. `None` for a script failure
+    /// and for every other Job.
+    pub disruption: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -43,6 +43,8 @@ reasons! {
     BackupTimedOut => "BackupTimedOut",
     ServerSideCopyFailed => "ServerSideCopyFailed",
     CloneJobFailed => "CloneJobFailed",
+    /// The backup or clone Job's pod was disrupted (killed, deleted, evicted) on every attempt.
+    JobKeptBeingDisrupted => "JobKeptBeingDisrupted",
     CloneTimedOut => "CloneTimedOut",
     /// The clones' counts differ from the frozen sources'.
     CloneVerificationFailed => "CloneVerificationFailed",
@@ -131,6 +133,9 @@ reasons! {
 
     // ---- Progressing
     Suspended => "Suspended",
+    /// The Warning event and the Progressing reason when a backup or clone Job's pod was
+    /// disrupted and the Job is retried under a new name.
+    JobPodDisrupted => "JobPodDisrupted",
 
     // ---- ReconcileFailing
     /// An action or a read of the plan keeps failing; the operator retries with backoff.

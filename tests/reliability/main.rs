@@ -16,6 +16,7 @@ mod claims;
 mod env_guard;
 mod failures;
 mod frozen;
+mod job_disruption;
 mod many_collections;
 mod one_plan;
 mod ownership;

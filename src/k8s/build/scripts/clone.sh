@@ -4,6 +4,10 @@
 # on alternating lines. The connection string is in the tools' config file
 # $CUTOVER_TOOLS_CONFIG, so it is never on a command line.
 set -eu
+# The script's own failure ends it with exit 97 (the plan fails); any other end is a
+# disruption the operator retries with a new Job. A retry restores each collection again with
+# --drop: what an interrupted attempt left in the plan's own clone is replaced, not doubled.
+trap 'rc=$?; [ "$rc" -eq 0 ] || [ "$rc" -gt 128 ] || exit 97' EXIT
 
 cd "$CUTOVER_ARCHIVE_DIR"
 sha256sum -c SHA256SUMS
@@ -15,7 +19,7 @@ while IFS= read -r src; do
   fi
   echo "restoring $src into $dst"
   mongorestore --config="$CUTOVER_TOOLS_CONFIG" --archive="$src.archive.gz" --gzip \
-    --nsInclude="$src.*" --nsFrom="$src.*" --nsTo="$dst.*" --bypassDocumentValidation </dev/null
+    --nsInclude="$src.*" --nsFrom="$src.*" --nsTo="$dst.*" --drop --bypassDocumentValidation </dev/null
 done <<LINES
 $CUTOVER_CLONES
 LINES
