@@ -144,9 +144,20 @@ pub fn sync_stats(status: &serde_json::Value, history: &[Seen], documents: u64) 
         .filter(|s| phase_is(s, "Syncing"))
         .filter_map(|s| lag(&s))
         .max();
-    let at_read_only = plan_versions(history)
-        .find(|s| phase_is(s, "EnteringReadOnly"))
-        .and_then(|s| lag(&s))
+    // The lag the decision to go read-only was taken on, as the Syncing phase's record says
+    // ("The clones are N s behind the sources ..."): status.sync is refreshed only every few
+    // seconds and may not hold it.
+    let decided = status["phases"].as_array().and_then(|a| {
+        a.iter()
+            .filter(|p| p["name"] == "Syncing")
+            .find_map(|p| lag_in(p["detail"].as_str()?))
+    });
+    let at_read_only = decided
+        .or_else(|| {
+            plan_versions(history)
+                .find(|s| phase_is(s, "EnteringReadOnly"))
+                .and_then(|s| lag(&s))
+        })
         .or_else(|| {
             plan_versions(history)
                 .filter(|s| phase_is(s, "Syncing"))
@@ -159,10 +170,16 @@ pub fn sync_stats(status: &serde_json::Value, history: &[Seen], documents: u64) 
             .filter(|s| *s > 0.0)
             .map(|s| documents as f64 / s),
         bulk_seconds,
-        max_lag_seconds: max_lag,
+        max_lag_seconds: max_lag.max(at_read_only),
         lag_at_read_only_seconds: at_read_only,
         events_applied: status["sync"]["eventsApplied"].as_i64(),
     }
+}
+
+/// N from "... are N s behind ...".
+fn lag_in(detail: &str) -> Option<i64> {
+    let (before, _) = detail.split_once(" s behind")?;
+    before.rsplit(' ').next()?.parse().ok()
 }
 
 fn backup_verified_true(st: &serde_json::Value) -> bool {
@@ -251,7 +268,8 @@ mod tests {
             "readOnlyLiftedAt": t(30.5),
             "phases": [
                 phase("Pending", 0.0, 0.5),
-                phase("Syncing", 0.5, 20.0),
+                json!({"name": "Syncing", "startedAt": t(0.5), "finishedAt": t(20.0),
+                    "detail": "The clones are 1 s behind the sources (backup.online.maxLag 2s); making the app read-only"}),
                 phase("EnteringReadOnly", 20.0, 21.0),
                 phase("Cloning", 21.0, 24.0),
                 phase("DeployingGreen", 24.0, 24.5),
@@ -304,7 +322,8 @@ mod tests {
         assert_eq!(s.bulk_seconds, Some(10.0));
         assert_eq!(s.bulk_docs_per_second, Some(2000.0));
         assert_eq!(s.max_lag_seconds, Some(7));
-        assert_eq!(s.lag_at_read_only_seconds, Some(0));
+        // The Syncing record's detail, where the decision was taken.
+        assert_eq!(s.lag_at_read_only_seconds, Some(1));
         assert_eq!(s.events_applied, Some(900));
         assert_eq!(
             sync_stats(&json!({"phases": []}), &history, 1),
