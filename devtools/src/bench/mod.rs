@@ -17,6 +17,7 @@ pub mod seed;
 pub mod sizes;
 pub mod timeline;
 pub mod upgrade;
+pub mod window;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -33,8 +34,17 @@ use sizes::Size;
 /// What one benchmark run measures.
 pub struct Options {
     pub sizes: Vec<Size>,
-    pub clone_method: Option<CloneMethod>,
+    /// The clone methods, each run on every size (`None`: left out of the plan).
+    pub clone_methods: Vec<Option<CloneMethod>>,
+    /// The runbook baseline, once per size (after its first plan that succeeds).
     pub baseline: bool,
+    /// Writes per second through the app during each plan (0: none).
+    pub write_rate: f64,
+    pub writers: u32,
+    /// How long to wait after `Succeeded` for an online plan's backup after the switch.
+    pub backup_wait: Duration,
+    /// How long an online plan may stay in `Syncing` before the run is given up.
+    pub sync_limit: Duration,
     pub footprint: Vec<u64>,
     pub finished_as: Vec<FinishedAs>,
     pub idle: Duration,
@@ -85,16 +95,32 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         footprint: Vec::new(),
     };
     for size in &opts.sizes {
-        eprintln!("size {}:", size.label);
-        let t = Instant::now();
-        match upgrade::run_size(&b, size, opts.clone_method, opts.baseline).await {
-            Ok(run) => {
-                eprintln!("  done in {:.0} s", t.elapsed().as_secs_f64());
-                report.sizes.push(run);
-            }
-            Err(e) => {
-                eprintln!("  FAILED after {:.0} s: {e:#}", t.elapsed().as_secs_f64());
-                report.failures.push((size.label.clone(), format!("{e:#}")));
+        // The baseline runs once per size, after the first plan that succeeds.
+        let mut baseline_done = false;
+        for &method in &opts.clone_methods {
+            let what = method.map_or("default", |m| m.as_str());
+            eprintln!("size {} ({what}):", size.label);
+            let t = Instant::now();
+            let o = upgrade::RunOptions {
+                clone_method: method,
+                baseline: opts.baseline && !baseline_done,
+                write_rate: opts.write_rate,
+                writers: opts.writers,
+                backup_wait: opts.backup_wait,
+                sync_limit: opts.sync_limit,
+            };
+            match upgrade::run_size(&b, size, o).await {
+                Ok(run) => {
+                    eprintln!("  done in {:.0} s", t.elapsed().as_secs_f64());
+                    baseline_done |= run.baseline.is_some();
+                    report.sizes.push(run);
+                }
+                Err(e) => {
+                    eprintln!("  FAILED after {:.0} s: {e:#}", t.elapsed().as_secs_f64());
+                    report
+                        .failures
+                        .push((format!("{} {what}", size.label), format!("{e:#}")));
+                }
             }
         }
     }

@@ -13,6 +13,8 @@ pub enum CloneMethod {
     Restore,
     #[value(name = "serverSide")]
     ServerSide,
+    /// Copy while the app takes writes and follow its changes (issue #15).
+    Online,
 }
 
 impl CloneMethod {
@@ -20,6 +22,7 @@ impl CloneMethod {
         match self {
             CloneMethod::Restore => "restore",
             CloneMethod::ServerSide => "serverSide",
+            CloneMethod::Online => "online",
         }
     }
 }
@@ -29,6 +32,7 @@ impl From<CloneMethod> for cutover::crd::CloneMethod {
         match m {
             CloneMethod::Restore => cutover::crd::CloneMethod::Restore,
             CloneMethod::ServerSide => cutover::crd::CloneMethod::ServerSide,
+            CloneMethod::Online => cutover::crd::CloneMethod::Online,
         }
     }
 }

@@ -122,6 +122,9 @@ pub fn render(r: &Report) -> String {
             }
         }
     }
+    if !r.sizes.is_empty() {
+        out.push_str(&online_table(r));
+    }
     for (size, err) in &r.failures {
         let _ = writeln!(out, "\n{size}: FAILED: {err}");
     }
@@ -153,6 +156,80 @@ pub fn render(r: &Report) -> String {
                 f.idle_reconciles,
             );
         }
+    }
+    out
+}
+
+/// Issue #15's table: per size × method the whole plan, the read-only window and its split,
+/// the sync's throughput and lag, the backup after the switch and the write load; then the
+/// runbook baseline per size.
+pub fn online_table(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n| size | method | whole plan s | read-only s | copy / sync drain s | rollouts s | migration s | switch s | other s | read-only − migration s | syncing s | bulk docs/s | lag max s | lag at read-only s | backup after switch s | writes/s | writes acked | refused | in doubt | acked lost |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let int = |v: Option<i64>| v.map_or("-".into(), |v| v.to_string());
+    for s in &r.sizes {
+        let w = &s.window;
+        let online = s.clone_method == Some(super::plan::CloneMethod::Online);
+        let na = |v: String| if online { v } else { "n/a".to_string() };
+        let backup = if online {
+            opt(s.backup_after_switch.seconds, 1).replace('-', "n/a")
+        } else {
+            "before the window".into()
+        };
+        let (rate, acked, refused, doubt, lost) = match &s.writes {
+            Some(x) => (
+                format!("{:.0}", x.rate),
+                x.summary.acked.to_string(),
+                x.summary.refused.to_string(),
+                x.summary.in_doubt.to_string(),
+                x.lost.map_or("not checked".into(), |l| l.to_string()),
+            ),
+            None => ("0".into(), "-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.size,
+            s.clone_method.map_or("restore (default)", |c| c.as_str()),
+            secs(s.timeline.total_ms),
+            opt(w.read_only, 1),
+            opt(w.copy, 1),
+            opt(w.rollouts, 1),
+            opt(w.migration, 1),
+            opt(w.switch, 1),
+            opt(w.other, 1),
+            opt(w.minus_migration, 1),
+            na(opt(s.sync.syncing_seconds, 1)),
+            na(opt(s.sync.bulk_docs_per_second, 0)),
+            na(int(s.sync.max_lag_seconds)),
+            na(int(s.sync.lag_at_read_only_seconds)),
+            backup,
+            rate,
+            acked,
+            refused,
+            doubt,
+            lost,
+        );
+    }
+    for s in r.sizes.iter().filter(|s| s.baseline.is_some()) {
+        let b = s.baseline.as_ref().expect("filtered");
+        let per: Vec<String> = b.databases.iter().map(|(_, t)| format!("{t:.1}")).collect();
+        let _ = writeln!(
+            out,
+            "| {} | runbook baseline (dump \\| restore, copy only: {} s) | - | ≥ {:.1} | {:.1} | - | - | - | - | ≥ {:.1} | n/a | n/a | n/a | n/a | n/a | - | - | - | - | - |",
+            s.size,
+            per.join(" + "),
+            b.seconds,
+            b.seconds,
+            b.seconds,
+        );
     }
     out
 }

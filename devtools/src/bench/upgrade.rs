@@ -21,6 +21,8 @@ use super::proxy::tally;
 use super::seed::{Target, seed_size};
 use super::sizes::{DataSet, Size};
 use super::timeline::{Names, Timeline, analyse};
+use super::window::{self, BackupAfterSwitch, SyncStats, WindowSplit};
+use crate::load::{self, endpoints::Target as LoadTarget};
 
 const PLAN: &str = "upgrade";
 
@@ -53,17 +55,49 @@ pub struct SizeRun {
     pub operator_rss_peak_mib: f64,
     /// The whole size: seeding, the plan, the baseline and the clean-up.
     pub wall_seconds: f64,
+    /// The read-only window split (issue #15).
+    pub window: WindowSplit,
+    /// The online sync's throughput and lag (`online` only).
+    pub sync: SyncStats,
+    /// The backup taken after the switch (`online` with a backup after the switch).
+    pub backup_after_switch: BackupAfterSwitch,
+    /// The write load through the app during the plan, and its check.
+    pub writes: Option<Writes>,
     /// The final status, for the footprint's `succeeded` plans.
     #[serde(skip)]
     pub final_status: serde_json::Value,
 }
 
-pub async fn run_size(
-    b: &Bench,
-    size: &Size,
-    clone_method: Option<CloneMethod>,
-    baseline_too: bool,
-) -> anyhow::Result<SizeRun> {
+/// The write load's outcome: what the writers saw, and what the checker found through the app
+/// after `Succeeded` (every acknowledged write must be in what the new version serves).
+#[derive(Serialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Writes {
+    /// Writes per second asked for, all writers together.
+    pub rate: f64,
+    pub summary: load::Summary,
+    /// Acknowledged writes whose state is not served by the new version.
+    pub lost: Option<u64>,
+    /// The checker's one-line result, or why it could not check.
+    pub check: String,
+}
+
+/// How one size × method is run.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    pub clone_method: Option<CloneMethod>,
+    pub baseline: bool,
+    /// Writes per second through the app while the plan runs (0: no load).
+    pub write_rate: f64,
+    pub writers: u32,
+    /// How long to wait after `Succeeded` for a backup taken after the switch.
+    pub backup_wait: Duration,
+    /// How long an online plan may stay in `Syncing` before the run is given up as "the sync
+    /// did not catch up" (the plan's own limit is `timeouts.clone`, 3 h here).
+    pub sync_limit: Duration,
+}
+
+pub async fn run_size(b: &Bench, size: &Size, o: RunOptions) -> anyhow::Result<SizeRun> {
     let wall = Instant::now();
     let id = unique();
     let ns = format!("bench-{}-{id}", size.label);
@@ -81,18 +115,7 @@ pub async fn run_size(
     dbs.extend(copies.iter().map(|(_, c)| c.clone()));
     b.cluster.create_namespace(&ns).await?;
     let mut op = None;
-    let result = run_in(
-        b,
-        size,
-        clone_method,
-        baseline_too,
-        &ns,
-        &db,
-        &content_db,
-        &copies,
-        &mut op,
-    )
-    .await;
+    let result = run_in(b, size, o, &ns, &db, &content_db, &copies, &mut op).await;
     eprintln!("  cleaning up {ns}");
     b.cluster.cleanup(&ns, &dbs, Duration::from_secs(60)).await;
     if let Some(op) = op {
@@ -112,8 +135,7 @@ pub async fn run_size(
 async fn run_in(
     b: &Bench,
     size: &Size,
-    clone_method: Option<CloneMethod>,
-    baseline_too: bool,
+    o: RunOptions,
     ns: &str,
     db: &str,
     content_db: &str,
@@ -142,6 +164,36 @@ async fn run_in(
         source_bytes.map_or("?".into(), |b| b.to_string())
     );
     deploy_blue(c, ns, db, content_db, Duration::from_secs(120)).await?;
+    let (clone_method, baseline_too) = (o.clone_method, o.baseline);
+    let target = LoadTarget {
+        namespace: ns.to_string(),
+        service: SERVICE.to_string(),
+        port: None,
+    };
+    let load = if o.write_rate > 0.0 {
+        let mut cfg = load::Config::new(
+            target.clone(),
+            b.work_dir.join(format!("writes-{ns}.jsonl")),
+        );
+        cfg.rate = o.write_rate;
+        cfg.writers = o.writers;
+        cfg.run = format!("bench-{}", unique());
+        let l = load::start(c.client.clone(), cfg)
+            .await
+            .context("starting the write load")?;
+        // The load is running before the plan is applied.
+        let t = Instant::now();
+        while l.summary().acked == 0 && t.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!(
+            "  write load: {} writes/s through Service {SERVICE}",
+            o.write_rate
+        );
+        Some(l)
+    } else {
+        None
+    };
 
     let history = History::start(&c.client, ns).await?;
     let poller = MigrationDocPoller::start(c.mongo.clone(), clone_of(db, PLAN));
@@ -152,9 +204,25 @@ async fn run_in(
     let applied_ms = now_ms();
     c.apply_plan(ns, &upgrade_plan(PLAN, db, content_db, clone_method))
         .await?;
-    let status = wait_finished(b, ns, op_slot.as_ref().expect("operator")).await?;
+    let status = match wait_finished(b, ns, op_slot.as_ref().expect("operator"), o.sync_limit).await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            // The writers would otherwise outlive the run.
+            let writes = match load {
+                Some(l) => format!("; write load: {}", l.stop().await),
+                None => String::new(),
+            };
+            return Err(e.context(format!("the plan did not succeed{writes}")));
+        }
+    };
     // Let the last watch events arrive.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = if clone_method == Some(CloneMethod::Online) {
+        wait_backup_after_switch(b, ns, status, o.backup_wait).await?
+    } else {
+        status
+    };
     let done_ms = now_ms();
     let op = op_slot.as_ref().expect("operator");
     let reconciles = op.reconciles().await.unwrap_or(0);
@@ -178,7 +246,16 @@ async fn run_in(
         },
     );
     drop(poller);
+    let plan_history = history.all();
     drop(history);
+    let documents = size.documents_total();
+    let window = window::split(&status);
+    let sync = window::sync_stats(&status, &plan_history, documents);
+    let backup_after_switch = window::backup_after_switch(&status, &plan_history);
+    let writes = match load {
+        Some(l) => Some(stop_and_check(b, &target, l, o.write_rate).await),
+        None => None,
+    };
     let phase_s = |name: &str| {
         timeline
             .phases
@@ -219,21 +296,116 @@ async fn run_in(
         reconciles,
         operator_cpu_seconds,
         operator_rss_peak_mib,
+        window,
+        sync,
+        backup_after_switch,
+        writes,
         wall_seconds: 0.0,
         final_status: status,
     })
 }
 
+/// Lets the new version take writes a few more seconds, stops the load and checks every
+/// acknowledged write through the app (the pods the Service selects: the new version's).
+async fn stop_and_check(b: &Bench, target: &LoadTarget, l: load::Load, rate: f64) -> Writes {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = l.log.clone();
+    let summary = l.stop().await;
+    eprintln!("  load: {summary}");
+    let checked = match load::log::read(&log) {
+        Ok(records) => load::check::check_http(&b.cluster.client, target, &records).await,
+        Err(e) => Err(e),
+    };
+    let (lost, check) = match checked {
+        Ok(r) => (Some(r.lost.len() as u64), r.to_string()),
+        Err(e) => (None, format!("not checked: {e:#}")),
+    };
+    eprintln!("  through the app: {check}");
+    Writes {
+        rate,
+        summary,
+        lost,
+        check,
+    }
+}
+
+/// An online plan takes its backup after the switch (issue #15 item 2, when built): once
+/// `Succeeded`, waits (at most `limit`) for `BackupVerified` True while the plan's backup Job
+/// exists or a phase after the switch names the backup. Without either within 20 s, the plan
+/// has no backup after the switch and the status is returned as it is.
+async fn wait_backup_after_switch(
+    b: &Bench,
+    ns: &str,
+    mut status: serde_json::Value,
+    limit: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let start = Instant::now();
+    let jobs =
+        kube::Api::<k8s_openapi::api::batch::v1::Job>::namespaced(b.cluster.client.clone(), ns);
+    let job = status["targets"]["jobs"]["backup"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let mut announced = false;
+    loop {
+        let verified = status["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "BackupVerified" && c["status"] == "True")
+        });
+        if verified {
+            return Ok(status);
+        }
+        let job_exists = !job.is_empty() && jobs.get_opt(&job).await.ok().flatten().is_some();
+        if !job_exists && start.elapsed() > Duration::from_secs(20) {
+            eprintln!("  no backup after the switch");
+            return Ok(status);
+        }
+        if job_exists && !announced {
+            eprintln!("  waiting for the backup after the switch (Job {job})");
+            announced = true;
+        }
+        if start.elapsed() > limit {
+            eprintln!("  the backup after the switch was not verified within {limit:?}");
+            return Ok(status);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        status = b.cluster.plan_status(ns, PLAN).await?;
+    }
+}
+
 /// Polls the plan until a terminal phase, printing each phase as it is entered.
-async fn wait_finished(b: &Bench, ns: &str, op: &Operator) -> anyhow::Result<serde_json::Value> {
+async fn wait_finished(
+    b: &Bench,
+    ns: &str,
+    op: &Operator,
+    sync_limit: Duration,
+) -> anyhow::Result<serde_json::Value> {
     let start = Instant::now();
     let mut last = String::new();
+    let mut syncing_since = None;
+    let mut shown = Instant::now();
     loop {
         let status = b.cluster.plan_status(ns, PLAN).await?;
         let phase = status["phase"].as_str().unwrap_or("").to_string();
         if phase != last {
             eprintln!("  {:>7.1} s  {phase}", start.elapsed().as_secs_f64());
             last = phase.clone();
+            syncing_since = (phase == "Syncing").then(Instant::now);
+        }
+        if let Some(since) = syncing_since {
+            let progress = status["progress"]["summary"].as_str().unwrap_or("");
+            if shown.elapsed() > Duration::from_secs(30) {
+                eprintln!("  {:>7.1} s    {progress}", start.elapsed().as_secs_f64());
+                shown = Instant::now();
+            }
+            if since.elapsed() > sync_limit {
+                let events = status["sync"]["eventsApplied"].as_i64().unwrap_or(0);
+                bail!(
+                    "the online sync did not catch up within {:.0} s in Syncing (backup.online.maxLag 2 s): {progress}; {:.1} events applied per second",
+                    sync_limit.as_secs_f64(),
+                    events as f64 / since.elapsed().as_secs_f64()
+                );
+            }
         }
         match phase.as_str() {
             "Succeeded" => return Ok(status),

@@ -16,9 +16,29 @@ struct Cli {
     /// documents); `none` for only the footprint.
     #[arg(long, default_value = "10k")]
     sizes: String,
-    /// Sets spec.backup.cloneMethod; left out of the plan when not given.
-    #[arg(long, value_enum)]
-    clone_method: Option<CloneMethod>,
+    /// Sets spec.backup.cloneMethod, e.g. `restore,serverSide,online`: each size is run once
+    /// per method. Left out of the plan when not given (the operator's default).
+    #[arg(
+        long = "methods",
+        alias = "clone-method",
+        value_enum,
+        value_delimiter = ','
+    )]
+    methods: Vec<CloneMethod>,
+    /// Writes per second through the app (inserts, updates, deletes; every acknowledged one
+    /// checked through the new version at the end) while each plan runs; 0: no load.
+    #[arg(long, default_value_t = 100.0)]
+    write_rate: f64,
+    /// Concurrent writers of the load.
+    #[arg(long, default_value_t = 8)]
+    writers: u32,
+    /// Seconds to wait after Succeeded for an online plan's backup after the switch.
+    #[arg(long, default_value_t = 900)]
+    backup_wait: u64,
+    /// Seconds an online plan may stay in Syncing (not caught up to maxLag) before the size
+    /// is given up and reported as not caught up.
+    #[arg(long, default_value_t = 600)]
+    sync_limit: u64,
     /// Skip the mongodump | mongorestore baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -59,8 +79,16 @@ async fn main() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let opts = bench::Options {
         sizes: sizes::parse_sizes(&cli.sizes)?,
-        clone_method: cli.clone_method,
+        clone_methods: if cli.methods.is_empty() {
+            vec![None]
+        } else {
+            cli.methods.into_iter().map(Some).collect()
+        },
         baseline: !cli.no_baseline,
+        write_rate: cli.write_rate,
+        writers: cli.writers,
+        backup_wait: std::time::Duration::from_secs(cli.backup_wait),
+        sync_limit: std::time::Duration::from_secs(cli.sync_limit),
         footprint: cli.footprint,
         finished_as: cli.footprint_plans,
         idle: std::time::Duration::from_secs(cli.idle),
