@@ -72,6 +72,9 @@ pub struct Reads {
     pub read_only_probe: Option<Probe>,
     /// The claim registry: claims on these names and every claim of the plan's uid.
     pub claims: Option<ClaimRead>,
+    /// Once the verify Job succeeded: each (frozen source, scratch) pair's collections
+    /// counted and hashed (`Observed::backup_compare`).
+    pub backup_compare: Option<Vec<(String, String)>>,
 }
 
 /// Claims to read: on `ids`, and any held by `uid`.
@@ -90,6 +93,8 @@ pub struct JobNames {
     pub clone: String,
     pub migration: String,
     pub prune: String,
+    /// Empty when the plan has none (not `online`).
+    pub verify: String,
 }
 
 /// Documents to count in `databases`, once `when` holds.
@@ -113,6 +118,8 @@ pub enum When {
     GreenReady,
     /// The old version's latest template runs on every replica.
     BlueRolledOut,
+    /// The Job restoring the backup into the scratch databases succeeded.
+    VerifySucceeded,
 }
 
 impl When {
@@ -137,6 +144,7 @@ impl When {
             When::CloneRunning => job(&obs.clone_job, JobState::Active),
             When::GreenReady => obs.green.as_ref().is_some_and(|g| g.ready_replicas > 0),
             When::BlueRolledOut => obs.blue.as_ref().is_some_and(|b| b.rolled_out()),
+            When::VerifySucceeded => job(&obs.verify_job, JobState::Succeeded),
         }
     }
 }
@@ -225,7 +233,15 @@ pub fn needs(
         spec.cleanup.obsolete_collections.is_some(),
     );
 
-    let databases = if phase == Phase::Pending
+    let online = spec.backup.clone_method == CloneMethod::Online && spec.mode == Mode::Upgrade;
+    // After the switch an online plan dumps the frozen sources: in its own phase, or before a
+    // rollback makes the old version writable again.
+    let verifying = online && phase == Phase::VerifyingBackup && !deleting;
+    let dumping = verifying
+        || (online && phase == Phase::RollingBack && status.read_only_lifted_at.is_some());
+    let databases = if verifying {
+        Some(targets.scratch_databases())
+    } else if phase == Phase::Pending
         || (phase == Phase::CleaningUp && spec.mode == Mode::Rehearsal)
     {
         Some([targets.sources(), targets.clones()].concat())
@@ -249,7 +265,6 @@ pub fn needs(
     };
 
     let migrating = phase == Phase::Migrating;
-    let online = spec.backup.clone_method == CloneMethod::Online && spec.mode == Mode::Upgrade;
     let owned = if deleting {
         Vec::new()
     } else {
@@ -268,6 +283,7 @@ pub fn needs(
             clone: targets.clone_job.clone(),
             migration: targets.migration_job.clone(),
             prune: targets.prune_job.clone(),
+            verify: targets.verify_job.clone(),
         }),
         workloads: drop_sources_open || delete_blue_open,
         server_copy: spec.backup.clone_method == CloneMethod::ServerSide
@@ -283,7 +299,7 @@ pub fn needs(
         owned,
         other_plans: phase == Phase::Pending,
         databases,
-        source_counts: (phase == Phase::BackingUp).then(|| Count {
+        source_counts: (phase == Phase::BackingUp || dumping).then(|| Count {
             databases: targets.sources(),
             when: When::BackupSucceeded,
         }),
@@ -293,6 +309,7 @@ pub fn needs(
         }),
         source_shape: match phase {
             Phase::BackingUp => Some(When::BackupSucceeded),
+            _ if dumping => Some(When::BackupSucceeded),
             Phase::Cloning => Some(When::CloneDone),
             _ => None,
         }
@@ -350,6 +367,7 @@ pub fn needs(
                 .collect(),
             uid: plan.uid.clone(),
         }),
+        backup_compare: verifying.then(|| targets.scratch_pairs()),
         read_only_probe: spec
             .read_only
             .verify
@@ -374,7 +392,11 @@ pub fn needs(
 /// instead of the write being refused again and again).
 fn owned(spec: &UpgradePlanSpec, phase: Phase, targets: &Targets) -> Vec<(ObjectKind, String)> {
     let pending = phase == Phase::Pending;
-    let tools = pending || matches!(phase, Phase::BackingUp | Phase::Cloning);
+    // `online` writes the tools' Secret after the switch, for the backup taken then.
+    let tools = pending
+        || matches!(phase, Phase::BackingUp | Phase::Cloning)
+        || (spec.backup.clone_method == CloneMethod::Online
+            && matches!(phase, Phase::VerifyingBackup | Phase::RollingBack));
     let green = pending || phase == Phase::DeployingGreen;
     let migration_env = (pending || matches!(phase, Phase::DeployingGreen | Phase::Migrating))
         && spec
@@ -412,6 +434,7 @@ impl Reads {
             || self.sync_compare.is_some()
             || self.migration_doc.is_some()
             || self.claims.is_some()
+            || self.backup_compare.is_some()
     }
 }
 
