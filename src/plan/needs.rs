@@ -239,7 +239,7 @@ pub fn needs(
     let verifying = online && phase == Phase::VerifyingBackup && !deleting;
     let dumping = verifying
         || (online && phase == Phase::RollingBack && status.read_only_lifted_at.is_some());
-    let databases = if verifying {
+    let databases = if dumping {
         Some(targets.scratch_databases())
     } else if phase == Phase::Pending
         || (phase == Phase::CleaningUp && spec.mode == Mode::Rehearsal)

@@ -157,6 +157,7 @@ impl Machine<'_> {
             (!dump_awaited).then_some(&self.obs.backup_job),
             Some(&self.obs.clone_job),
             Some(&self.obs.migration_job),
+            Some(&self.obs.verify_job),
         ]
         .into_iter()
         .flatten()
@@ -298,6 +299,9 @@ impl Machine<'_> {
                 );
                 return;
             }
+        }
+        if self.rollback_drops_scratch() {
+            return;
         }
         self.finish_unwinding(String::new());
     }

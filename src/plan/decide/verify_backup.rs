@@ -53,23 +53,12 @@ impl Machine<'_> {
                 return;
             }
             Dump::Failed(why) => {
-                if self
-                    .st
-                    .backup
-                    .as_ref()
-                    .is_some_and(|b| b.verification.is_none())
-                {
+                if !self.verification_recorded() {
                     self.record_verification(false, Reason::BackupDumpFailed, vec![why], None);
                 }
             }
             Dump::Complete => {
-                if self
-                    .st
-                    .backup
-                    .as_ref()
-                    .is_some_and(|b| b.verification.is_none())
-                    && !self.verify_restored_backup()
-                {
+                if !self.verification_recorded() && !self.verify_restored_backup() {
                     return;
                 }
             }
@@ -89,6 +78,13 @@ impl Machine<'_> {
             "The backup of the frozen sources could not be verified (see BackupVerified); the new version serves fine, handing it over"
         };
         self.advance(Phase::CleaningUp, detail);
+    }
+
+    fn verification_recorded(&self) -> bool {
+        self.st
+            .backup
+            .as_ref()
+            .is_some_and(|b| b.verification.is_some())
     }
 
     /// The Progress column while the phase runs.
@@ -377,6 +373,37 @@ impl Machine<'_> {
         );
         self.show("dropping scratch databases");
         false
+    }
+
+    /// In `RollingBack` after the lift, `online`: drops the scratch databases a verification
+    /// interrupted by the rollback left (those this plan claimed; best effort: an unreachable
+    /// server does not hold the rollback up). True when it acts.
+    pub(super) fn rollback_drops_scratch(&mut self) -> bool {
+        if !self.backup_after_switch() || self.st.read_only_lifted_at.is_none() {
+            return false;
+        }
+        let DatabaseView::Reachable { databases } = &self.obs.database else {
+            return false;
+        };
+        let left: Vec<String> = self
+            .targets
+            .scratch_databases()
+            .into_iter()
+            .filter(|d| databases.contains_key(d) && self.holds_database(d))
+            .collect();
+        if left.is_empty() {
+            return false;
+        }
+        self.act(
+            Action::DropDatabases {
+                names: left.clone(),
+            },
+            format!(
+                "Dropping the scratch databases {} the backup verification left",
+                left.join(", ")
+            ),
+        );
+        true
     }
 
     /// In `RollingBack` after the lift, `online`: true while the old version must stay

@@ -450,6 +450,33 @@ fn a_failed_dump_keeps_the_old_version_read_only_and_says_how_to_retry() {
 }
 
 #[test]
+fn a_rollback_drops_the_scratch_databases_an_interrupted_verification_left() {
+    let (s, st, mut w) = rolling_back();
+    dumped(&mut w);
+    with_scratch(&mut w);
+    // Traffic back, the old version read-write, the new one scaled down: only scratch is left.
+    w.blue.as_mut().unwrap().read_only_env = false;
+    w.green.as_mut().unwrap().replicas = 0;
+    w.service
+        .as_mut()
+        .unwrap()
+        .selector
+        .insert(names::TRACK_LABEL.into(), "squidex".into());
+    let mut st = st;
+    st.backup = decide(&s, Some(&st), &w, t(5)).status.backup;
+    let d = decide(&s, Some(&st), &w, t(6));
+    assert_eq!(d.action, Some(Action::DropDatabases { names: scratch() }));
+    // Gone: the rollback ends.
+    if let DatabaseView::Reachable { databases } = &mut w.database {
+        for n in scratch() {
+            databases.remove(&n);
+        }
+    }
+    let d = decide(&s, Some(&d.status), &w, t(7));
+    assert_eq!(d.status.phase, Phase::RolledBack);
+}
+
+#[test]
 fn a_restore_plan_rolls_back_after_the_lift_as_before() {
     let (mut s, st, w) = rolling_back();
     s.backup.clone_method = CloneMethod::Restore;
