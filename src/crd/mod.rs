@@ -6,12 +6,14 @@ mod schema;
 mod spec;
 mod status;
 mod time;
+mod verification;
 
 pub use color::Color;
 pub use phase::Phase;
 pub use spec::*;
 pub use status::*;
 pub use time::{DURATION_PATTERN, DurationError, GoDuration, Timestamp, dur};
+pub use verification::BackupVerification;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -30,6 +30,10 @@ pub enum Phase {
     SwitchingTraffic,
     /// Read-only is being lifted on the new version.
     LiftingReadOnly,
+    /// `backup.cloneMethod: online`: traffic is on the new version and the old one is still
+    /// read-only, so the sources are frozen: they are dumped (the backup) and the dump is
+    /// verified by restoring it into scratch databases and comparing counts and content hashes.
+    VerifyingBackup,
     /// Scaling down the old version and applying the cleanup policy.
     CleaningUp,
     /// The upgrade is complete.
@@ -46,7 +50,7 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in sequence order (terminal and rollback phases last).
-    pub const ALL: [Phase; 16] = [
+    pub const ALL: [Phase; 17] = [
         Phase::Pending,
         Phase::Syncing,
         Phase::EnteringReadOnly,
@@ -57,6 +61,7 @@ impl Phase {
         Phase::AwaitingPromotion,
         Phase::SwitchingTraffic,
         Phase::LiftingReadOnly,
+        Phase::VerifyingBackup,
         Phase::CleaningUp,
         Phase::Succeeded,
         Phase::Rehearsed,
@@ -77,6 +82,7 @@ impl Phase {
             Phase::AwaitingPromotion => "AwaitingPromotion",
             Phase::SwitchingTraffic => "SwitchingTraffic",
             Phase::LiftingReadOnly => "LiftingReadOnly",
+            Phase::VerifyingBackup => "VerifyingBackup",
             Phase::CleaningUp => "CleaningUp",
             Phase::Succeeded => "Succeeded",
             Phase::Rehearsed => "Rehearsed",
@@ -110,7 +116,8 @@ impl Phase {
     }
 
     /// The next phase of a successful upgrade (`manual` says whether promotion waits for approval).
-    /// The `online` clone method's detours (Pending → Syncing, EnteringReadOnly → Cloning) are
+    /// The `online` clone method's detours (Pending → Syncing, EnteringReadOnly → Cloning,
+    /// LiftingReadOnly → VerifyingBackup) are
     /// taken by `decide`; this is the chain of the other methods.
     pub fn on_success(&self, manual: bool) -> Phase {
         match self {
@@ -123,7 +130,7 @@ impl Phase {
             Phase::Migrating if manual => Phase::AwaitingPromotion,
             Phase::Migrating | Phase::AwaitingPromotion => Phase::SwitchingTraffic,
             Phase::SwitchingTraffic => Phase::LiftingReadOnly,
-            Phase::LiftingReadOnly => Phase::CleaningUp,
+            Phase::LiftingReadOnly | Phase::VerifyingBackup => Phase::CleaningUp,
             Phase::CleaningUp | Phase::Succeeded => Phase::Succeeded,
             Phase::Rehearsed => Phase::Rehearsed,
             Phase::RollingBack | Phase::RolledBack => Phase::RolledBack,

@@ -116,6 +116,10 @@ pub struct RecordedTargets {
     /// Each source database and its clone, in spec order.
     #[serde(default)]
     pub databases: Vec<DatabasePair>,
+    /// `backup.cloneMethod: online`: each source and the scratch database (`clone` here) its
+    /// backup is restored into after the switch to verify it; claimed like the clones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scratch: Vec<DatabasePair>,
     /// The backup, clone, migration and retention Jobs.
     pub jobs: RecordedJobs,
     /// The Secret with the migration Job's connection string.
@@ -159,6 +163,9 @@ pub struct RecordedJobs {
     pub migration: String,
     /// The backup retention Job.
     pub prune: String,
+    /// The Job restoring the backup into the scratch databases (`online` only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub verify: String,
 }
 
 /// Progress of copying the databases.
@@ -377,6 +384,10 @@ pub struct BackupStatus {
     /// When the backup completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Timestamp>,
+    /// The backup restored into scratch databases and compared with the frozen sources
+    /// (`online`, after the switch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<super::BackupVerification>,
 }
 
 /// The clone databases.

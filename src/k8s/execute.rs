@@ -42,6 +42,10 @@ pub async fn execute(
             k8s.apply_tools_secret(uri()?).await?;
             k8s.create_job(build::clone_job(plan, targets)).await
         }
+        Action::CreateVerifyJob => {
+            k8s.apply_tools_secret(uri()?).await?;
+            k8s.create_job(build::verify_job(plan, targets)).await
+        }
         Action::ApplyGreen { replicas } => k8s.apply_green(*replicas).await,
         Action::CreateMigrationJob => k8s.create_migration_job().await,
         Action::Scale { color, replicas } => k8s.scale(*color, *replicas).await,

@@ -296,7 +296,11 @@ async fn read_jobs(
 ) -> Result<()> {
     let jobs = Api::<Job>::namespaced(client.clone(), ns);
     let mut known: Option<Vec<String>> = None;
-    for name in [&names.backup, &names.clone, &names.migration, &names.prune] {
+    let all = [&names.backup, &names.clone, &names.migration, &names.prune];
+    for name in all
+        .into_iter()
+        .chain((!names.verify.is_empty()).then_some(&names.verify))
+    {
         let Some(j) = jobs.get_opt(name).await? else {
             continue;
         };
@@ -327,6 +331,8 @@ async fn read_jobs(
             obs.clone_job = view;
         } else if name == &names.migration {
             obs.migration_job = view;
+        } else if name == &names.verify {
+            obs.verify_job = view;
         } else {
             obs.prune_job = view;
         }
@@ -563,6 +569,15 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
     }
     if let Some(source) = &reads.change_streams {
         obs.change_streams = Some(streams::probe(&c, uri, source).await);
+    }
+    if let Some(pairs) = &reads.backup_compare
+        && crate::plan::needs::When::VerifySucceeded.holds(obs)
+    {
+        obs.backup_compare = Some(
+            mongo::digest_pairs(&c, uri, pairs)
+                .await
+                .map_err(|e| e.to_string()),
+        );
     }
     if let Some(read) = &reads.claims {
         obs.claims = Some(

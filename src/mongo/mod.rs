@@ -3,11 +3,13 @@
 //! can reach a log, an event or the status. Connection strings themselves are `crate::uri`.
 
 mod claims;
+mod digest;
 mod ops;
 mod pool;
 pub mod shape;
 
 pub use claims::{claim, not_held, read_claims, release};
+pub use digest::{collection_digests, digest_pairs};
 
 pub use ops::{
     SYNC_MARKERS, collections_with_reads, count_documents, drop_collections, drop_databases,

@@ -22,6 +22,9 @@ pub enum ClaimRole {
     Clone,
     /// The app's (old version's) Deployment.
     Deployment,
+    /// A scratch database the backup is verified in (`online`): held until it is dropped or
+    /// the plan ends.
+    Scratch,
 }
 
 impl ClaimRole {
@@ -30,6 +33,7 @@ impl ClaimRole {
             ClaimRole::Source => "source",
             ClaimRole::Clone => "clone",
             ClaimRole::Deployment => "deployment",
+            ClaimRole::Scratch => "scratch",
         }
     }
 
@@ -38,6 +42,7 @@ impl ClaimRole {
             "source" => Some(ClaimRole::Source),
             "clone" => Some(ClaimRole::Clone),
             "deployment" => Some(ClaimRole::Deployment),
+            "scratch" => Some(ClaimRole::Scratch),
             _ => None,
         }
     }
@@ -83,7 +88,8 @@ pub fn deployment_id(namespace: &str, name: &str) -> String {
     format!("deployment:{namespace}/{name}")
 }
 
-/// What a plan claims: each source, each clone and the app's Deployment. Database names are
+/// What a plan claims: each source, each clone, each scratch database (`online`) and the
+/// app's Deployment. Database names are
 /// server-wide (two namespaces on one server share them); a Deployment's name is not.
 pub fn wanted(targets: &Targets, namespace: &str) -> Vec<Wanted> {
     let mut out: Vec<Wanted> = Vec::new();
@@ -97,6 +103,9 @@ pub fn wanted(targets: &Targets, namespace: &str) -> Vec<Wanted> {
     }
     for d in &targets.databases {
         push(database_id(&d.clone), ClaimRole::Clone);
+    }
+    for d in &targets.scratch {
+        push(database_id(&d.clone), ClaimRole::Scratch);
     }
     push(
         deployment_id(namespace, &targets.blue),

@@ -35,6 +35,7 @@ mod rehearsal;
 mod switch;
 mod syncing;
 mod unwind;
+mod verify_backup;
 
 pub use method::{resolved, spelled};
 
@@ -132,7 +133,7 @@ impl Machine<'_> {
         }
         if !matches!(
             self.st.phase,
-            Phase::Syncing | Phase::BackingUp | Phase::Cloning
+            Phase::Syncing | Phase::BackingUp | Phase::Cloning | Phase::VerifyingBackup
         ) {
             self.st.progress = None;
         }
@@ -152,6 +153,7 @@ impl Machine<'_> {
             Phase::AwaitingPromotion => self.awaiting_promotion(),
             Phase::SwitchingTraffic => self.switching_traffic(),
             Phase::LiftingReadOnly => self.lifting_read_only(),
+            Phase::VerifyingBackup => self.verifying_backup(),
             Phase::CleaningUp if self.spec.mode == Mode::Rehearsal => self.rehearsal_teardown(),
             Phase::CleaningUp => self.cleaning_up(),
             Phase::RollingBack => self.rolling_back(),

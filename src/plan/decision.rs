@@ -21,6 +21,8 @@ pub enum Action {
     CreateBackupJob,
     /// Create the clone Job (if absent).
     CreateCloneJob,
+    /// Create the Job restoring the backup into the scratch databases (if absent).
+    CreateVerifyJob,
     /// Apply the new version's Deployment (and, in a rehearsal, its preview Service).
     ApplyGreen { replicas: i32 },
     /// Create the migration Job (if absent).
@@ -67,6 +69,7 @@ impl Action {
             Action::PinService { .. } => "pin_service",
             Action::CreateBackupJob => "create_backup_job",
             Action::CreateCloneJob => "create_clone_job",
+            Action::CreateVerifyJob => "create_verify_job",
             Action::ApplyGreen { .. } => "apply_green",
             Action::CreateMigrationJob => "create_migration_job",
             Action::Scale { .. } => "scale",

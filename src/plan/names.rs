@@ -106,6 +106,24 @@ pub fn clone_database_from(db: &DatabaseMapping, plan: &str, base: &str) -> Stri
     })
 }
 
+/// The scratch database the backup of `source` is restored into to verify it (`online`,
+/// after the switch): `<source>-verify-<plan>`, dropped once compared.
+pub fn scratch_database(source: &str, plan: &str) -> String {
+    let suffix: String = plan
+        .chars()
+        .map(|c| if is_db_name_char(c) { c } else { '_' })
+        .collect();
+    shorten(
+        &format!("{}-verify-{suffix}", source.replace('-', "--")),
+        MAX_DB_NAME,
+    )
+}
+
+/// The Job restoring the backup into the scratch databases.
+pub fn verify_job(plan: &str) -> String {
+    shorten(&format!("{plan}-verify"), MAX_K8S_NAME)
+}
+
 pub fn backup_job(plan: &str) -> String {
     shorten(&format!("{plan}-backup"), MAX_K8S_NAME)
 }

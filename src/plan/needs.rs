@@ -75,6 +75,9 @@ pub struct Reads {
     /// `backup.cloneMethod: auto` in `Pending`: whether the server streams changes, a change
     /// stream opened on this source database.
     pub change_streams: Option<String>,
+    /// Once the verify Job succeeded: each (frozen source, scratch) pair's collections
+    /// counted and hashed (`Observed::backup_compare`).
+    pub backup_compare: Option<Vec<(String, String)>>,
 }
 
 /// Claims to read: on `ids`, and any held by `uid`.
@@ -93,6 +96,8 @@ pub struct JobNames {
     pub clone: String,
     pub migration: String,
     pub prune: String,
+    /// Empty when the plan has none (not `online`).
+    pub verify: String,
 }
 
 /// Documents to count in `databases`, once `when` holds.
@@ -116,6 +121,8 @@ pub enum When {
     GreenReady,
     /// The old version's latest template runs on every replica.
     BlueRolledOut,
+    /// The Job restoring the backup into the scratch databases succeeded.
+    VerifySucceeded,
 }
 
 impl When {
@@ -140,6 +147,7 @@ impl When {
             When::CloneRunning => job(&obs.clone_job, JobState::Active),
             When::GreenReady => obs.green.as_ref().is_some_and(|g| g.ready_replicas > 0),
             When::BlueRolledOut => obs.blue.as_ref().is_some_and(|b| b.rolled_out()),
+            When::VerifySucceeded => job(&obs.verify_job, JobState::Succeeded),
         }
     }
 }
@@ -228,7 +236,16 @@ pub fn needs(
         spec.cleanup.obsolete_collections.is_some(),
     );
 
-    let databases = if phase == Phase::Pending
+    let online_upgrade =
+        spec.backup.clone_method == CloneMethod::Online && spec.mode == Mode::Upgrade;
+    // After the switch an online plan dumps the frozen sources: in its own phase, or before a
+    // rollback makes the old version writable again.
+    let verifying = online_upgrade && phase == Phase::VerifyingBackup && !deleting;
+    let dumping = verifying
+        || (online_upgrade && phase == Phase::RollingBack && status.read_only_lifted_at.is_some());
+    let databases = if dumping {
+        Some(targets.scratch_databases())
+    } else if phase == Phase::Pending
         || (phase == Phase::CleaningUp && spec.mode == Mode::Rehearsal)
     {
         Some([targets.sources(), targets.clones()].concat())
@@ -271,6 +288,7 @@ pub fn needs(
             clone: targets.clone_job.clone(),
             migration: targets.migration_job.clone(),
             prune: targets.prune_job.clone(),
+            verify: targets.verify_job.clone(),
         }),
         workloads: drop_sources_open || delete_blue_open,
         server_copy: spec.backup.clone_method == CloneMethod::ServerSide
@@ -286,7 +304,7 @@ pub fn needs(
         owned,
         other_plans: phase == Phase::Pending,
         databases,
-        source_counts: (phase == Phase::BackingUp).then(|| Count {
+        source_counts: (phase == Phase::BackingUp || dumping).then(|| Count {
             databases: targets.sources(),
             when: When::BackupSucceeded,
         }),
@@ -296,6 +314,7 @@ pub fn needs(
         }),
         source_shape: match phase {
             Phase::BackingUp => Some(When::BackupSucceeded),
+            _ if dumping => Some(When::BackupSucceeded),
             Phase::Cloning => Some(When::CloneDone),
             _ => None,
         }
@@ -358,6 +377,7 @@ pub fn needs(
             && !deleting)
             .then(|| targets.sources().into_iter().next())
             .flatten(),
+        backup_compare: verifying.then(|| targets.scratch_pairs()),
         read_only_probe: spec
             .read_only
             .verify
@@ -382,7 +402,11 @@ pub fn needs(
 /// instead of the write being refused again and again).
 fn owned(spec: &UpgradePlanSpec, phase: Phase, targets: &Targets) -> Vec<(ObjectKind, String)> {
     let pending = phase == Phase::Pending;
-    let tools = pending || matches!(phase, Phase::BackingUp | Phase::Cloning);
+    // `online` writes the tools' Secret after the switch, for the backup taken then.
+    let tools = pending
+        || matches!(phase, Phase::BackingUp | Phase::Cloning)
+        || (spec.backup.clone_method == CloneMethod::Online
+            && matches!(phase, Phase::VerifyingBackup | Phase::RollingBack));
     let green = pending || phase == Phase::DeployingGreen;
     let migration_env = (pending || matches!(phase, Phase::DeployingGreen | Phase::Migrating))
         && spec
@@ -421,6 +445,7 @@ impl Reads {
             || self.migration_doc.is_some()
             || self.claims.is_some()
             || self.change_streams.is_some()
+            || self.backup_compare.is_some()
     }
 }
 

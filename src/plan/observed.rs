@@ -281,6 +281,28 @@ pub struct Observed {
     /// The claim registry's documents on the plan's names and those the plan holds, or why
     /// the registry could not be read.
     pub claims: Option<Result<Vec<super::claims::Claim>, String>>,
+    /// The Job restoring the backup into the scratch databases (`online`, after the switch).
+    pub verify_job: Option<JobView>,
+    /// Each frozen source and its scratch database (the restored backup), every collection's
+    /// count and content hash, or why reading them failed (read once the verify Job succeeded).
+    pub backup_compare: Option<Result<Vec<DigestPair>, String>>,
+}
+
+/// A collection's document count and content hash (see `crd::BackupVerification`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CollectionDigest {
+    pub count: i64,
+    /// 32 hex digits.
+    pub hash: String,
+}
+
+/// A frozen source and the scratch database its backup was restored into, by collection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DigestPair {
+    pub source: String,
+    pub scratch: String,
+    pub source_collections: BTreeMap<String, CollectionDigest>,
+    pub scratch_collections: BTreeMap<String, CollectionDigest>,
 }
 
 /// The kinds of Kubernetes object a plan creates.

@@ -99,6 +99,17 @@ reasons! {
     NotRestored => "NotRestored",
     /// `cloneMethod: online`: no backup exists before the switch.
     BackupAfterSwitch => "BackupAfterSwitch",
+    /// `online`: the backup taken after the switch, restored into scratch databases, equals
+    /// the frozen sources (counts and content hashes).
+    RestoredAndCompared => "RestoredAndCompared",
+    /// `online`: the restored backup differs from the frozen sources (also a Warning event).
+    BackupDiffers => "BackupDiffers",
+    /// `online`: the backup Job after the switch failed (also a Warning event).
+    BackupDumpFailed => "BackupDumpFailed",
+    /// `online`: the backup could not be restored into the scratch databases.
+    BackupRestoreFailed => "BackupRestoreFailed",
+    /// `online`: status names no scratch database (a plan started before they existed).
+    NoScratchRecorded => "NoScratchRecorded",
 
     // ---- Migrated, MigrationLockStale, Degraded
     GatesPassed => "GatesPassed",
@@ -117,6 +128,11 @@ reasons! {
     RollbackBlocked => "RollbackBlocked",
     /// The RollbackBlocked reason: cleanup already removed what a rollback needs.
     CleanedUp => "CleanedUp",
+    /// RollbackBlocked (and a Warning event): `online`, after the lift, the old version stays
+    /// read-only until the dump of the frozen sources is complete.
+    AwaitingBackup => "AwaitingBackup",
+    /// RollbackBlocked False: that dump is complete; the rollback goes on.
+    BackupComplete => "BackupComplete",
     /// The Warning event when a rollback would lose writes.
     DataDiverged => "DataDiverged",
     WritesSinceLift => "WritesSinceLift",

@@ -40,10 +40,16 @@ pub struct Targets {
     pub preview_service: String,
     /// Every database of the plan, in spec order.
     pub databases: Vec<DatabaseTarget>,
+    /// `online`: each source and the scratch database (`clone` here) its backup is restored
+    /// into to verify it after the switch; empty for the other methods, and for an online plan
+    /// whose status recorded none (it started before scratch databases existed).
+    pub scratch: Vec<DatabaseTarget>,
     pub backup_job: String,
     pub clone_job: String,
     pub migration_job: String,
     pub prune_job: String,
+    /// The Job restoring the backup into the scratch databases.
+    pub verify_job: String,
     /// The Secret holding the migration user's connection string to the clone.
     pub migration_env_secret: String,
     /// The Secret holding the MongoDB tools' config file (the connection string) for the
@@ -109,11 +115,33 @@ pub fn targets(spec: &UpgradePlanSpec, plan: &str, status: Option<&UpgradePlanSt
             .iter()
             .map(|d| (d.clone.clone(), base_db(&d.source)))
             .collect(),
+        // Resolved before `auto` chooses its method (recorded at the plan's start), so an auto
+        // plan gets them too; a rehearsal never takes the backup after a switch.
+        scratch: if spec.mode == crate::crd::Mode::Upgrade
+            && matches!(
+                spec.backup.clone_method,
+                crate::crd::CloneMethod::Online | crate::crd::CloneMethod::Auto
+            ) {
+            databases
+                .iter()
+                .map(|d| DatabaseTarget {
+                    source: d.source.clone(),
+                    clone: names::scratch_database(&d.source, plan),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
         databases,
         backup_job: names::backup_job(plan),
         clone_job: names::clone_job(plan),
         migration_job: names::migration_job(plan),
         prune_job: names::prune_job(plan),
+        verify_job: if spec.backup.clone_method == crate::crd::CloneMethod::Online {
+            names::verify_job(plan)
+        } else {
+            String::new()
+        },
         migration_env_secret: names::migration_env_secret(plan),
         tools_secret: tools_secret(plan),
         backup_dir: names::backup_dir_from(base_deployment, plan),
@@ -147,11 +175,20 @@ impl Targets {
                     clone: d.clone.clone(),
                 })
                 .collect(),
+            scratch: self
+                .scratch
+                .iter()
+                .map(|d| DatabasePair {
+                    source: d.source.clone(),
+                    clone: d.clone.clone(),
+                })
+                .collect(),
             jobs: RecordedJobs {
                 backup: self.backup_job.clone(),
                 clone: self.clone_job.clone(),
                 migration: self.migration_job.clone(),
                 prune: self.prune_job.clone(),
+                verify: self.verify_job.clone(),
             },
             migration_env_secret: self.migration_env_secret.clone(),
             tools_secret: self.tools_secret.clone(),
@@ -176,10 +213,19 @@ impl Targets {
                     clone: d.clone.clone(),
                 })
                 .collect(),
+            scratch: r
+                .scratch
+                .iter()
+                .map(|d| DatabaseTarget {
+                    source: d.source.clone(),
+                    clone: d.clone.clone(),
+                })
+                .collect(),
             backup_job: r.jobs.backup.clone(),
             clone_job: r.jobs.clone.clone(),
             migration_job: r.jobs.migration.clone(),
             prune_job: r.jobs.prune.clone(),
+            verify_job: r.jobs.verify.clone(),
             migration_env_secret: r.migration_env_secret.clone(),
             tools_secret: r.tools_secret.clone(),
             backup_dir: r.backup_dir.clone(),
@@ -208,6 +254,19 @@ impl Targets {
     /// `(source, clone)` pairs, as the copy takes them.
     pub fn pairs(&self) -> Vec<(String, String)> {
         self.databases
+            .iter()
+            .map(|d| (d.source.clone(), d.clone.clone()))
+            .collect()
+    }
+
+    /// The scratch databases the backup is verified in.
+    pub fn scratch_databases(&self) -> Vec<String> {
+        self.scratch.iter().map(|d| d.clone.clone()).collect()
+    }
+
+    /// `(source, scratch)` pairs, as the verify Job restores them.
+    pub fn scratch_pairs(&self) -> Vec<(String, String)> {
+        self.scratch
             .iter()
             .map(|d| (d.source.clone(), d.clone.clone()))
             .collect()

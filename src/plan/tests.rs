@@ -12,6 +12,7 @@ use super::*;
 mod fixtures;
 use fixtures::*;
 
+mod backup_after_switch;
 mod claims;
 mod cleanup;
 mod data;

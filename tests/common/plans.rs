@@ -187,8 +187,13 @@ pub fn upgrade_walk() -> Vec<Phase> {
     Phase::ALL
         .into_iter()
         .take_while(|p| *p != Phase::Rehearsed)
-        // Syncing: `cloneMethod: online` only.
-        .filter(|p| !matches!(p, Phase::AwaitingPromotion | Phase::Syncing))
+        // Syncing, VerifyingBackup: `cloneMethod: online` only.
+        .filter(|p| {
+            !matches!(
+                p,
+                Phase::AwaitingPromotion | Phase::Syncing | Phase::VerifyingBackup
+            )
+        })
         .collect()
 }
 

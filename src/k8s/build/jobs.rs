@@ -98,6 +98,24 @@ pub fn clone_job(plan: &UpgradePlan, targets: &Targets) -> Job {
     )
 }
 
+/// The Job verifying a backup taken after the switch (`online`): the clone Job's script
+/// (checksums checked, then each archive restored), into the scratch databases.
+pub fn verify_job(plan: &UpgradePlan, targets: &Targets) -> Job {
+    let pairs = targets
+        .scratch
+        .iter()
+        .flat_map(|d| [d.source.as_str(), d.clone.as_str()]);
+    tools_job(
+        plan,
+        targets,
+        targets.verify_job.clone(),
+        "verify",
+        vec![plain("CUTOVER_CLONES", lines(pairs))],
+        CLONE_SH,
+        true,
+    )
+}
+
 /// The backup retention Job: the backup volume read-write, no database access.
 pub fn prune_job(plan: &UpgradePlan, targets: &Targets) -> Job {
     let (volume, mount) = backup_volume(plan, false);

@@ -174,7 +174,7 @@ impl Machine<'_> {
         };
         let c = &self.spec.cleanup;
         match role {
-            ClaimRole::Clone => true,
+            ClaimRole::Clone | ClaimRole::Scratch => true,
             ClaimRole::Source => !open(
                 CleanupStepName::DropSourceDatabases,
                 c.drop_source_databases_after.is_some(),

@@ -517,7 +517,7 @@ pub(super) fn bounded_list(items: &[String]) -> String {
     out
 }
 
-fn parse_backup_result(message: &str) -> BackupResult {
+pub(super) fn parse_backup_result(message: &str) -> BackupResult {
     message
         .lines()
         .rev()

@@ -114,10 +114,17 @@ impl Machine<'_> {
             return;
         }
         self.set_cond(cond::DEGRADED, false, Reason::Healthy, "");
-        self.advance(
-            Phase::CleaningUp,
-            "The new version serves read-write; handing it over",
-        );
+        if self.backup_after_switch() {
+            self.advance(
+                Phase::VerifyingBackup,
+                "The new version serves read-write; backing up the frozen sources",
+            );
+        } else {
+            self.advance(
+                Phase::CleaningUp,
+                "The new version serves read-write; handing it over",
+            );
+        }
     }
 
     /// The new Deployment is gone after the switch. Before the lift nothing was written to the

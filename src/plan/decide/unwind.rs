@@ -51,7 +51,11 @@ impl Machine<'_> {
                 Phase::RollingBack | Phase::RolledBack | Phase::Failed | Phase::Rehearsed
             );
         if self.spec.traffic == Color::Green || !rollback_possible {
-            if cond::is_true(&self.st.conditions, cond::ROLLBACK_BLOCKED) {
+            // A rollback waiting for the dump of the frozen sources says so until it is done.
+            let awaiting_dump = phase == Phase::RollingBack
+                && cond::get(&self.st.conditions, cond::ROLLBACK_BLOCKED)
+                    .is_some_and(|c| c.reason == Reason::AwaitingBackup.as_str());
+            if cond::is_true(&self.st.conditions, cond::ROLLBACK_BLOCKED) && !awaiting_dump {
                 self.set_cond(
                     cond::ROLLBACK_BLOCKED,
                     false,
@@ -146,12 +150,17 @@ impl Machine<'_> {
 
     pub(super) fn rolling_back(&mut self) {
         let failed = self.st.failure.is_some();
+        // After the lift an online plan's backup Job dumps the frozen sources the rollback
+        // waits for: never stopped.
+        let dump_awaited = self.backup_after_switch() && self.st.read_only_lifted_at.is_some();
         let any_job_running = [
-            &self.obs.backup_job,
-            &self.obs.clone_job,
-            &self.obs.migration_job,
+            (!dump_awaited).then_some(&self.obs.backup_job),
+            Some(&self.obs.clone_job),
+            Some(&self.obs.migration_job),
+            Some(&self.obs.verify_job),
         ]
         .into_iter()
+        .flatten()
         .flatten()
         .any(|j| j.state == JobState::Active);
         if any_job_running {
@@ -239,6 +248,9 @@ impl Machine<'_> {
             return;
         }
         self.st.active_color = Some(Color::Blue);
+        if blue.read_only_env && self.rollback_waits_for_dump() {
+            return;
+        }
         if blue.read_only_env {
             self.act(
                 Action::SetReadOnly {
@@ -288,6 +300,9 @@ impl Machine<'_> {
                 return;
             }
         }
+        if self.rollback_drops_scratch() {
+            return;
+        }
         self.finish_unwinding(String::new());
     }
 
@@ -297,7 +312,10 @@ impl Machine<'_> {
     fn lifted(&self) -> bool {
         self.spec.mode == Mode::Upgrade
             && (self.st.read_only_lifted_at.is_some()
-                || matches!(self.st.phase, Phase::CleaningUp | Phase::Succeeded))
+                || matches!(
+                    self.st.phase,
+                    Phase::VerifyingBackup | Phase::CleaningUp | Phase::Succeeded
+                ))
     }
 
     /// Moving traffic back now would drop writes nobody accepted losing: read-only was lifted,

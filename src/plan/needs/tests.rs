@@ -90,6 +90,12 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
         r.read_only_probe.as_ref().map(|p| p.deployment.clone()),
     );
     on("claims", r.claims.as_ref().map(|_| String::new()));
+    on(
+        "backup_compare",
+        r.backup_compare
+            .as_ref()
+            .map(|p| format!("{} pairs", p.len())),
+    );
     assert_eq!(
         r.mongo(),
         out.iter().any(|w| {
@@ -104,6 +110,7 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
                 "sync_compare",
                 "migration_doc",
                 "claims",
+                "backup_compare",
             ]
             .iter()
             .any(|m| w.starts_with(m))
@@ -210,6 +217,17 @@ fn reads_by_phase_and_situation() {
             &["jobs", "sync", "sync_compare:2 pairs", "clone_counts:clones@CloneDone", "source_shape:sources@CloneDone", "clone_shape:clones@CloneDone"]),
         ("rolling back lets go of the online sync", online(),
             recorded(Phase::RollingBack), false, &["jobs"]),
+        ("rolling back online after the lift counts the dump the old version waits for", online(),
+            lifted(recorded(Phase::RollingBack)), false,
+            &["jobs", "databases:Squidex-verify-up7,SquidexContent-verify-up7",
+                "source_counts:sources@BackupSucceeded", "source_shape:sources@BackupSucceeded"]),
+        ("verifying the backup after the switch: dump, restore, scratch databases, comparison",
+            online(), recorded(Phase::VerifyingBackup), false,
+            &["jobs", "databases:Squidex-verify-up7,SquidexContent-verify-up7",
+                "source_counts:sources@BackupSucceeded", "source_shape:sources@BackupSucceeded",
+                "backup_compare:2 pairs"]),
+        ("a deleted plan verifying its backup reads only its Jobs and claims", online(),
+            recorded(Phase::VerifyingBackup), true, &["jobs", "claims"]),
         ("past the drain the sync is let go", online(),
             recorded(Phase::DeployingGreen), false, &["jobs"]),
         ("entering read-only probes the old version once it rolled out", spec(),
@@ -383,6 +401,7 @@ fn the_details_of_each_read() {
             clone: "up7-clone".into(),
             migration: "up7-migrate".into(),
             prune: "up7-prune".into(),
+            verify: String::new(),
         })
     );
 }

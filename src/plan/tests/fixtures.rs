@@ -323,6 +323,39 @@ pub(super) fn migrated_clone_counts() -> BTreeMap<String, i64> {
     c
 }
 
+/// Each source of the fixture and its scratch database, digested: equal, or with one more
+/// document in the source's `differs` collection (written after the dump).
+pub(super) fn digests_of_backup(differs: Option<&str>) -> Vec<crate::plan::DigestPair> {
+    use crate::plan::{CollectionDigest, DigestPair};
+    let mut by_db: BTreeMap<String, BTreeMap<String, CollectionDigest>> = BTreeMap::new();
+    for (ns, n) in source_counts() {
+        let (db, coll) = ns.split_once('.').unwrap();
+        by_db.entry(db.into()).or_default().insert(
+            coll.into(),
+            CollectionDigest {
+                count: n,
+                hash: format!("{n:032x}"),
+            },
+        );
+    }
+    by_db
+        .into_iter()
+        .map(|(db, colls)| {
+            let mut source = colls.clone();
+            if let Some(c) = differs.and_then(|d| source.get_mut(d)) {
+                c.count += 1;
+                c.hash = "f".repeat(32);
+            }
+            DigestPair {
+                scratch: names::scratch_database(&db, "up7"),
+                source: db,
+                source_collections: source,
+                scratch_collections: colls,
+            }
+        })
+        .collect()
+}
+
 /// The world as it typically is when a plan is in `phase`.
 /// The Service's track label names the new version: traffic is on it.
 pub(super) fn traffic_on_green(w: &mut Observed) {
@@ -404,7 +437,23 @@ impl Sim {
                 d.generation += 1;
                 d.observed_generation = d.generation;
             }
-            Action::Claim { .. } | Action::ReleaseClaims { .. } => {}
+            // Claims are taken (the fixture world holds the restore plan's already).
+            Action::Claim { claims } => {
+                if let Some(Ok(held)) = &mut w.claims {
+                    for c in claims {
+                        held.push(crate::plan::claims::Claim {
+                            id: c.id.clone(),
+                            role: c.role,
+                            holder: crate::plan::claims::Holder {
+                                namespace: NS.into(),
+                                plan: PLAN.into(),
+                                uid: UID.into(),
+                            },
+                        });
+                    }
+                }
+            }
+            Action::ReleaseClaims { .. } => {}
             Action::PinService { color } => {
                 let name = match color {
                     Color::Blue => "squidex",
@@ -519,6 +568,22 @@ impl Sim {
                 w.source_shape = Some(Ok(source_shape()));
                 w.clone_shape = Some(Ok(clone_shape_of(&source_shape())));
                 w.clone_counts = Some(Ok(clone_counts_of(&source_counts())));
+            }
+            // The backup restores into scratch databases equal to the frozen sources.
+            Action::CreateVerifyJob => {
+                w.verify_job = job("up7-verify", JobState::Succeeded, "");
+                w.backup_compare = Some(Ok(digests_of_backup(None)));
+                if let DatabaseView::Reachable { databases } = &mut w.database {
+                    for d in digests_of_backup(None) {
+                        databases.insert(
+                            d.scratch,
+                            DatabaseInfo {
+                                collections: 2,
+                                documents: 500,
+                            },
+                        );
+                    }
+                }
             }
             Action::CreatePruneJob => {
                 w.prune_job = job(

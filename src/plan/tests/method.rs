@@ -69,6 +69,7 @@ pub(super) fn cases() -> Vec<Case> {
             world: |w| {
                 w.change_streams = Some(streams());
                 w.sync = Some(SyncView::default());
+                w.claims = Some(Ok(held_claims(&auto(), UID)));
             },
             now: 0,
             want_phase: Syncing,
@@ -79,7 +80,10 @@ pub(super) fn cases() -> Vec<Case> {
             name: "auto: a server without change streams restores",
             phase: Pending,
             spec: auto_spec,
-            world: |w| w.change_streams = Some(standalone()),
+            world: |w| {
+                w.change_streams = Some(standalone());
+                w.claims = Some(Ok(held_claims(&auto(), UID)));
+            },
             now: 0,
             want_phase: EnteringReadOnly,
             want_action: Some(Action::SetReadOnly {
@@ -160,6 +164,7 @@ fn the_recorded_choice_is_what_later_phases_act_on() {
 fn auto_records_the_choice_and_why_with_one_event() {
     let mut w = world();
     w.change_streams = Some(streams());
+    w.claims = Some(Ok(held_claims(&auto(), UID)));
     let mut st = None;
     let mut chosen_events = 0;
     for step in 0..3 {
@@ -215,7 +220,15 @@ fn auto_walks_online_on_a_replica_set_and_restore_elsewhere() {
             Phase::Cloning
         ]
     );
-    assert!(!actions.contains(&Action::CreateBackupJob));
+    // No backup before the switch: an online plan dumps the frozen sources after it.
+    assert!(phase_names(&st).contains(&Phase::VerifyingBackup));
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == Action::CreateBackupJob)
+            .count(),
+        1
+    );
     assert_eq!(st.clone.unwrap().method, Some(CloneMethod::Online));
 
     let mut sim = Sim::new();

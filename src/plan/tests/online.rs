@@ -268,6 +268,7 @@ fn table() {
 fn pending_goes_to_syncing_only_for_online() {
     let mut w = world();
     w.sync = Some(SyncView::default());
+    w.claims = Some(Ok(held_claims(&online(), UID)));
     let d = decide(&online(), None, &w, t(0));
     assert_eq!(d.status.phase, Phase::Syncing);
     assert_eq!(d.action, Some(Action::StartSync { resume: Vec::new() }));
@@ -407,7 +408,20 @@ fn walks_to_succeeded_without_backup_or_clone_jobs() {
             Phase::DeployingGreen
         ]
     );
-    assert!(!actions.contains(&Action::CreateBackupJob));
+    // The backup is taken after the switch (see backup_after_switch), never before it.
+    let switch = actions
+        .iter()
+        .position(|a| {
+            *a == Action::PinService {
+                color: Color::Green,
+            }
+        })
+        .unwrap();
+    assert!(
+        actions[..switch]
+            .iter()
+            .all(|a| *a != Action::CreateBackupJob)
+    );
     assert!(!actions.contains(&Action::CreateCloneJob));
     assert!(actions.contains(&Action::DrainSync));
     // Read-only starts only after the sync caught up.

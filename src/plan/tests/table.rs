@@ -76,6 +76,7 @@ fn every_phase_is_in_the_table() {
         unwind::cases(),
         online::cases(),
         method::cases(),
+        backup_after_switch::cases(),
     ];
     for c in tables.into_iter().flatten() {
         covered.insert(c.phase);
