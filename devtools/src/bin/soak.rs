@@ -41,6 +41,21 @@ struct Cli {
     /// Leave the apps' namespaces and databases in place.
     #[arg(long)]
     keep: bool,
+    /// The clone methods drawn from (comma-separated: restore, serverSide, online).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "restore,serverSide,online"
+    )]
+    methods: Vec<String>,
+    /// The kinds of fault dealt (comma-separated): kill-leader, restart-mongo,
+    /// delete-job-pod, restart-podsim, restart-apiserver, compact-etcd.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kill-leader,restart-mongo,delete-job-pod,restart-podsim,restart-apiserver,compact-etcd"
+    )]
+    fault_kinds: Vec<String>,
 }
 
 #[tokio::main]
@@ -68,6 +83,19 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         repo: std::env::current_dir()?,
         plan_timeout: Duration::from_secs(cli.plan_timeout),
         keep: cli.keep,
+        methods: cli
+            .methods
+            .iter()
+            .map(|m| {
+                serde_json::from_value(serde_json::Value::String(m.clone()))
+                    .map_err(|_| anyhow::anyhow!("unknown clone method {m:?}"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        fault_kinds: cli
+            .fault_kinds
+            .iter()
+            .map(|f| soak::faults::parse(f))
+            .collect::<anyhow::Result<_>>()?,
     };
     let out = soak::run(opts).await?;
     println!(
@@ -81,7 +109,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         println!("  fault +{:.1} s {}: {}", f.at_s, f.fault.label(), f.detail);
     }
     print!("{}", soak::check::table(&out.rows));
-    let ok = out.rows.iter().all(|r| r.violations.is_empty());
+    for v in &out.violations {
+        println!("VIOLATION run: {v}");
+    }
+    let ok = out.rows.iter().all(|r| r.violations.is_empty()) && out.violations.is_empty();
     println!("{}", if ok { "soak: PASS" } else { "soak: FAIL" });
     Ok(ok)
 }

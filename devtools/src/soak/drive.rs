@@ -20,13 +20,36 @@ pub struct Driven {
     /// What the driver did, in order (approval, rollback request), or why it gave up.
     pub actions: Vec<String>,
     pub error: Option<String>,
+    /// A refused rollback: the `DataDiverged` condition's message as the driver saw it.
+    pub refused: Option<String>,
 }
 
+/// A merge patch of the plan, retried for 60 s (the API server may be restarting).
 async fn merge(c: &Cluster, s: &Scenario, patch: serde_json::Value) -> anyhow::Result<()> {
-    c.plans(&s.namespace)
-        .patch(&s.plan, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(())
+    let start = Instant::now();
+    loop {
+        match c
+            .plans(&s.namespace)
+            .patch(&s.plan, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() < Duration::from_secs(60) => {
+                tracing::debug!(error = %e, "patching the plan; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The message of the plan's condition of this type, if it is there and True.
+fn condition(st: &serde_json::Value, type_: &str) -> Option<String> {
+    st["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_ && c["status"] == "True")
+        .map(|c| c["message"].as_str().unwrap_or_default().to_string())
 }
 
 pub async fn drive(c: &Cluster, s: &Scenario, timeout: Duration) -> Driven {
@@ -43,12 +66,21 @@ async fn drive_inner(
     timeout: Duration,
     d: &mut Driven,
 ) -> anyhow::Result<()> {
-    c.apply_plan(&s.namespace, &s.plan_json()).await?;
+    let apply_start = Instant::now();
+    while let Err(e) = c.apply_plan(&s.namespace, &s.plan_json()).await {
+        // The API server may be restarting.
+        anyhow::ensure!(
+            apply_start.elapsed() < Duration::from_secs(60),
+            "applying the plan: {e:#}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     d.applied_ms = crate::watchlog::now_ms();
     let start = Instant::now();
     let mut waiting_since: Option<Instant> = None;
     let mut lifted_since: Option<Instant> = None;
     let mut requested = false;
+    let mut requested_at: Option<Instant> = None;
     loop {
         // A status read may fail while the API server or the network has a bad moment.
         let st = match c.plan_status(&s.namespace, &s.plan).await {
@@ -62,7 +94,22 @@ async fn drive_inner(
         // A late rollback may come after Succeeded (the old version is kept, scaled down
         // after `scaleDownBlueAfter`): Succeeded is not its end.
         let rollback_due = matches!(s.kind, Kind::RollbackLate { .. }) && !requested;
-        if TERMINAL.contains(&phase) && !(rollback_due && phase == "Succeeded") {
+        // A refused rollback ends when the refusal is seen on a Succeeded plan.
+        if let Kind::RollbackRefused { .. } = s.kind {
+            if d.refused.is_none()
+                && let Some(m) = condition(&st, "DataDiverged")
+            {
+                d.actions.push(format!("refused ({phase}): {m}"));
+                d.refused = Some(m);
+            }
+            let waited = requested_at.is_some_and(|t| t.elapsed() > Duration::from_secs(60));
+            if TERMINAL.contains(&phase) && phase != "Succeeded"
+                || phase == "Succeeded" && (d.refused.is_some() || waited)
+            {
+                d.done_ms = crate::watchlog::now_ms();
+                return Ok(());
+            }
+        } else if TERMINAL.contains(&phase) && !(rollback_due && phase == "Succeeded") {
             d.done_ms = crate::watchlog::now_ms();
             return Ok(());
         }
@@ -106,6 +153,18 @@ async fn drive_inner(
                     "traffic: blue + acceptDataLoss {after_s} s after the lift ({phase})"
                 ));
                 requested = true;
+            }
+            Kind::RollbackRefused { after_s }
+                if !requested
+                    && lifted_since
+                        .is_some_and(|t| t.elapsed() >= Duration::from_secs(after_s)) =>
+            {
+                merge(c, s, json!({"spec": {"traffic": "blue"}})).await?;
+                d.actions.push(format!(
+                    "traffic: blue without acceptDataLoss {after_s} s after the lift ({phase})"
+                ));
+                requested = true;
+                requested_at = Some(Instant::now());
             }
             _ => {}
         }

@@ -9,6 +9,7 @@
 pub mod check;
 pub mod drive;
 pub mod faults;
+pub mod jobs;
 pub mod operator;
 pub mod scenario;
 
@@ -39,11 +40,17 @@ pub struct Options {
     pub repo: PathBuf,
     pub plan_timeout: Duration,
     pub keep: bool,
+    /// The clone methods drawn from.
+    pub methods: Vec<cutover::crd::CloneMethod>,
+    /// The kinds of fault the schedule deals.
+    pub fault_kinds: Vec<faults::Fault>,
 }
 
 pub struct Outcome {
     pub rows: Vec<check::Row>,
     pub faults: Vec<faults::Injected>,
+    /// Violations of the whole run (databases nobody reserved).
+    pub violations: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -62,15 +69,21 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
         format!("seed {}; logs in {}", opts.seed, work.display()),
     );
     let mut rng = scenario::Rng::new(opts.seed);
-    let apps = scenario::draw(&mut rng, opts.apps, opts.waves, &run);
-    let schedule = faults::schedule(&mut rng, opts.faults, opts.waves, opts.wave_gap);
+    let apps = scenario::draw(&mut rng, opts.apps, opts.waves, &run, &opts.methods);
+    let schedule = faults::schedule(
+        &mut rng,
+        opts.faults,
+        opts.waves,
+        opts.wave_gap,
+        &opts.fault_kinds,
+    );
     for s in &apps {
         say(
             t0,
             format!(
                 "app {}: {} {} x{} wave {}",
                 s.namespace,
-                s.method.as_str(),
+                scenario::method_name(s.method),
                 s.kind.label(),
                 s.replicas,
                 s.wave
@@ -84,18 +97,74 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
         );
     }
 
-    let result = soak(&opts, &c, &apps, &schedule, &work, t0).await;
+    let prefix = format!("soak-{run}-");
+    let result = soak(&opts, &c, &apps, &schedule, &work, &prefix, t0).await;
     if result.is_err() && !opts.keep {
         // The operator is gone: the plans' finalizers are cleared by hand after a short wait.
         cleanup(&c, &apps, Duration::from_secs(5), t0).await;
     }
     c.mongo.clone().shutdown().await;
-    let (rows, injected) = result?;
+    let (rows, injected, violations) = result?;
     Ok(Outcome {
         rows,
         faults: injected,
+        violations,
         elapsed: t0.elapsed(),
     })
+}
+
+/// The server's database names.
+async fn database_names(c: &Cluster) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    Ok(c.mongo.list_database_names().await?.into_iter().collect())
+}
+
+/// "No database exists at the end that no plan reserved": every database made during the
+/// run is an app's source, a database some plan recorded in `status.targets`, or the
+/// server's or the operator's own (`admin`, `local`, `config`; `cutover`, its claims).
+/// And no app's source database is gone.
+async fn check_databases(
+    c: &Cluster,
+    apps: &[scenario::Scenario],
+    before: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    let mut v = Vec::new();
+    let now = match database_names(c).await {
+        Ok(n) => n,
+        Err(e) => return vec![format!("listing databases: {e:#}")],
+    };
+    let mut reserved: std::collections::BTreeSet<String> = ["admin", "local", "config", "cutover"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    for s in apps {
+        reserved.insert(s.db.clone());
+        reserved.insert(s.content_db.clone());
+        if !now.contains(&s.db) || !now.contains(&s.content_db) {
+            v.push(format!(
+                "{}: a source database is gone ({} or {})",
+                s.namespace, s.db, s.content_db
+            ));
+        }
+        let st = c
+            .plan_status(&s.namespace, &s.plan)
+            .await
+            .unwrap_or_default();
+        for pair in st["targets"]["databases"].as_array().into_iter().flatten() {
+            for k in ["source", "clone"] {
+                if let Some(name) = pair[k].as_str() {
+                    reserved.insert(name.to_string());
+                }
+            }
+        }
+    }
+    for db in now.difference(before) {
+        if !reserved.contains(db) {
+            v.push(format!(
+                "database {db} exists, made during the run, and no plan reserved it"
+            ));
+        }
+    }
+    v
 }
 
 async fn soak(
@@ -104,8 +173,11 @@ async fn soak(
     apps: &[scenario::Scenario],
     schedule: &[faults::Planned],
     work: &std::path::Path,
+    prefix: &str,
     t0: Instant,
-) -> anyhow::Result<(Vec<check::Row>, Vec<faults::Injected>)> {
+) -> anyhow::Result<(Vec<check::Row>, Vec<faults::Injected>, Vec<String>)> {
+    let dbs_before = database_names(c).await?;
+    let job_watch = jobs::JobWatch::start(c.client.clone(), prefix.to_string()).await?;
     // 1. The apps, deployed side by side.
     futures::future::try_join_all(apps.iter().map(|s| deploy(c, s))).await?;
     say(t0, format!("{} apps deployed", apps.len()));
@@ -211,14 +283,22 @@ async fn soak(
     for (s, d) in apps.iter().zip(&driven) {
         let records = crate::load::log::read(&work.join(format!("writes-{}.jsonl", s.index)))?;
         let log = ops.all_logs();
-        rows.push(check::check_app(c, s, d, &records, &injected, &log, &c.mongo_uri).await);
+        let seen = check::RunSeen {
+            faults: &injected,
+            operator_log: &log,
+            secret: &c.mongo_uri,
+            jobs: job_watch.created_twice(&s.namespace),
+        };
+        rows.push(check::check_app(c, s, d, &records, &seen).await);
     }
+    job_watch.stop();
+    let violations = check_databases(c, apps, &dbs_before).await;
     // With the operator still running, so that it finishes the plans' finalizers.
     if !opts.keep {
         cleanup(c, apps, Duration::from_secs(60), t0).await;
     }
     ops.stop().await;
-    Ok((rows, injected))
+    Ok((rows, injected, violations))
 }
 
 async fn cleanup(c: &Cluster, apps: &[scenario::Scenario], wait: Duration, t0: Instant) {
