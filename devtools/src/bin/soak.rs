@@ -56,6 +56,9 @@ struct Cli {
         default_value = "kill-leader,restart-mongo,delete-job-pod,restart-podsim,restart-apiserver,compact-etcd"
     )]
     fault_kinds: Vec<String>,
+    /// Print the apps' plans and the fault schedule the seed gives, and stop.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[tokio::main]
@@ -83,6 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         repo: std::env::current_dir()?,
         plan_timeout: Duration::from_secs(cli.plan_timeout),
         keep: cli.keep,
+        dry_run: cli.dry_run,
         methods: cli
             .methods
             .iter()
@@ -97,7 +101,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             .map(|f| soak::faults::parse(f))
             .collect::<anyhow::Result<_>>()?,
     };
+    let dry_run = opts.dry_run;
     let out = soak::run(opts).await?;
+    if dry_run {
+        return Ok(true);
+    }
     println!(
         "soak: seed {}, {} apps, {} faults, {:.0} s",
         cli.seed,

@@ -44,6 +44,8 @@ pub struct Options {
     pub methods: Vec<cutover::crd::CloneMethod>,
     /// The kinds of fault the schedule deals.
     pub fault_kinds: Vec<faults::Fault>,
+    /// Print the draw and the fault schedule the seed gives, and stop.
+    pub dry_run: bool,
 }
 
 pub struct Outcome {
@@ -60,10 +62,11 @@ fn say(t0: Instant, msg: impl std::fmt::Display) {
 
 pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
     let t0 = Instant::now();
-    let c = Arc::new(Cluster::connect().await?);
     let run = unique();
     let work = std::env::temp_dir().join(format!("cutover-soak-{run}"));
-    std::fs::create_dir_all(&work)?;
+    if !opts.dry_run {
+        std::fs::create_dir_all(&work)?;
+    }
     say(
         t0,
         format!("seed {}; logs in {}", opts.seed, work.display()),
@@ -97,6 +100,15 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
         );
     }
 
+    if opts.dry_run {
+        return Ok(Outcome {
+            rows: vec![],
+            faults: vec![],
+            violations: vec![],
+            elapsed: t0.elapsed(),
+        });
+    }
+    let c = Arc::new(Cluster::connect().await?);
     let prefix = format!("soak-{run}-");
     let result = soak(&opts, &c, &apps, &schedule, &work, &prefix, t0).await;
     if result.is_err() && !opts.keep {
