@@ -29,6 +29,8 @@ pub struct Row {
     pub read_only_s: f64,
     /// Jobs created in the app's namespace.
     pub jobs: usize,
+    /// What the run had to do by hand for this app (not violations; shown under the table).
+    pub notes: Vec<String>,
     pub violations: Vec<String>,
 }
 
@@ -81,6 +83,12 @@ pub async fn check_app(
         v.push(format!("driver: {e}"));
     }
     row.jobs = jobs.0;
+    if d.locks_released > 0 {
+        row.notes.push(format!(
+            "released the clone's migration lock by hand {} time(s): held at the target version after the migration (the server lost the holder's release)",
+            d.locks_released
+        ));
+    }
     for (job, uids) in &jobs.1 {
         v.push(format!(
             "Job {job} created {} times (uids {uids:?})",
@@ -262,6 +270,11 @@ pub fn table(rows: &[Row]) -> String {
                 r.faults.join(", ")
             }
         );
+    }
+    for r in rows {
+        for n in &r.notes {
+            out += &format!("NOTE {}: {n}\n", r.app);
+        }
     }
     for r in rows {
         for v in &r.violations {

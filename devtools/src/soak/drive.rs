@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::scenario::{Kind, Scenario};
 use crate::bench::cluster::Cluster;
+use crate::bench::plan::TARGET_VERSION;
 
 pub const TERMINAL: [&str; 4] = ["Succeeded", "Rehearsed", "RolledBack", "Failed"];
 
@@ -22,6 +23,39 @@ pub struct Driven {
     pub error: Option<String>,
     /// A refused rollback: the `DataDiverged` condition's message as the driver saw it.
     pub refused: Option<String>,
+    /// Migration locks the driver released by hand (see [`release_lost_lock`]).
+    pub locks_released: u32,
+}
+
+/// The environment's MongoDB-wire server (secantusd) can lose an acknowledged update that
+/// races a `findAndModify` upsert failing with E11000 (reproduced outside cutover: the
+/// holder's `IsLocked: false` is acknowledged and gone, the document stays locked). With two
+/// replicas, appsim's migration lock then stays held after the migration completed, and the
+/// plan would wait in `Migrating` until `migration.timeout`. The driver does what
+/// docs/operations.md tells an owner to do for a lock held by no one: after 20 s at the target
+/// version, still locked, it releases the lock in the clone (never the source), and the row
+/// says so.
+async fn release_lost_lock(c: &Cluster, s: &Scenario, st: &serde_json::Value) -> bool {
+    let clone = st["targets"]["databases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["source"] == s.db.as_str())
+        .and_then(|p| p["clone"].as_str());
+    let Some(clone) = clone else { return false };
+    let migration = c
+        .mongo
+        .database(clone)
+        .collection::<mongodb::bson::Document>("Migration");
+    matches!(
+        migration
+            .update_one(
+                mongodb::bson::doc! {"_id": "Default", "IsLocked": true, "Version": TARGET_VERSION as i64},
+                mongodb::bson::doc! {"$set": {"IsLocked": false}},
+            )
+            .await,
+        Ok(r) if r.modified_count == 1
+    )
 }
 
 /// A merge patch of the plan, retried for 60 s (the API server may be restarting).
@@ -81,6 +115,7 @@ async fn drive_inner(
     let mut lifted_since: Option<Instant> = None;
     let mut requested = false;
     let mut requested_at: Option<Instant> = None;
+    let mut locked_done_since: Option<Instant> = None;
     loop {
         // A status read may fail while the API server or the network has a bad moment.
         let st = match c.plan_status(&s.namespace, &s.plan).await {
@@ -112,6 +147,23 @@ async fn drive_inner(
         } else if TERMINAL.contains(&phase) && !(rollback_due && phase == "Succeeded") {
             d.done_ms = crate::watchlog::now_ms();
             return Ok(());
+        }
+        let locked_done = phase == "Migrating"
+            && st["migration"]["locked"] == true
+            && st["migration"]["version"].as_i64() == Some(TARGET_VERSION as i64);
+        match (locked_done, locked_done_since) {
+            (false, _) => locked_done_since = None,
+            (true, None) => locked_done_since = Some(Instant::now()),
+            (true, Some(t)) if t.elapsed() > Duration::from_secs(20) => {
+                if release_lost_lock(c, s, &st).await {
+                    d.locks_released += 1;
+                    d.actions.push(
+                        "released the clone's migration lock, held 20 s at the target version (the server lost the holder's release)".into(),
+                    );
+                }
+                locked_done_since = None;
+            }
+            (true, Some(_)) => {}
         }
         let awaiting = phase == "AwaitingPromotion";
         if awaiting && waiting_since.is_none() {
