@@ -116,6 +116,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     for f in &out.faults {
         println!("  fault +{:.1} s {}: {}", f.at_s, f.fault.label(), f.detail);
     }
+    for r in &out.operator_restarts {
+        println!("  operator replica {r}");
+    }
     print!("{}", soak::check::table(&out.rows));
     for v in &out.violations {
         println!("VIOLATION run: {v}");

@@ -116,6 +116,8 @@ async fn drive_inner(
     let mut requested = false;
     let mut requested_at: Option<Instant> = None;
     let mut locked_done_since: Option<Instant> = None;
+    let mut refused_at: Option<Instant> = None;
+    let mut steered_back = false;
     loop {
         // A status read may fail while the API server or the network has a bad moment.
         let st = match c.plan_status(&s.namespace, &s.plan).await {
@@ -136,10 +138,21 @@ async fn drive_inner(
             {
                 d.actions.push(format!("refused ({phase}): {m}"));
                 d.refused = Some(m);
+                refused_at = Some(Instant::now());
+            }
+            // Refused and held: the owner steers back to the new version (as the condition
+            // says), and the plan goes on to Succeeded.
+            if let (Some(_), Some(at)) = (&d.refused, refused_at)
+                && !steered_back
+                && at.elapsed() >= Duration::from_secs(3)
+            {
+                merge(c, s, json!({"spec": {"traffic": "green"}})).await?;
+                d.actions.push(format!("traffic: green again ({phase})"));
+                steered_back = true;
             }
             let waited = requested_at.is_some_and(|t| t.elapsed() > Duration::from_secs(60));
             if TERMINAL.contains(&phase) && phase != "Succeeded"
-                || phase == "Succeeded" && (d.refused.is_some() || waited)
+                || phase == "Succeeded" && (steered_back || waited)
             {
                 d.done_ms = crate::watchlog::now_ms();
                 return Ok(());

@@ -53,6 +53,8 @@ pub struct Outcome {
     pub faults: Vec<faults::Injected>,
     /// Violations of the whole run (databases nobody reserved).
     pub violations: Vec<String>,
+    /// Operator replicas that exited on their own and were started again.
+    pub operator_restarts: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -105,6 +107,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
             rows: vec![],
             faults: vec![],
             violations: vec![],
+            operator_restarts: vec![],
             elapsed: t0.elapsed(),
         });
     }
@@ -116,11 +119,12 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
         cleanup(&c, &apps, Duration::from_secs(5), t0).await;
     }
     c.mongo.clone().shutdown().await;
-    let (rows, injected, violations) = result?;
+    let (rows, injected, violations, operator_restarts) = result?;
     Ok(Outcome {
         rows,
         faults: injected,
         violations,
+        operator_restarts,
         elapsed: t0.elapsed(),
     })
 }
@@ -187,7 +191,12 @@ async fn soak(
     work: &std::path::Path,
     prefix: &str,
     t0: Instant,
-) -> anyhow::Result<(Vec<check::Row>, Vec<faults::Injected>, Vec<String>)> {
+) -> anyhow::Result<(
+    Vec<check::Row>,
+    Vec<faults::Injected>,
+    Vec<String>,
+    Vec<String>,
+)> {
     let dbs_before = database_names(c).await?;
     let job_watch = jobs::JobWatch::start(c.client.clone(), prefix.to_string()).await?;
     // 1. The apps, deployed side by side.
@@ -213,7 +222,20 @@ async fn soak(
     say(t0, "write loads started");
 
     // 3. The operator: two replicas, leader election.
-    let mut ops = operator::Operators::start(&opts.cutover, work, 2).await?;
+    let ops = Arc::new(tokio::sync::Mutex::new(
+        operator::Operators::start(&opts.cutover, work, 2).await?,
+    ));
+    let supervisor = {
+        let ops = ops.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                for m in ops.lock().await.revive() {
+                    say(t0, format!("operator replica {m}"));
+                }
+            }
+        })
+    };
     say(t0, "operator started (2 replicas)");
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -248,11 +270,18 @@ async fn soak(
         }
         let mut at_ms = crate::watchlog::now_ms();
         let mut at_s = plans_t0.elapsed().as_secs_f64();
-        let detail =
-            match faults::inject(f.fault, &c.client, &mut ops, &opts.repo, &namespaces).await {
-                Ok(d) => d,
-                Err(e) => format!("FAILED to inject: {e:#}"),
-            };
+        let detail = match faults::inject(
+            f.fault,
+            &c.client,
+            &mut *ops.lock().await,
+            &opts.repo,
+            &namespaces,
+        )
+        .await
+        {
+            Ok(d) => d,
+            Err(e) => format!("FAILED to inject: {e:#}"),
+        };
         if f.fault == faults::Fault::DeleteJobPod {
             // It waited for a Job pod: the fault is when the pod was deleted.
             at_ms = crate::watchlog::now_ms();
@@ -294,7 +323,7 @@ async fn soak(
     let mut rows = Vec::new();
     for (s, d) in apps.iter().zip(&driven) {
         let records = crate::load::log::read(&work.join(format!("writes-{}.jsonl", s.index)))?;
-        let log = ops.all_logs();
+        let log = ops.lock().await.all_logs();
         let seen = check::RunSeen {
             faults: &injected,
             operator_log: &log,
@@ -309,8 +338,10 @@ async fn soak(
     if !opts.keep {
         cleanup(c, apps, Duration::from_secs(60), t0).await;
     }
+    supervisor.abort();
+    let mut ops = ops.lock().await;
     ops.stop().await;
-    Ok((rows, injected, violations))
+    Ok((rows, injected, violations, ops.restarts.clone()))
 }
 
 async fn cleanup(c: &Cluster, apps: &[scenario::Scenario], wait: Duration, t0: Instant) {

@@ -22,6 +22,8 @@ pub struct Replica {
 
 pub struct Operators {
     pub replicas: Vec<Replica>,
+    /// Replicas that exited on their own and were started again, with why.
+    pub restarts: Vec<String>,
     binary: PathBuf,
     dir: PathBuf,
 }
@@ -38,6 +40,7 @@ impl Operators {
                 .collect(),
             binary: binary.to_path_buf(),
             dir: dir.to_path_buf(),
+            restarts: vec![],
         };
         for i in 0..n {
             ops.spawn(i)?;
@@ -126,8 +129,45 @@ impl Operators {
             .join("\n")
     }
 
+    /// Plays the kubelet's `restartPolicy: Always`: every replica whose process exited on
+    /// its own (a replica that lost its Lease exits by design; one that cannot reach the API
+    /// server may too) is started again with the same identity. What was restarted, and why.
+    pub fn revive(&mut self) -> Vec<String> {
+        let mut revived = Vec::new();
+        for i in 0..self.replicas.len() {
+            let exited = match &mut self.replicas[i].child {
+                Some(c) => match c.try_wait() {
+                    Ok(Some(st)) => Some(st.to_string()),
+                    _ => None,
+                },
+                // Killed by a fault, to be started by it.
+                None => None,
+            };
+            if let Some(st) = exited {
+                let r = &self.replicas[i];
+                let last = r.logs.last().cloned();
+                let why = last
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+                    .and_then(|l| {
+                        l.lines()
+                            .rev()
+                            .find(|l| l.contains("ERROR") || l.starts_with("cutover:"))
+                            .map(|l| l.chars().take(200).collect::<String>())
+                    })
+                    .unwrap_or_default();
+                let msg = format!("{} exited ({st}): {why}", r.identity);
+                match self.spawn(i) {
+                    Ok(()) => revived.push(format!("{msg}; restarted")),
+                    Err(e) => revived.push(format!("{msg}; restarting it failed: {e:#}")),
+                }
+            }
+        }
+        self.restarts.extend(revived.iter().cloned());
+        revived
+    }
+
     /// SIGTERM each (by its pid), SIGKILL after 10 s.
-    pub async fn stop(mut self) {
+    pub async fn stop(&mut self) {
         use nix::sys::signal::{Signal, kill};
         use nix::unistd::Pid;
         for r in &mut self.replicas {

@@ -67,7 +67,8 @@ pub enum Kind {
     /// RolledBack, the writes the new version acknowledged since the lift are lost.
     RollbackLate { after_s: u64 },
     /// Rolled back `after_s` seconds after the lift *without* acceptDataLoss: refused
-    /// (`DataDiverged`), the plan stays Succeeded, traffic and every write on the new version.
+    /// (`DataDiverged`: nothing moves, the plan holds where it is), then steered back with
+    /// `traffic: green`: Succeeded, traffic and every write on the new version.
     RollbackRefused { after_s: u64 },
     /// The new version's migration fails: Failed, the old version serves.
     FailingMigration,
