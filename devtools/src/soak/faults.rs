@@ -108,13 +108,18 @@ pub fn schedule(
 pub async fn inject(
     fault: Fault,
     client: &kube::Client,
-    ops: &mut Operators,
+    ops: &tokio::sync::Mutex<Operators>,
     repo: &Path,
     namespaces: &[String],
 ) -> anyhow::Result<String> {
     match fault {
         Fault::KillLeader => {
-            let who = ops.kill_leader(client, Duration::from_secs(2)).await?;
+            // Locked only here: replicas that exit during other faults are restarted meanwhile.
+            let who = ops
+                .lock()
+                .await
+                .kill_leader(client, Duration::from_secs(2))
+                .await?;
             Ok(format!("{who} killed, restarted 2 s later"))
         }
         Fault::RestartMongo => dev_env_restart(repo, "secantusd").await,

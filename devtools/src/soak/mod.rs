@@ -270,15 +270,7 @@ async fn soak(
         }
         let mut at_ms = crate::watchlog::now_ms();
         let mut at_s = plans_t0.elapsed().as_secs_f64();
-        let detail = match faults::inject(
-            f.fault,
-            &c.client,
-            &mut *ops.lock().await,
-            &opts.repo,
-            &namespaces,
-        )
-        .await
-        {
+        let detail = match faults::inject(f.fault, &c.client, &ops, &opts.repo, &namespaces).await {
             Ok(d) => d,
             Err(e) => format!("FAILED to inject: {e:#}"),
         };
