@@ -116,8 +116,17 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     for f in &out.faults {
         println!("  fault +{:.1} s {}: {}", f.at_s, f.fault.label(), f.detail);
     }
+    // Each distinct exit once, with how often (a replica that cannot reach a restarting API
+    // server exits again at each back-off).
+    let mut exits: Vec<(&String, usize)> = Vec::new();
     for r in &out.operator_restarts {
-        println!("  operator replica {r}");
+        match exits.iter_mut().find(|(m, _)| *m == r) {
+            Some((_, n)) => *n += 1,
+            None => exits.push((r, 1)),
+        }
+    }
+    for (m, n) in exits {
+        println!("  operator replica {m} (x{n}; started again, as restartPolicy: Always would)");
     }
     print!("{}", soak::check::table(&out.rows));
     for v in &out.violations {

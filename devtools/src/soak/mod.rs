@@ -231,7 +231,10 @@ async fn soak(
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 for m in ops.lock().await.revive() {
-                    say(t0, format!("operator replica {m}"));
+                    say(
+                        t0,
+                        format!("operator replica {m}; started again after a back-off"),
+                    );
                 }
             }
         })
