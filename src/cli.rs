@@ -166,6 +166,12 @@ pub fn render_status(plan: &UpgradePlan) -> String {
     if let Some(c) = st.active_color {
         let _ = writeln!(out, "Active:  {}", c.as_str());
     }
+    if let Some(c) = &st.clone
+        && let Some(m) = c.method
+    {
+        let why = c.reason.as_deref().unwrap_or_default();
+        let _ = writeln!(out, "Clone method: {} ({why})", crate::plan::spelled(m));
+    }
     let predicted = st.prediction.as_ref().map(|p| {
         format!(
             "{:.1}s predicted by rehearsal {}",

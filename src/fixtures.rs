@@ -82,7 +82,9 @@ impl SquidexPlan {
             target_version: 2,
             verify_read_only: false,
             backup_image: None,
-            clone_method: None,
+            // The tests were written for restore's phase order (backup before the clone);
+            // the default, `auto`, asks the server, which these worlds do not answer.
+            clone_method: Some(CloneMethod::Restore),
             stale_lock_after: "1m".into(),
             timeout: "10m".into(),
             scale_down_after: "0s".into(),
@@ -102,7 +104,9 @@ impl SquidexPlan {
             target_version,
             verify_read_only: true,
             backup_image: Some("mongo:7.0".into()),
-            clone_method: None,
+            // Restore's phase order, which these tests check; the default, `auto`, would
+            // choose `online` on the local server.
+            clone_method: Some(CloneMethod::Restore),
             stale_lock_after: "20s".into(),
             timeout: "3m".into(),
             // Succeeded is reached without a wait that only adds a timer.

@@ -30,6 +30,7 @@ fn crd_has_the_printer_columns_and_short_name() {
             "Phase",
             "Active",
             "Target",
+            "Method",
             "Progress",
             "Read-only since",
             "Age"

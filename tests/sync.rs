@@ -503,3 +503,119 @@ async fn a_source_dropped_and_written_again_during_the_sync_is_followed() {
         client.database(db).drop().await.unwrap();
     }
 }
+
+/// Measurement, not a test (`--ignored`): what a change stream costs on this server as the
+/// oplog grows (opening at a time, a getMore with a few new events, opening after a token)
+/// beside a full read of the oplog (the history check).
+#[tokio::test]
+#[ignore]
+async fn measure_stream_costs_against_the_oplog_size() {
+    use futures::StreamExt;
+    let Some(env) = env().await else { return };
+    let client = env.mongo.clone();
+    let db = client.database(&unique("measure"));
+    let coll = db.collection::<Document>("bulk");
+    let oplog = client.database("local").collection::<Document>("oplog.rs");
+    let mut n = 0i64;
+    for target in [50_000i64, 200_000, 600_000] {
+        let have = oplog.estimated_document_count().await.unwrap() as i64;
+        let mut todo = target - have;
+        while todo > 0 {
+            let batch = todo.min(10_000);
+            coll.insert_many((0..batch).map(|i| doc! {"_id": n + i, "b": "x".repeat(20)}))
+                .await
+                .unwrap();
+            n += batch;
+            todo -= batch;
+        }
+        let entries = oplog.estimated_document_count().await.unwrap();
+        let mut session = client.start_session().await.unwrap();
+        let r = db
+            .run_command(doc! {"ping": 1})
+            .session(&mut session)
+            .await
+            .unwrap();
+        let t = r.get_timestamp("operationTime").unwrap();
+        db.collection::<Document>("probe")
+            .insert_one(doc! {"_id": n})
+            .await
+            .unwrap();
+        // (a) open at a time and read the first event.
+        let a = Instant::now();
+        let mut s = db
+            .watch()
+            .start_at_operation_time(t)
+            .max_await_time(Duration::from_millis(100))
+            .await
+            .unwrap();
+        let opened = a.elapsed();
+        let first = s.next().await.unwrap().unwrap();
+        let a_first = a.elapsed();
+        let token = s.resume_token().unwrap();
+        // (b) a getMore with three new events.
+        for k in 1..=3 {
+            db.collection::<Document>("probe")
+                .insert_one(doc! {"_id": n + k})
+                .await
+                .unwrap();
+        }
+        let b = Instant::now();
+        let mut got = 0;
+        while got < 3 {
+            if s.next_if_any().await.unwrap().is_some() {
+                got += 1;
+            }
+        }
+        let b_took = b.elapsed();
+        // (b') an empty getMore (nothing new; max await 100 ms).
+        let b2 = Instant::now();
+        let _ = s.next_if_any().await.unwrap();
+        let b2_took = b2.elapsed();
+        drop(s);
+        // (c) resumeAfter the first event's token, first batch.
+        let c = Instant::now();
+        let mut s = db
+            .watch()
+            .resume_after(token)
+            .max_await_time(Duration::from_millis(100))
+            .await
+            .unwrap();
+        let c_open = c.elapsed();
+        let _ = s.next_if_any().await.unwrap();
+        let c_took = c.elapsed();
+        drop(s);
+        // (e) open at the head (now), nothing to return.
+        let r = db
+            .run_command(doc! {"ping": 1})
+            .session(&mut session)
+            .await
+            .unwrap();
+        let now = r.get_timestamp("operationTime").unwrap();
+        let e = Instant::now();
+        let mut s = db
+            .watch()
+            .start_at_operation_time(now)
+            .max_await_time(Duration::from_millis(100))
+            .await
+            .unwrap();
+        let e_open = e.elapsed();
+        let _ = s.next_if_any().await.unwrap();
+        let e_took = e.elapsed();
+        drop(s);
+        // (d) the history check: one $group pass over the oplog.
+        let d = Instant::now();
+        let _: Vec<Document> = oplog
+            .aggregate(vec![doc! {"$group": {"_id": null, "o": {"$min": "$ts"}, "n": {"$max": "$ts"}, "c": {"$sum": 1}}}])
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let d_took = d.elapsed();
+        eprintln!(
+            "MEASURE oplog {entries}: (a) open at T {opened:?}, first event {a_first:?} ({}); (b) getMore 3 events {b_took:?}, empty getMore {b2_took:?}; (c) resumeAfter open {c_open:?}, first batch {c_took:?}; (e) open at head {e_open:?}, first getMore {e_took:?}; (d) oplog $group {d_took:?}",
+            first.operation_type == mongodb::change_stream::event::OperationType::Insert
+        );
+    }
+    db.drop().await.unwrap();
+}

@@ -49,6 +49,12 @@ use super::time::{GoDuration, dur};
         description = "The new version's image"
     ),
     printcolumn(
+        name = "Method",
+        type_ = "string",
+        json_path = ".status.clone.method",
+        description = "How the clones are made, as chosen in Pending (cloneMethod auto resolves to online or restore)"
+    ),
+    printcolumn(
         name = "Progress",
         type_ = "string",
         json_path = ".status.progress.summary",
@@ -279,7 +285,7 @@ pub struct BackupSpec {
     #[serde(default)]
     #[schemars(range(min = 0, max = 1000))]
     pub keep_last: u32,
-    /// How the clones are made. `restore`: a Job restores the backup archive (mongorestore). `serverSide`: each collection is created with its source's options and copied inside the server (aggregate `$out`, `$merge` for a capped one, then its indexes recreated; views created last) while the backup Job runs, and the backup is kept for safety; counts, collection options, views and index specs are verified either way.
+    /// How the clones are made. `auto` (the default): `online` when the server streams changes (a replica set on which a change stream opens), else `restore`; the choice and why are in `status.clone` (an online sync that loses its history before read-only falls back to `restore` once). `restore`: a Job restores the backup archive (mongorestore). `serverSide`: each collection is created with its source's options and copied inside the server (aggregate `$out`, `$merge` for a capped one, then its indexes recreated; views created last) while the backup Job runs, and the backup is kept for safety; counts, collection options, views and index specs are verified either way.
     #[serde(default)]
     pub clone_method: CloneMethod,
     /// Settings of the `online` clone method.
@@ -300,8 +306,10 @@ fn default_parallelism() -> u32 {
 #[serde(rename_all = "camelCase")]
 pub enum CloneMethod {
     /// Restore the backup archive with mongorestore in a Job (the backup is proven restorable).
-    #[default]
     Restore,
+    /// The default. `online` when the server streams changes (a replica set on which a change stream opens on the first source database), else `restore`; chosen once, in `Pending`, and recorded in `status.clone.method` with the reason.
+    #[default]
+    Auto,
     /// Copy inside the server, in parallel with the backup (faster): each collection created with its source's options, filled with `$out` (`$merge` when capped), its indexes recreated; views recreated as views.
     ServerSide,
     /// Copy inside the server while the app still takes writes and follow its changes (change streams) until the lag is under `online.maxLag`; read-only only for the last seconds (drain, compare, new version). No backup is taken before the switch.

@@ -386,6 +386,13 @@ pub struct CloneStatus {
     /// Source database name to clone database name.
     #[serde(default)]
     pub databases: BTreeMap<String, String>,
+    /// The clone method the plan acts on, chosen in `Pending` (`backup.cloneMethod: auto`
+    /// resolves to `online` or `restore` here; a restart never chooses again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<super::CloneMethod>,
+    /// Why that method: `auto`'s reading of the server, or the spec's choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// True once every collection of the clones has the same document count as its frozen source.
     #[serde(default)]
     pub verified: bool,

@@ -8,5 +8,6 @@ pub mod cache;
 pub mod databases;
 mod error;
 pub mod execute;
+pub mod job_outcome;
 pub mod observe;
 pub mod views;

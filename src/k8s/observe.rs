@@ -28,6 +28,8 @@ use crate::uri::Uri;
 
 use super::{databases, views};
 
+mod streams;
+
 /// Errors reading the cluster (MongoDB and probe failures are observations, not errors).
 pub type Result<T> = std::result::Result<T, kube::Error>;
 
@@ -313,12 +315,12 @@ async fn read_jobs(
         if known.is_none() && state != JobState::Active {
             known = Some(known_secrets(client, plan, uri).await?);
         }
-        let view = Some(views::job_view(
-            &j,
-            state,
-            &pods,
-            known.as_deref().unwrap_or_default(),
-        ));
+        let mut view = views::job_view(&j, state, &pods, known.as_deref().unwrap_or_default());
+        // Only the backup and clone scripts report their own failures (see `job_outcome`).
+        if state == JobState::Failed && (name == &names.backup || name == &names.clone) {
+            view.disruption = super::job_outcome::disruption(&pods);
+        }
+        let view = Some(view);
         if name == &names.backup {
             obs.backup_job = view;
         } else if name == &names.clone {
@@ -558,6 +560,9 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
             .is_some_and(|v| v.state == crate::sync::SyncState::Drained)
     {
         obs.sync_compare = Some(compare_pairs(&c, uri, pairs).await);
+    }
+    if let Some(source) = &reads.change_streams {
+        obs.change_streams = Some(streams::probe(&c, uri, source).await);
     }
     if let Some(read) = &reads.claims {
         obs.claims = Some(

@@ -295,6 +295,7 @@ pub fn job_view(job: &Job, state: JobState, pods: &[Pod], known: &[String]) -> J
         name: job.name_any(),
         state,
         message: crate::scrub::scrub(&message, known),
+        disruption: None,
     }
 }
 

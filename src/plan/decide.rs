@@ -26,6 +26,7 @@ mod claims;
 mod cleanup;
 mod data;
 mod green;
+mod method;
 mod owned;
 mod pending;
 mod progress;
@@ -34,6 +35,8 @@ mod rehearsal;
 mod switch;
 mod syncing;
 mod unwind;
+
+pub use method::{resolved, spelled};
 
 /// How soon to look again while something external is expected to change without a watch
 /// event (MongoDB documents, HTTP probes).
@@ -139,6 +142,7 @@ impl Machine<'_> {
     fn step(&mut self) {
         match self.st.phase {
             Phase::Pending => self.pending(),
+            Phase::Syncing if !self.online() => self.leave_syncing_for_restore(),
             Phase::Syncing => self.syncing(),
             Phase::EnteringReadOnly => self.entering_read_only(),
             Phase::BackingUp => self.backing_up(),

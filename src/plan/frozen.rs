@@ -35,6 +35,8 @@ pub fn effective(
         };
     };
     let mut spec = frozen.clone();
+    // `auto` acts on the method `Pending` chose (the frozen spec keeps `auto`).
+    spec.backup.clone_method = super::decide::resolved(frozen, status);
     spec.traffic = live.traffic;
     spec.promotion.approved = live.promotion.approved;
     spec.rollback.accept_data_loss = live.rollback.accept_data_loss;

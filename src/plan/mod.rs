@@ -16,7 +16,7 @@ pub mod shape;
 pub mod targets;
 mod validate;
 
-pub use decide::decide;
+pub use decide::{decide, spelled};
 pub use decision::{Action, Decision, EventKind, EventNote};
 pub use needs::{Reads, needs};
 pub use observed::*;

@@ -72,6 +72,9 @@ pub struct Reads {
     pub read_only_probe: Option<Probe>,
     /// The claim registry: claims on these names and every claim of the plan's uid.
     pub claims: Option<ClaimRead>,
+    /// `backup.cloneMethod: auto` in `Pending`: whether the server streams changes, a change
+    /// stream opened on this source database.
+    pub change_streams: Option<String>,
 }
 
 /// Claims to read: on `ids`, and any held by `uid`.
@@ -249,7 +252,7 @@ pub fn needs(
     };
 
     let migrating = phase == Phase::Migrating;
-    let online = spec.backup.clone_method == CloneMethod::Online && spec.mode == Mode::Upgrade;
+    let online = spec.backup.clone_method == CloneMethod::Online;
     let owned = if deleting {
         Vec::new()
     } else {
@@ -350,6 +353,11 @@ pub fn needs(
                 .collect(),
             uid: plan.uid.clone(),
         }),
+        change_streams: (phase == Phase::Pending
+            && spec.backup.clone_method == CloneMethod::Auto
+            && !deleting)
+            .then(|| targets.sources().into_iter().next())
+            .flatten(),
         read_only_probe: spec
             .read_only
             .verify
@@ -412,6 +420,7 @@ impl Reads {
             || self.sync_compare.is_some()
             || self.migration_doc.is_some()
             || self.claims.is_some()
+            || self.change_streams.is_some()
     }
 }
 

@@ -179,6 +179,15 @@ pub struct DatabaseInfo {
     pub documents: i64,
 }
 
+/// What `backup.cloneMethod: auto` reads of the server.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamSupport {
+    /// A replica set (`hello.setName`) on which a change stream opened on a source database.
+    Streams { set_name: String },
+    /// Why not (not a replica set, or the change stream was refused: the server's answer).
+    No(String),
+}
+
 /// A Job cutover owns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobView {
@@ -186,6 +195,10 @@ pub struct JobView {
     pub state: JobState,
     /// The pod's termination message or the Job's failure condition; never a secret.
     pub message: String,
+    /// A failed backup or clone Job whose pod did not end by the script's own failure (it was
+    /// killed, deleted, evicted, or is gone): what happened to it. `None` for a script failure
+    /// and for every other Job.
+    pub disruption: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,6 +267,8 @@ pub struct Observed {
     /// The online sync into the clones (`backup.cloneMethod: online`) as this operator process
     /// knows it.
     pub sync: Option<crate::sync::SyncView>,
+    /// Whether the server streams changes (`backup.cloneMethod: auto`, read in `Pending`).
+    pub change_streams: Option<StreamSupport>,
     /// After the drain: how the clones differ from the sources (counts, sampled documents),
     /// one sentence each, empty when they agree; or why comparing failed.
     pub sync_compare: Option<Result<Vec<String>, String>>,

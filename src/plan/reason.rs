@@ -43,6 +43,8 @@ reasons! {
     BackupTimedOut => "BackupTimedOut",
     ServerSideCopyFailed => "ServerSideCopyFailed",
     CloneJobFailed => "CloneJobFailed",
+    /// The backup or clone Job's pod was disrupted (killed, deleted, evicted) on every attempt.
+    JobKeptBeingDisrupted => "JobKeptBeingDisrupted",
     CloneTimedOut => "CloneTimedOut",
     /// The clones' counts differ from the frozen sources'.
     CloneVerificationFailed => "CloneVerificationFailed",
@@ -76,6 +78,10 @@ reasons! {
     SyncHistoryLost => "SyncHistoryLost",
     /// `cloneMethod: online`: the sync (bulk copy or change streams) failed.
     SyncFailed => "SyncFailed",
+
+    // ---- Normal and Warning events of `backup.cloneMethod: auto`
+    CloneMethodChosen => "CloneMethodChosen",
+    CloneMethodFallback => "CloneMethodFallback",
 
     // ---- ReadOnly
     ReadOnlyRequested => "ReadOnlyRequested",
@@ -131,6 +137,9 @@ reasons! {
 
     // ---- Progressing
     Suspended => "Suspended",
+    /// The Warning event and the Progressing reason when a backup or clone Job's pod was
+    /// disrupted and the Job is retried under a new name.
+    JobPodDisrupted => "JobPodDisrupted",
 
     // ---- ReconcileFailing
     /// An action or a read of the plan keeps failing; the operator retries with backoff.

@@ -18,6 +18,7 @@ mod data;
 mod deadlines;
 mod frozen;
 mod green;
+mod method;
 mod online;
 mod owned;
 mod pending;

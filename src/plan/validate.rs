@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::crd::{CloneMethod, Mode, UpgradePlanSpec};
+use crate::crd::{Mode, UpgradePlanSpec};
 
 use super::{names, targets};
 
@@ -30,10 +30,6 @@ pub fn validate(spec: &UpgradePlanSpec, plan: &str) -> Vec<String> {
             "spec.app.service: {:?} is not a valid Service name (lowercase letters, digits and '-', at most 63)",
             spec.app.service
         ),
-    );
-    check(
-        !(spec.backup.clone_method == CloneMethod::Online && spec.mode == Mode::Rehearsal),
-        "spec.backup.cloneMethod: online is not supported with mode: Rehearsal yet; rehearse with restore or serverSide".into(),
     );
     if let Some(c) = &spec.app.container {
         check(

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use futures::StreamExt;
 use mongodb::bson::{Document, doc};
 
-use super::history::Unverified;
+use super::history::{Proof, Unverified};
 use super::state::SyncState;
 use super::token::OpTime;
 use crate::mongo::{SYNC_MARKERS, user_collections};
@@ -25,11 +25,12 @@ async fn sync(task: &Task) -> Result<(), Stop> {
     let n = task.sources.lock().expect("lock").len();
     for idx in 0..n {
         if task.with_source(idx, |s| s.fresh) {
-            let at = start_point(task, idx).await?;
+            let (at, marker) = start_point(task, idx).await?;
             task.with_source(idx, |s| {
                 s.resume.start_at = at;
                 s.cursor_at = at;
-                s.unverified = Unverified::starting_at(at);
+                s.unverified = Unverified::starting_at(at, None);
+                s.start_marker = marker;
                 s.fresh = false;
             });
         }
@@ -39,6 +40,7 @@ async fn sync(task: &Task) -> Result<(), Stop> {
     task.set_state(SyncState::Streaming);
     let streams = (0..n).map(|idx| super::stream::follow(task, idx));
     futures::future::try_join_all(streams).await?;
+    prove_drained(task).await?;
     // Drained only once a history check made after the last reads proves them complete.
     while task
         .sources
@@ -72,16 +74,54 @@ async fn sync(task: &Task) -> Result<(), Stop> {
     Ok(())
 }
 
-/// The source's cluster time now, before anything is copied: every change after it reaches
-/// the clone through the stream, which starts there (inclusive).
-async fn start_point(task: &Task, idx: usize) -> Result<OpTime, Stop> {
+/// Every stream applied past its drain marker: the reads since the last history check are
+/// proven complete by one proof stream per source (its last event before them still in the
+/// oplog), not by a read of the whole oplog (seconds at millions of entries on this server).
+/// A source the proof cannot tell about waits for a history check (the loop after this).
+async fn prove_drained(task: &Task) -> Result<(), Stop> {
+    let n = task.sources.lock().expect("lock").len();
+    for idx in 0..n {
+        let (name, unverified) =
+            task.with_source(idx, |s| (s.resume.source.clone(), s.unverified.clone()));
+        let (Some(from), Some(anchor)) = (unverified.from, unverified.anchor) else {
+            continue;
+        };
+        match super::stream::prove(task, &name, &anchor).await {
+            Proof::Held => task.with_source(idx, |s| s.unverified.all_proven()),
+            Proof::Lost => return Err(super::watcher::lost_at(task, &name, from).await),
+            Proof::Unknown => tracing::debug!(source = %name, "sync: drain proof unknown"),
+        }
+    }
+    Ok(())
+}
+
+/// The start point, before anything is copied: a marker inserted into the source, whose
+/// operation time is where the stream starts (inclusive) and which must be its first event
+/// (else the history after it was pruned before the stream opened). Every change after it
+/// reaches the clone through the stream. Without a marker's time, the cluster time (`ping`).
+async fn start_point(
+    task: &Task,
+    idx: usize,
+) -> Result<(OpTime, Option<mongodb::bson::Bson>), Stop> {
     let name = task.with_source(idx, |s| s.resume.source.clone());
-    let what = format!("reading the cluster time of {name}");
+    let what = format!("writing the start marker into {name}");
     let mut session = task
         .client
         .start_session()
         .await
         .map_err(|e| task.failed(&what, &e))?;
+    let id = mongodb::bson::oid::ObjectId::new();
+    task.client
+        .database(&name)
+        .collection::<Document>(SYNC_MARKERS)
+        .insert_one(doc! {"_id": id, "start": true, "at": mongodb::bson::DateTime::now()})
+        .session(&mut session)
+        .await
+        .map_err(|e| task.failed(&what, &e))?;
+    if let Some(at) = session.operation_time() {
+        return Ok((at.into(), Some(mongodb::bson::Bson::ObjectId(id))));
+    }
+    let what = format!("reading the cluster time of {name}");
     let reply = task
         .client
         .database(&name)
@@ -93,7 +133,7 @@ async fn start_point(task: &Task, idx: usize) -> Result<OpTime, Stop> {
         .get_timestamp("operationTime")
         .ok()
         .or_else(|| session.operation_time())
-        .map(OpTime::from)
+        .map(|t| (OpTime::from(t), None))
         .ok_or_else(|| {
             Stop::Failed(format!(
                 "{what}: the server reports no operationTime (change streams need a replica set)"

@@ -4,6 +4,7 @@
 //! entry it still holds (checked: `startAtOperationTime` and `resumeAfter` both do).
 
 use mongodb::bson::{Document, doc};
+use mongodb::change_stream::event::ResumeToken;
 
 use super::state::HistoryLost;
 use super::token::OpTime;
@@ -80,39 +81,101 @@ pub fn lag_seconds(now: OpTime, position: OpTime) -> i64 {
     i64::from(now.t.saturating_sub(position.t))
 }
 
+/// An event of a stream that a proof stream can show still held by the oplog (then nothing
+/// after it was pruned): the event's token and time, and the token of the stream's event just
+/// before it (a stream resumed after that one must return this event first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Anchor {
+    pub prev: Option<ResumeToken>,
+    pub event: ResumeToken,
+    pub at: OpTime,
+}
+
+impl Anchor {
+    /// The anchor of the event after this one.
+    pub fn next(last: Option<&Anchor>, event: ResumeToken, at: OpTime) -> Anchor {
+        Anchor {
+            prev: last.map(|a| a.event.clone()),
+            event,
+            at,
+        }
+    }
+}
+
+/// What a proof stream's first event says about an anchor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proof {
+    /// The anchor is still in the oplog: nothing after it was pruned.
+    Held,
+    /// A later event came first: the anchor was pruned.
+    Lost,
+    /// Nothing to tell (no event, an event at the same time, the stream failed): a full
+    /// oplog check has to decide.
+    Unknown,
+}
+
+/// The first event (`token`, `at`) of a stream opened after the anchor's previous event (or at
+/// its time, inclusive) against the anchor.
+pub fn judge(anchor: &Anchor, first: Option<(&ResumeToken, Option<OpTime>)>) -> Proof {
+    match first {
+        Some((t, _)) if *t == anchor.event => Proof::Held,
+        Some((_, Some(at))) if at > anchor.at => Proof::Lost,
+        _ => Proof::Unknown,
+    }
+}
+
 /// The reads of one change stream not yet proven complete. This server's stream silently jumps
-/// over pruned history, so a read is proven complete only by an oplog check made after it:
-/// if the oldest entry is then still at or before where the stream stood before the read,
-/// nothing the read needed was pruned when it ran (the oldest entry only moves forward).
-/// Checks are costly and run beside the stream; this tracks what they still have to prove.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// over pruned history, so a read is proven complete only by something seen after it: the
+/// oplog's oldest entry still at or before where the stream stood before the read (a history
+/// check, `watcher`), or the last event before the read still in the oplog (a proof stream,
+/// `anchor`, at the drain): the oldest entry only moves forward.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Unverified {
     /// Where the stream stood before the first read not yet proven; `None`: all proven.
     pub from: Option<OpTime>,
+    /// The stream's last event before that read, when known.
+    pub anchor: Option<Anchor>,
     /// Reads completed (to tell whether a read finished during a check).
     pub reads: u64,
 }
 
 impl Unverified {
     /// Something still to prove before any read (the start point, while copying).
-    pub fn starting_at(at: OpTime) -> Unverified {
+    pub fn starting_at(at: OpTime, anchor: Option<Anchor>) -> Unverified {
         Unverified {
             from: Some(at),
+            anchor,
             reads: 0,
         }
     }
 
-    /// A read finished that started with the stream at `before`.
-    pub fn read(&mut self, before: OpTime) {
-        self.from.get_or_insert(before);
+    /// A read finished that started with the stream at `before`, after the event `last`.
+    pub fn read(&mut self, before: OpTime, last: Option<&Anchor>) {
+        if self.from.is_none() {
+            self.from = Some(before);
+            self.anchor = last.cloned();
+        }
         self.reads += 1;
     }
 
-    /// A check that began when this was `seen` and the stream stood at `at` found the history
-    /// intact at `seen.from`: reads finished before it began are proven; reads finished since
-    /// started at or after `at`, which the next check must prove.
-    pub fn proven(&mut self, seen: Unverified, at: OpTime) {
-        self.from = (self.reads != seen.reads).then_some(at);
+    /// A check that began when this was `seen` and the stream stood at `at` after the event
+    /// `last` found the history intact at `seen.from`: reads finished before it began are
+    /// proven; reads finished since started at or after `at`, which the next check must prove.
+    pub fn proven(&mut self, seen: &Unverified, at: OpTime, last: Option<Anchor>) {
+        if self.reads == seen.reads {
+            self.from = None;
+            self.anchor = None;
+        } else {
+            self.from = Some(at);
+            // The newest event known before those reads (an older one proves as much).
+            self.anchor = last.or(self.anchor.take());
+        }
+    }
+
+    /// Every read so far is proven (a proof stream opened after the last one).
+    pub fn all_proven(&mut self) {
+        self.from = None;
+        self.anchor = None;
     }
 }
 #[cfg(test)]
@@ -155,23 +218,59 @@ mod tests {
 
     #[test]
     fn a_read_is_proven_only_by_a_check_that_began_after_it() {
-        let mut u = Unverified::starting_at(at(10, 0));
+        let mut u = Unverified::starting_at(at(10, 0), None);
         // A check with nothing read since it began proves everything.
-        let seen = u;
-        u.proven(seen, at(10, 0));
+        let seen = u.clone();
+        u.proven(&seen, at(10, 0), None);
         assert_eq!(u.from, None);
-        // Two reads: what must be proven starts before the first.
-        u.read(at(10, 0));
-        u.read(at(12, 0));
+        // Two reads: what must be proven starts before the first, after its last event.
+        let e1 = Anchor::next(None, token("e1"), at(9, 0));
+        let e2 = Anchor::next(Some(&e1), token("e2"), at(11, 0));
+        u.read(at(10, 0), Some(&e1));
+        u.read(at(12, 0), Some(&e2));
         assert_eq!(u.from, Some(at(10, 0)));
+        assert_eq!(u.anchor.as_ref(), Some(&e1));
         // A check begins; a read finishes while it runs (it may have started after the
         // check read the oplog): still to prove, from where the stream stood when it began.
-        let seen = u;
-        u.read(at(13, 0));
-        u.proven(seen, at(13, 0));
+        let seen = u.clone();
+        u.read(at(13, 0), Some(&e2));
+        u.proven(&seen, at(13, 0), Some(e2.clone()));
         assert_eq!(u.from, Some(at(13, 0)));
-        let seen = u;
-        u.proven(seen, at(14, 0));
-        assert_eq!(u.from, None);
+        assert_eq!(u.anchor.as_ref(), Some(&e2));
+        let seen = u.clone();
+        u.proven(&seen, at(14, 0), Some(e2.clone()));
+        assert_eq!((u.from, u.anchor), (None, None));
+    }
+
+    fn token(s: &str) -> ResumeToken {
+        mongodb::bson::from_bson(mongodb::bson::Bson::Document(doc! {"_data": s})).unwrap()
+    }
+
+    #[test]
+    fn an_anchor_is_held_when_a_stream_after_its_previous_event_returns_it_first() {
+        let e1 = Anchor::next(None, token("e1"), at(10, 0));
+        let e2 = Anchor::next(Some(&e1), token("e2"), at(10, 1));
+        assert_eq!(e2.prev, Some(token("e1")));
+        assert_eq!(
+            judge(&e2, Some((&token("e2"), Some(at(10, 1))))),
+            Proof::Held
+        );
+        // A later event first: e2 was pruned, and maybe more after it.
+        assert_eq!(
+            judge(&e2, Some((&token("e3"), Some(at(10, 2))))),
+            Proof::Lost
+        );
+        assert_eq!(
+            judge(&e2, Some((&token("e3"), Some(at(11, 0))))),
+            Proof::Lost
+        );
+        // Another event at the same time (opened at a time, inclusive), no time, no event:
+        // a full oplog check decides.
+        assert_eq!(
+            judge(&e2, Some((&token("x"), Some(at(10, 1))))),
+            Proof::Unknown
+        );
+        assert_eq!(judge(&e2, Some((&token("x"), None))), Proof::Unknown);
+        assert_eq!(judge(&e2, None), Proof::Unknown);
     }
 }

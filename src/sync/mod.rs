@@ -17,7 +17,10 @@
 //!   documents per collection; sentences saying what differs.
 //!
 //! # What the engine does
-//! 1. Start point: the source's `operationTime` (a `ping`) before anything is copied.
+//! 1. Start point: a marker inserted into the source (`SYNC_MARKERS`); its operation time is
+//!    where the stream starts (inclusive), before anything is copied, and the stream's first
+//!    event must be that marker (else the history after it was pruned before the stream opened:
+//!    `HistoryLost`).
 //! 2. Bulk copy of every collection, server-side (`$out` + indexes, `crate::copy`), largest
 //!    first, `parallelism` at a time; finished collections are recorded (`bulkDone`).
 //! 3. One change stream per source database from the start point (or after the last applied
@@ -25,10 +28,30 @@
 //!    (`apply`: idempotent, so applying again from an older token is harmless). Every event is
 //!    applied after every bulk copy finished (a copy newer than an event is brought up to date
 //!    by the later events).
-//! 4. History (`watcher`, beside the copy and the streams): the oplog's oldest entry is compared
-//!    with where each stream stood before its reads not yet proven complete (the start point
-//!    while copying); when the oplog no longer reaches it the state is `HistoryLost` with how
-//!    much oplog would have been needed. `Drained` waits for a check made after the last read.
+//! 4. History: this server's streams silently skip pruned history, so every read is proven
+//!    complete by something seen after it. (a) The early warning, beside the copy and the
+//!    streams (`watcher`): the oplog's oldest entry compared with where each stream stood before
+//!    its reads not yet proven (the start point while copying); when the oplog no longer
+//!    reaches it the state is `HistoryLost` with how much oplog would have been needed. It
+//!    reads the whole oplog, so it never runs on the read-only window's path: once a drain is
+//!    asked for it runs only when a proof cannot tell. (b) Proof streams (`stream::prove`,
+//!    `history::judge`): the stream's last event before its unproven reads (the anchor) is
+//!    still in the oplog if a stream resumed after the event before it returns it first
+//!    (nothing after an entry still held was pruned: pruning takes the oldest first). Each
+//!    stream proves its reads so every 2 s while syncing, and once after its drain marker:
+//!    `Drained` needs that proof (or, when it cannot tell, a history check made after the last
+//!    read).
+//!
+//! Measured on this server (debug build, 2 cores, `tests/sync.rs`
+//! `measure_stream_costs_against_the_oplog_size`), oplog of 50k / 200k / 600k entries:
+//! opening a stream at a time (`startAtOperationTime`) and its first event 16 / 72 / 315 ms
+//! (O(oplog), ~0.5 µs per entry, so ~1.6 s at 3M); a getMore with 3 new events ~1 ms at every
+//! size; an empty getMore 14 µs (the server does not wait `maxAwaitTimeMS`); opening after a
+//! token (`resumeAfter`) and its first batch 9 / 1.8 / 1.4 ms (O(1)); the oplog check
+//! (`history::oplog`) 0.19 / 1.04 / 2.79 s (O(oplog), ~4.6 µs per entry, ~14 s at 3M). Hence
+//! the drain's proof resumes after a token (O(1)); it opens at a time only for an anchor
+//! without an event before it (the start marker or a recorded token after a restart, when no
+//! event came since), and nothing reopens the main stream in the window.
 //!
 //! # The server (SecantusDB 0.5.3, checked against it)
 //! - Change streams on a database, `startAtOperationTime` (inclusive), `resumeAfter`,
@@ -39,13 +62,14 @@
 //!   the cluster time (MongoDB's are KeyString: 0x82 then the timestamp); both are read.
 //! - `local.oplog.rs` is readable; sort by `ts` works (`$natural` order does not: both
 //!   directions return the oldest entry), `estimatedDocumentCount` is exact. Every read of it
-//!   materializes the whole oplog (about 8 µs per entry: 0.7 s at 76,000 entries, so about
-//!   25 s at the environment's 3,000,000): checks run beside the streams, at an interval four
-//!   times their cost (at least 1 s). `$out` writes an oplog entry per copied document. Pruning to
+//!   materializes the whole oplog (see the measurements above): checks run beside the streams,
+//!   at an interval four times their cost (at least 1 s), and never in the window. `$out` writes an oplog entry per copied document. Pruning to
 //!   `--oplog-max-entries` / `--oplog-retention-seconds` is periodic (about every 5 s), so the
 //!   oplog briefly holds more than the bound.
 //! - A stream whose start point (time or token) was pruned does NOT fail: it starts silently
 //!   at the oldest retained entry. Hence the history check here.
+//! - An insert's `operationTime` is its oplog entry's time: a stream opened there returns that
+//!   insert first (the start marker; checked in every `tests/sync.rs` run).
 //! - `ping`'s `operationTime` is the cluster time, which may be later than the newest oplog
 //!   entry on an idle server.
 

@@ -8,6 +8,7 @@ use mongodb::change_stream::event::ResumeToken;
 use mongodb::options::FullDocumentType;
 
 use super::apply::{Change, apply, classify};
+use super::history::{Anchor, Proof, judge};
 use super::task::{Stop, Task};
 use super::token::{self, OpTime};
 
@@ -16,14 +17,23 @@ const LAG_EVERY: Duration = Duration::from_secs(1);
 /// How long the server may hold an empty getMore: a stream with nothing to apply still
 /// measures its lag this often.
 const AWAIT: Duration = Duration::from_millis(500);
+/// Pause after an empty batch (SecantusDB answers an empty getMore at once, whatever
+/// `maxAwaitTimeMS` says: without it an idle stream spins).
+const IDLE: Duration = Duration::from_millis(5);
+/// How often a stream proves its reads complete (a proof stream, `prove`) while not draining:
+/// the drain's own proof then starts after a recent event, which is cheap (see `prove`).
+const PROVE_EVERY: Duration = Duration::from_secs(2);
+/// How long a proof stream may take to return its first event.
+const PROOF_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
-    let (source, clone, start_at, recorded) = task.with_source(idx, |s| {
+    let (source, clone, start_at, recorded, start_marker) = task.with_source(idx, |s| {
         (
             s.resume.source.clone(),
             s.resume.clone.clone(),
             s.resume.start_at,
             s.resume.token.clone(),
+            s.start_marker.clone(),
         )
     });
     let mut resume: Option<ResumeToken> = recorded.as_deref().and_then(token::decode);
@@ -40,6 +50,9 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
             .full_document(FullDocumentType::UpdateLookup)
             .show_expanded_events(true)
             .max_await_time(AWAIT);
+        // Opened at the start point written by this process: its marker must come first,
+        // else the history after the start point was pruned before the stream opened.
+        let mut expect_start = resume.is_none() && start_marker.is_some();
         let watch = match (resume.clone(), after_invalidate) {
             (Some(t), true) => watch.start_after(t),
             (Some(t), false) => watch.resume_after(t),
@@ -49,12 +62,17 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
             .await
             .map_err(|e| task.failed(&what, &e))?
             .with_type::<Document>();
-        task.with_source(idx, |s| s.unverified.read(before));
+        task.with_source(idx, |s| s.unverified.read(before, s.last.as_ref()));
         let mut measured = Instant::now();
+        let mut proved = Instant::now();
         loop {
             if measured.elapsed() >= LAG_EVERY {
                 measure_lag(task, idx, &db).await;
                 measured = Instant::now();
+            }
+            if proved.elapsed() >= PROVE_EVERY {
+                prove_reads(task, idx, &source).await?;
+                proved = Instant::now();
             }
             let before = task.with_source(idx, |s| s.cursor_at);
             let next = stream
@@ -65,20 +83,37 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
             // token when it returned none.
             let now_at = stream.resume_token().as_ref().and_then(token::time_of);
             task.with_source(idx, |s| {
-                s.unverified.read(before);
+                s.unverified.read(before, s.last.as_ref());
                 if let Some(t) = now_at {
                     s.cursor_at = s.cursor_at.max(t);
                 }
             });
             let Some(ev) = next else {
+                tokio::time::sleep(IDLE).await;
                 continue;
             };
             let change = classify(&ev, &source);
             let at = ev.get_timestamp("clusterTime").ok().map(OpTime::from);
-            if let Some(t) = at {
-                task.with_source(idx, |s| s.cursor_at = s.cursor_at.max(t));
-            }
             let token = stream.resume_token();
+            task.with_source(idx, |s| {
+                if let Some(t) = at {
+                    s.cursor_at = s.cursor_at.max(t);
+                }
+                s.last = match (&token, at) {
+                    (Some(token), Some(at)) => {
+                        Some(Anchor::next(s.last.as_ref(), token.clone(), at))
+                    }
+                    _ => None,
+                };
+            });
+            if std::mem::take(&mut expect_start) {
+                if matches!(&change, Change::Marker(id) if Some(id) == start_marker.as_ref()) {
+                    // Still in the oplog when this read ran: so was everything after it.
+                    task.with_source(idx, |s| s.unverified.all_proven());
+                } else if at.is_some_and(|t| t > start_at) {
+                    return Err(super::watcher::lost_at(task, &source, start_at).await);
+                }
+            }
             match &change {
                 Change::Marker(id) => {
                     let ours = task.with_source(idx, |s| s.marker.as_ref() == Some(id));
@@ -107,6 +142,67 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
             }
         }
     }
+}
+
+/// Proves the stream's reads so far complete (it reads nothing meanwhile), unless draining
+/// (the drain proves them once, after its marker).
+async fn prove_reads(task: &Task, idx: usize, source: &str) -> Result<(), Stop> {
+    let (draining, seen, at, last) = task.with_source(idx, |s| {
+        (
+            s.marker.is_some(),
+            s.unverified.clone(),
+            s.cursor_at,
+            s.last.clone(),
+        )
+    });
+    let (false, Some(from), Some(anchor)) = (draining, seen.from, seen.anchor.as_ref()) else {
+        return Ok(());
+    };
+    match prove(task, source, anchor).await {
+        Proof::Held => task.with_source(idx, |s| s.unverified.proven(&seen, at, last)),
+        Proof::Lost => return Err(super::watcher::lost_at(task, source, from).await),
+        Proof::Unknown => {}
+    }
+    Ok(())
+}
+
+/// Is the anchor (an event this stream returned) still in the oplog? A stream opened after
+/// the event before it (O(1) on this server), or at its time when there is none (this server
+/// reads its whole oplog to open at a time: 0.3 s at 600,000 entries), must return it first.
+pub(super) async fn prove(task: &Task, source: &str, anchor: &Anchor) -> Proof {
+    let db = task.client.database(source);
+    let watch = db
+        .watch()
+        .full_document(FullDocumentType::UpdateLookup)
+        .show_expanded_events(true)
+        .max_await_time(AWAIT);
+    let watch = match &anchor.prev {
+        Some(prev) => watch.resume_after(prev.clone()),
+        None => watch.start_at_operation_time(anchor.at.into()),
+    };
+    let mut stream = match watch.await {
+        Ok(s) => s.with_type::<Document>(),
+        Err(e) => {
+            tracing::debug!(error = %task.uri.redact(&e.to_string()), "sync: proof stream");
+            return Proof::Unknown;
+        }
+    };
+    let deadline = Instant::now() + PROOF_WAIT;
+    while Instant::now() < deadline {
+        match stream.next_if_any().await {
+            Ok(Some(ev)) => {
+                let at = ev.get_timestamp("clusterTime").ok().map(OpTime::from);
+                let token = stream.resume_token();
+                return judge(anchor, token.as_ref().map(|t| (t, at)));
+            }
+            Ok(None) => tokio::time::sleep(IDLE).await,
+            Err(e) => {
+                tracing::debug!(error = %task.uri.redact(&e.to_string()), "sync: proof stream");
+                return Proof::Unknown;
+            }
+        }
+    }
+    Proof::Unknown
 }
 
 /// Seconds between the cluster time now and where the cursor stands (left as it was when the

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicI64;
 
 use mongodb::bson::Bson;
 
-use super::history::Unverified;
+use super::history::{Anchor, Unverified};
 use super::state::{HistoryLost, SourceResume, SyncState};
 use super::token::OpTime;
 use crate::uri::Uri;
@@ -23,13 +23,24 @@ pub(super) struct Source {
     pub drained: bool,
     /// Where the stream's cursor stands (the start point until it opens).
     pub cursor_at: OpTime,
-    /// Reads the history checks (`watcher`) still have to prove complete.
+    /// Reads the history checks (`watcher`) or the drain's proof still have to prove complete.
     pub unverified: Unverified,
+    /// The stream's last event (the recorded token, after a restart).
+    pub last: Option<Anchor>,
+    /// The `_id` of the marker written at the start point: the stream's first event.
+    pub start_marker: Option<Bson>,
 }
 
 impl Source {
     pub fn new(resume: SourceResume, fresh: bool) -> Source {
         let at = resume.needed();
+        let last = match (
+            resume.token.as_deref().and_then(super::token::decode),
+            resume.position,
+        ) {
+            (Some(event), Some(at)) => Some(Anchor::next(None, event, at)),
+            _ => None,
+        };
         Source {
             resume,
             fresh,
@@ -41,8 +52,10 @@ impl Source {
             unverified: if fresh {
                 Unverified::default()
             } else {
-                Unverified::starting_at(at)
+                Unverified::starting_at(at, last.clone())
             },
+            last,
+            start_marker: None,
         }
     }
 }
@@ -74,6 +87,15 @@ impl Task {
     /// An error of the server, redacted of the connection string.
     pub fn failed(&self, what: &str, e: &mongodb::error::Error) -> Stop {
         Stop::Failed(self.uri.redact(&format!("{what}: {e}")))
+    }
+
+    /// A drain was asked for (a marker written into some source).
+    pub fn draining(&self) -> bool {
+        self.sources
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|s| s.marker.is_some())
     }
 
     pub fn with_source<R>(&self, idx: usize, f: impl FnOnce(&mut Source) -> R) -> R {

@@ -29,7 +29,7 @@ const PLAN: &str = "upgrade";
 pub struct SizeRun {
     pub size: String,
     pub data: DataSet,
-    /// `spec.backup.cloneMethod` as sent; `None`: not set (the operator's default, restore).
+    /// `spec.backup.cloneMethod` as sent; `None`: not set (the operator's default, auto).
     pub clone_method: Option<CloneMethod>,
     pub documents_total: u64,
     /// `dbStats.dataSize` of both sources.

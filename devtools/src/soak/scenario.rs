@@ -13,6 +13,7 @@ pub fn method_name(m: CloneMethod) -> &'static str {
         CloneMethod::Restore => "restore",
         CloneMethod::ServerSide => "serverSide",
         CloneMethod::Online => "online",
+        CloneMethod::Auto => "auto",
     }
 }
 

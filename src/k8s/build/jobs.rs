@@ -23,6 +23,10 @@ const BACKUP_SH: &str = include_str!("scripts/backup.sh");
 const CLONE_SH: &str = include_str!("scripts/clone.sh");
 const PRUNE_SH: &str = include_str!("scripts/prune.sh");
 
+/// The exit code with which the backup and clone scripts end when they themselves fail (a
+/// tool or a step failing): see `k8s::job_outcome`. Any other end of their pod is a disruption.
+pub const SCRIPT_FAILED_EXIT: i32 = 97;
+
 /// Where the tools' config Secret is mounted, and its one key (a file there).
 const TOOLS_CONFIG_DIR: &str = "/etc/cutover-tools";
 const TOOLS_CONFIG_KEY: &str = "config.yaml";
@@ -177,7 +181,9 @@ fn tools_job(
 }
 
 /// A Job that runs its pod once: no retries (a failed backup or migration must be looked at,
-/// not repeated), owned by the plan, labelled with the plan and the Job's role.
+/// not repeated), owned by the plan, labelled with the plan and the Job's role. A backup or
+/// clone pod that was disrupted rather than failed is retried by the plan as a new Job under
+/// a new name (`decide::data`), so each Job name is created at most once.
 pub(super) fn one_shot_job(plan: &UpgradePlan, name: String, role: &str, pod: PodSpec) -> Job {
     Job {
         metadata: owned_meta(plan, name, role),

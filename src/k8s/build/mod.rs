@@ -20,7 +20,7 @@ use crate::plan::names::{PLAN_LABEL, ROLE_LABEL};
 
 pub use deployment::{app_container, blue_read_only_patch, for_reapply, with_env};
 pub use green::{GITOPS_TRACKING_LABEL, GreenInputs, green};
-pub use jobs::{backup_job, clone_job, prune_job, tools_secret};
+pub use jobs::{SCRIPT_FAILED_EXIT, backup_job, clone_job, prune_job, tools_secret};
 pub use migration::{migration_credentials_clone, migration_env_secret, migration_job};
 pub use service::{preview_service, service_track_patch};
 

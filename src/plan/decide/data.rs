@@ -8,9 +8,33 @@ use crate::crd::{BackupStatus, Mode, Phase, ShapeDigest};
 
 use super::super::conditions as cond;
 use super::super::decision::Action;
-use super::super::observed::{BackupResult, CopyState, JobState};
+use super::super::names;
+use super::super::observed::{BackupResult, CopyState, JobState, JobView};
 use super::super::reason::Reason;
 use super::{Machine, NEXT, POLL, one_line};
+
+/// How many Jobs a backup or a clone gets in all when their pods keep being disrupted.
+pub const JOB_ATTEMPTS: u32 = 3;
+
+#[derive(Clone, Copy)]
+enum DataJob {
+    Backup,
+    Clone,
+}
+
+/// The name of attempt `n` of the Job first named `first`: `first`, then `first-2`, ...
+fn attempt_name(first: &str, n: u32) -> String {
+    if n <= 1 {
+        first.to_string()
+    } else {
+        names::shorten(&format!("{first}-{n}"), names::MAX_K8S_NAME)
+    }
+}
+
+/// Which attempt the Job named `current` is of the one first named `first`.
+fn attempt_of(first: &str, current: &str) -> Option<u32> {
+    (1..=JOB_ATTEMPTS).find(|n| attempt_name(first, *n) == current)
+}
 
 impl Machine<'_> {
     pub(super) fn backing_up(&mut self) {
@@ -58,6 +82,7 @@ impl Machine<'_> {
                     self.requeue = Some(POLL);
                 }
             }
+            JobState::Failed if j.disruption.is_some() => self.retry_job(DataJob::Backup, &j),
             JobState::Failed => self.fail(
                 Reason::BackupJobFailed,
                 format!(
@@ -184,12 +209,59 @@ impl Machine<'_> {
                     self.requeue = Some(POLL);
                 }
             }
+            JobState::Failed if j.disruption.is_some() => self.retry_job(DataJob::Clone, &j),
             JobState::Failed => self.fail(
                 Reason::CloneJobFailed,
                 format!("Clone Job {} failed: {}", j.name, one_line(&j.message)),
             ),
             JobState::Succeeded => self.verify_clones(),
         }
+    }
+
+    /// A backup or clone Job whose pod was disrupted (not failed by its script): the next
+    /// attempt's name is recorded in `status.targets` now, and the next reconcile, finding no
+    /// Job under it, creates it (so each name is created at most once). After `JOB_ATTEMPTS`
+    /// the plan fails. The scripts are idempotent: the backup dumps everything again, the clone
+    /// restores with `--drop` into the plan's own clones.
+    fn retry_job(&mut self, role: DataJob, j: &JobView) {
+        let why = j.disruption.clone().unwrap_or_default();
+        let (what, first) = match role {
+            DataJob::Backup => ("Backup", names::backup_job(&self.targets.plan)),
+            DataJob::Clone => ("Clone", names::clone_job(&self.targets.plan)),
+        };
+        // A name this rule did not give (recorded by an older version) is not retried.
+        let attempt = attempt_of(&first, &j.name).unwrap_or(JOB_ATTEMPTS);
+        if attempt >= JOB_ATTEMPTS {
+            return self.fail(
+                Reason::JobKeptBeingDisrupted,
+                format!(
+                    "{what} Job {}'s pod was disrupted on attempt {attempt} of {JOB_ATTEMPTS} ({why}); the Jobs kept being interrupted from outside (pods deleted or killed, the node agent restarting): look at the cluster's events and nodes",
+                    j.name
+                ),
+            );
+        }
+        let blue_uid = self.targets.blue_uid.clone();
+        let recorded = self
+            .st
+            .targets
+            .get_or_insert_with(|| self.targets.record(blue_uid));
+        let next = attempt_name(&first, attempt + 1);
+        match role {
+            DataJob::Backup => recorded.jobs.backup = next.clone(),
+            DataJob::Clone => recorded.jobs.clone = next.clone(),
+        }
+        if let (DataJob::Backup, Some(b)) = (role, self.st.backup.as_mut()) {
+            b.job = next.clone();
+        }
+        self.retarget();
+        let message = format!(
+            "{what} Job {} was disrupted ({why}); retrying as Job {next} (attempt {} of {JOB_ATTEMPTS})",
+            j.name,
+            attempt + 1
+        );
+        self.warn(Reason::JobPodDisrupted, &message);
+        self.set_cond(cond::PROGRESSING, true, Reason::JobPodDisrupted, &message);
+        self.wait(message, NEXT);
     }
 
     /// Waits for an observation expected at the next reconcile, until the phase's deadline.

@@ -54,6 +54,10 @@ impl Machine<'_> {
             return;
         }
 
+        let Some(method) = self.choose_method() else {
+            return;
+        };
+
         // The names of the spec as it is now: claimed, then recorded; from here on they are
         // the plan's. No side effect before every claim is this plan's.
         let fresh = self.fresh_targets();
@@ -64,10 +68,12 @@ impl Machine<'_> {
         let blue = self.obs.blue.as_ref().expect("preflight checked blue");
         self.st.blue_replicas = Some(blue.replicas);
         self.st.green_deployment = Some(fresh.green.clone());
+        let was = self.st.clone.as_ref().and_then(|c| c.method);
         self.st.clone = Some(CloneStatus {
             databases: fresh.pairs().into_iter().collect(),
             ..Default::default()
         });
+        self.record_method(method, was);
         self.targets = fresh;
         self.st.active_color = Some(Color::Blue);
         if self.spec.mode == Mode::Upgrade {
@@ -87,6 +93,10 @@ impl Machine<'_> {
                 );
                 self.advance(Phase::EnteringReadOnly, &detail);
             }
+            Mode::Rehearsal if self.online() => self.advance(
+                Phase::Syncing,
+                "Rehearsal: copying the databases into the clones and following their changes; the app stays read-write throughout (cloneMethod: online)",
+            ),
             Mode::Rehearsal => self.advance(
                 Phase::BackingUp,
                 "Rehearsal: backing up the live databases without read-only; the copy is of databases in use, so counts may differ",

@@ -14,7 +14,7 @@ pub(super) const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 impl Machine<'_> {
     pub(super) fn server_side(&self) -> bool {
-        self.spec.backup.clone_method == CloneMethod::ServerSide
+        self.method() == CloneMethod::ServerSide
     }
 
     pub(super) fn server_copy_progress(&mut self) {

@@ -93,8 +93,15 @@ impl Machine<'_> {
         } else {
             String::new()
         };
+        // Online: `Cloning` is the drain and the comparison, which the real upgrade does
+        // read-only; the sync before it runs while the app takes writes.
+        let parts = if self.online() {
+            "online sync drain + compare + deploy + migration"
+        } else {
+            "backup + clone + deploy + migration"
+        };
         let mut detail = format!(
-            "Rehearsal complete; predicted read-only window for the real upgrade: {:.1}s (backup + clone + deploy + migration){kept}",
+            "Rehearsal complete; predicted read-only window for the real upgrade: {:.1}s ({parts}){kept}",
             predicted.as_secs_f64()
         );
         if !unclaimed.is_empty() {

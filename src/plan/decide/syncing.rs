@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::crd::{CloneMethod, CopyProgress, Phase, SyncStatus};
+use crate::crd::{CloneMethod, CopyProgress, Mode, Phase, SyncStatus};
 use crate::sync::{OpTime, SyncState, SyncView};
 
 use super::super::conditions as cond;
@@ -29,7 +29,7 @@ const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Machine<'_> {
     pub(super) fn online(&self) -> bool {
-        self.spec.backup.clone_method == CloneMethod::Online
+        self.method() == CloneMethod::Online
     }
 
     pub(super) fn syncing(&mut self) {
@@ -42,6 +42,8 @@ impl Machine<'_> {
             SyncState::NotStarted => self.start_sync(
                 "Copying the databases into the clones while the app still takes writes".into(),
             ),
+            // `auto` chose online: restore instead, once.
+            SyncState::HistoryLost(lost) if self.fall_back_to_restore(lost) => {}
             SyncState::HistoryLost(lost) => self.fail(
                 Reason::SyncHistoryLost,
                 format!(
@@ -54,6 +56,14 @@ impl Machine<'_> {
                     "The online sync failed: {e}. The app was never read-only; the clones are kept"
                 ),
             ),
+            SyncState::Streaming if self.caught_up(&v) && self.spec.mode == Mode::Rehearsal => {
+                let detail = format!(
+                    "Rehearsal: the clones are {} s behind the sources (backup.online.maxLag {}); draining the sync without read-only",
+                    v.lag_seconds.unwrap_or(0),
+                    self.spec.backup.online.max_lag
+                );
+                self.advance(Phase::Cloning, &detail);
+            }
             SyncState::Streaming if self.caught_up(&v) => {
                 let detail = format!(
                     "The clones are {} s behind the sources (backup.online.maxLag {}); making the app read-only for the last changes",
@@ -121,10 +131,15 @@ impl Machine<'_> {
                     );
                 }
                 // Idempotent: a source already holding this process's marker gets no other.
+                let app = if self.spec.mode == Mode::Rehearsal {
+                    "Rehearsal: the app stays read-write"
+                } else {
+                    "The app is read-only"
+                };
                 self.act(
                     Action::DrainSync,
                     format!(
-                        "The app is read-only; draining the online sync up to a marker in each source: {}",
+                        "{app}; draining the online sync up to a marker in each source: {}",
                         self.recorded_summary(&v)
                     ),
                 );
@@ -178,7 +193,15 @@ impl Machine<'_> {
         };
         let clone = self.st.clone.get_or_insert_with(Default::default);
         clone.record_counts(&counts);
-        if diffs.is_empty() {
+        if !diffs.is_empty() && self.spec.mode == Mode::Rehearsal {
+            // The app kept writing: the sources moved on after the marker.
+            let detail = format!(
+                "Rehearsal: online sync drained; the live sources changed after the drain marker, the clones differ ({}); continuing",
+                bounded_list(&diffs)
+            );
+            self.set_cond(cond::BACKUP_VERIFIED, false, Reason::SourcesInUse, &detail);
+            self.advance(Phase::DeployingGreen, &detail);
+        } else if diffs.is_empty() {
             clone.verified = true;
             self.set_cond(
                 cond::BACKUP_VERIFIED,

@@ -437,6 +437,7 @@ fn reads_that_wait_on_what_was_read_first() {
             name: "j".into(),
             state,
             message: String::new(),
+            disruption: None,
         })
     };
     let deployment = |ready: i32, rolled_out: bool| DeploymentView {

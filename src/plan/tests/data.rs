@@ -106,6 +106,56 @@ pub(super) fn cases() -> Vec<Case> {
             want_action: None,
             want_message: "failed, retrying: connection reset",
         },
+        Case {
+            name: "backup: pod disrupted, retried under a new name",
+            phase: BackingUp,
+            spec: no_spec,
+            world: |w| {
+                w.backup_job = disrupted_job("up7-backup", "its pod is gone (deleted or evicted)")
+            },
+            now: 60,
+            want_phase: BackingUp,
+            want_action: None,
+            want_message: "Backup Job up7-backup was disrupted (its pod is gone (deleted or evicted)); retrying as Job up7-backup-2 (attempt 2 of 3)",
+        },
+        Case {
+            name: "backup: second attempt disrupted",
+            phase: BackingUp,
+            spec: no_spec,
+            world: |w| {
+                w.backup_job = disrupted_job(
+                    "up7-backup-2",
+                    "pod up7-backup-2-x was killed by signal 9 (exit 137)",
+                )
+            },
+            now: 60,
+            want_phase: BackingUp,
+            want_action: None,
+            want_message: "retrying as Job up7-backup-3 (attempt 3 of 3)",
+        },
+        Case {
+            name: "backup: last attempt disrupted fails",
+            phase: BackingUp,
+            spec: no_spec,
+            world: |w| w.backup_job = disrupted_job("up7-backup-3", "pod up7-backup-3-x evicted"),
+            now: 60,
+            want_phase: RollingBack,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
+            want_message: "up7-backup-3's pod was disrupted on attempt 3 of 3 (pod up7-backup-3-x evicted)",
+        },
+        Case {
+            name: "backup: retried job running",
+            phase: BackingUp,
+            spec: no_spec,
+            world: |w| w.backup_job = job("up7-backup-2", JobState::Active, ""),
+            now: 60,
+            want_phase: BackingUp,
+            want_action: None,
+            want_message: "Backup Job up7-backup-2 is running",
+        },
         // Cloning
         Case {
             name: "clone: creates the job",
@@ -129,6 +179,36 @@ pub(super) fn cases() -> Vec<Case> {
                 enabled: false,
             }),
             want_message: "restore error",
+        },
+        Case {
+            name: "clone: pod disrupted, retried under a new name",
+            phase: Cloning,
+            spec: no_spec,
+            world: |w| {
+                w.clone_job = disrupted_job(
+                    "up7-clone",
+                    "pod up7-clone-x was killed by signal 9 (exit 137)",
+                )
+            },
+            now: 10,
+            want_phase: Cloning,
+            want_action: None,
+            want_message: "Clone Job up7-clone was disrupted (pod up7-clone-x was killed by signal 9 (exit 137)); retrying as Job up7-clone-2 (attempt 2 of 3)",
+        },
+        Case {
+            name: "clone: last attempt disrupted fails",
+            phase: Cloning,
+            spec: no_spec,
+            world: |w| {
+                w.clone_job = disrupted_job("up7-clone-3", "its pod is gone (deleted or evicted)")
+            },
+            now: 10,
+            want_phase: RollingBack,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
+            want_message: "Clone Job up7-clone-3's pod was disrupted on attempt 3 of 3",
         },
         Case {
             name: "clone: counts match",
@@ -514,5 +594,89 @@ fn a_status_without_a_shape_verifies_by_counts() {
         Phase::DeployingGreen,
         "{}",
         d.status.message
+    );
+}
+
+/// A disrupted backup: the next attempt's name is in `status.targets` (and the backup status)
+/// before anything creates it; the next reconcile, finding no Job under it, creates it; its
+/// success goes on as a first attempt's would. A script failure is not retried.
+#[test]
+fn a_disrupted_job_is_recorded_then_created_under_a_new_name() {
+    let mut w = world_in(Phase::BackingUp);
+    w.backup_job = disrupted_job("up7-backup", "its pod is gone (deleted or evicted)");
+    let st = status_in(Phase::BackingUp);
+    let d = decide(&spec(), Some(&st), &w, t(60));
+    assert_eq!(
+        d.action, None,
+        "the new name is recorded before anything is created"
+    );
+    let targets = d.status.targets.clone().unwrap();
+    assert_eq!(targets.jobs.backup, "up7-backup-2");
+    assert_eq!(
+        targets.jobs.clone, "up7-clone",
+        "the clone Job keeps its name"
+    );
+    let ev = d
+        .events
+        .iter()
+        .find(|e| e.reason == Reason::JobPodDisrupted)
+        .unwrap();
+    assert!(
+        ev.note.contains("retrying as Job up7-backup-2"),
+        "{}",
+        ev.note
+    );
+    let c = cond::get(&d.status.conditions, cond::PROGRESSING).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "JobPodDisrupted")
+    );
+    assert!(d.status.failure.is_none());
+
+    // Next reconcile: nothing under the new name yet.
+    w.backup_job = None;
+    let d = decide(&spec(), Some(&d.status), &w, t(61));
+    assert_eq!(d.action, Some(Action::CreateBackupJob));
+    assert_eq!(d.status.backup.as_ref().unwrap().job, "up7-backup-2");
+    assert_eq!(
+        d.status.targets.as_ref().unwrap().jobs.backup,
+        "up7-backup-2"
+    );
+
+    // It succeeds: the plan goes on to Cloning.
+    w.backup_job = job(
+        "up7-backup-2",
+        JobState::Succeeded,
+        r#"{"bytes":4096,"sha256":"ab"}"#,
+    );
+    w.source_counts = Some(Ok(source_counts()));
+    w.source_shape = Some(Ok(source_shape()));
+    let d = decide(&spec(), Some(&d.status), &w, t(90));
+    assert_eq!(d.status.phase, Phase::Cloning, "{}", d.status.message);
+
+    // The script's own failure on a retried Job fails at once, with today's reason.
+    let mut w = world_in(Phase::BackingUp);
+    w.backup_job = job("up7-backup-2", JobState::Failed, "mongodump: auth failed");
+    let d = decide(&spec(), Some(&st), &w, t(60));
+    assert_eq!(d.status.failure.unwrap().reason, "BackupJobFailed");
+}
+
+/// Attempt names: the first Job's name, then `-2`, `-3`, shortened like every name.
+#[test]
+fn attempt_names() {
+    let long = "p".repeat(56) + "-backup";
+    let d = |name: &str| {
+        let mut w = world_in(Phase::BackingUp);
+        w.backup_job = disrupted_job(name, "gone");
+        w.plan.name = "p".repeat(56);
+        decide(&spec(), Some(&status_in(Phase::BackingUp)), &w, t(60))
+    };
+    let next = d(&long).status.targets.unwrap().jobs.backup;
+    assert!(next.len() <= 63 && next != long, "{next}");
+    assert!(d(&next).status.failure.is_none());
+    // A name the rule did not give is not retried.
+    assert_eq!(
+        d("other").status.failure.unwrap().reason,
+        "JobKeptBeingDisrupted"
     );
 }

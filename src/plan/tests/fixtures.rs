@@ -222,6 +222,17 @@ pub(super) fn job(name: &str, state: JobState, message: &str) -> Option<JobView>
         name: name.into(),
         state,
         message: message.into(),
+        disruption: None,
+    })
+}
+
+/// A backup or clone Job that failed because its pod was disrupted (`why`), not by its script.
+pub(super) fn disrupted_job(name: &str, why: &str) -> Option<JobView> {
+    Some(JobView {
+        name: name.into(),
+        state: JobState::Failed,
+        message: "dumping Squidex".into(),
+        disruption: Some(why.into()),
     })
 }
 

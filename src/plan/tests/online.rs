@@ -452,15 +452,6 @@ fn a_sync_failure_before_read_only_never_makes_the_app_read_only() {
 }
 
 #[test]
-fn online_is_refused_for_rehearsals() {
-    let mut s = online();
-    s.mode = Mode::Rehearsal;
-    let d = decide(&s, None, &world(), t(0));
-    assert_eq!(d.status.phase, Phase::Failed);
-    assert!(d.status.message.contains("cloneMethod: online"));
-}
-
-#[test]
 fn a_plan_deleted_while_syncing_ends_without_making_the_app_read_only() {
     let mut sim = Sim::new();
     sim.w.sync = Some(SyncView::default());

@@ -75,6 +75,7 @@ fn every_phase_is_in_the_table() {
         switch::cases(),
         unwind::cases(),
         online::cases(),
+        method::cases(),
     ];
     for c in tables.into_iter().flatten() {
         covered.insert(c.phase);

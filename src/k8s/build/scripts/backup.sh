@@ -4,11 +4,20 @@
 # complete) and reports {"path","bytes","sha256"} as the Job's result. The connection string
 # is in the tools' config file $CUTOVER_TOOLS_CONFIG, so it is never on a command line.
 set -eu
+# The script's own failure (a tool or a step failing) ends it with exit 97: the operator fails
+# the plan. Any other end (killed by a signal: 137/143, pod deleted or evicted) is a disruption
+# the operator retries with a new Job, which dumps everything again.
+script_exit() {
+  rc=$?
+  [ "$rc" -eq 0 ] || [ "$rc" -gt 128 ] || exit 97
+}
+trap script_exit EXIT
 
 mkdir -p "$CUTOVER_ARCHIVE_DIR"
 cd "$CUTOVER_ARCHIVE_DIR"
-# A dump cut short by an earlier attempt is never mistaken for a finished one.
-rm -f ./*.partial
+# A dump cut short by an earlier attempt is never mistaken for a finished one: no checksums
+# until every archive of this attempt is written.
+rm -f ./*.partial SHA256SUMS
 while IFS= read -r db; do
   [ -n "$db" ] || continue
   echo "dumping $db"

@@ -255,3 +255,37 @@ fn migration_job_uses_the_migration_user_and_not_read_only() {
         Some("/backup/squidex/up7")
     );
 }
+
+/// The backup and clone scripts end with `SCRIPT_FAILED_EXIT` on their own failures (the
+/// operator fails the plan) and keep a signal's exit code (a disruption, retried); a retry is
+/// safe: the backup clears its checksums first, the clone restores with `--drop`.
+#[test]
+fn scripts_report_their_own_failures_and_can_run_again() {
+    let p = plan(json!({}));
+    for job in [
+        backup_job(&p, &targets_of(&p)),
+        clone_job(&p, &targets_of(&p)),
+    ] {
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let script = pod.containers[0].command.clone().unwrap()[2].clone();
+        let report = format!("[ \"$rc\" -gt 128 ] || exit {SCRIPT_FAILED_EXIT}");
+        assert!(script.contains(&report), "{script}");
+        assert!(script.contains("trap script_exit EXIT"), "{script}");
+    }
+    let backup = backup_job(&p, &targets_of(&p))
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    assert!(
+        backup.containers[0].command.as_ref().unwrap()[2].contains("rm -f ./*.partial SHA256SUMS")
+    );
+    let clone = clone_job(&p, &targets_of(&p))
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    assert!(clone.containers[0].command.as_ref().unwrap()[2].contains("--drop"));
+}
