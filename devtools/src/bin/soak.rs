@@ -41,6 +41,24 @@ struct Cli {
     /// Leave the apps' namespaces and databases in place.
     #[arg(long)]
     keep: bool,
+    /// The clone methods drawn from (comma-separated: restore, serverSide, online).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "restore,serverSide,online"
+    )]
+    methods: Vec<String>,
+    /// The kinds of fault dealt (comma-separated): kill-leader, restart-mongo,
+    /// delete-job-pod, restart-podsim, restart-apiserver, compact-etcd.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kill-leader,restart-mongo,delete-job-pod,restart-podsim,restart-apiserver,compact-etcd"
+    )]
+    fault_kinds: Vec<String>,
+    /// Print the apps' plans and the fault schedule the seed gives, and stop.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[tokio::main]
@@ -68,8 +86,26 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         repo: std::env::current_dir()?,
         plan_timeout: Duration::from_secs(cli.plan_timeout),
         keep: cli.keep,
+        dry_run: cli.dry_run,
+        methods: cli
+            .methods
+            .iter()
+            .map(|m| {
+                serde_json::from_value(serde_json::Value::String(m.clone()))
+                    .map_err(|_| anyhow::anyhow!("unknown clone method {m:?}"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        fault_kinds: cli
+            .fault_kinds
+            .iter()
+            .map(|f| soak::faults::parse(f))
+            .collect::<anyhow::Result<_>>()?,
     };
+    let dry_run = opts.dry_run;
     let out = soak::run(opts).await?;
+    if dry_run {
+        return Ok(true);
+    }
     println!(
         "soak: seed {}, {} apps, {} faults, {:.0} s",
         cli.seed,
@@ -80,8 +116,23 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     for f in &out.faults {
         println!("  fault +{:.1} s {}: {}", f.at_s, f.fault.label(), f.detail);
     }
+    // Each distinct exit once, with how often (a replica that cannot reach a restarting API
+    // server exits again at each back-off).
+    let mut exits: Vec<(&String, usize)> = Vec::new();
+    for r in &out.operator_restarts {
+        match exits.iter_mut().find(|(m, _)| *m == r) {
+            Some((_, n)) => *n += 1,
+            None => exits.push((r, 1)),
+        }
+    }
+    for (m, n) in exits {
+        println!("  operator replica {m} (x{n}; started again, as restartPolicy: Always would)");
+    }
     print!("{}", soak::check::table(&out.rows));
-    let ok = out.rows.iter().all(|r| r.violations.is_empty());
+    for v in &out.violations {
+        println!("VIOLATION run: {v}");
+    }
+    let ok = out.rows.iter().all(|r| r.violations.is_empty()) && out.violations.is_empty();
     println!("{}", if ok { "soak: PASS" } else { "soak: FAIL" });
     Ok(ok)
 }

@@ -27,6 +27,10 @@ pub struct Row {
     pub lost: u64,
     pub accepted_lost: u64,
     pub read_only_s: f64,
+    /// Jobs created in the app's namespace.
+    pub jobs: usize,
+    /// What the run had to do by hand for this app (not violations; shown under the table).
+    pub notes: Vec<String>,
     pub violations: Vec<String>,
 }
 
@@ -47,19 +51,29 @@ fn read_only_window(records: &[Record]) -> f64 {
     best as f64 / 1000.0
 }
 
-/// Checks one app. `secret` is the connection Secret's value, never to be seen anywhere.
+/// What the run saw besides the app's own plan and writes.
+pub struct RunSeen<'a> {
+    pub faults: &'a [Injected],
+    pub operator_log: &'a str,
+    /// The connection Secret's value, never to be seen anywhere.
+    pub secret: &'a str,
+    /// Jobs seen in the app's namespace, and those created more than once (name, uids).
+    pub jobs: (usize, Vec<(String, Vec<String>)>),
+}
+
+/// Checks one app.
 pub async fn check_app(
     c: &Cluster,
     s: &Scenario,
     d: &Driven,
     records: &[Record],
-    faults: &[Injected],
-    operator_log: &str,
-    secret: &str,
+    seen: &RunSeen<'_>,
 ) -> Row {
+    let (faults, operator_log, secret, jobs) =
+        (seen.faults, seen.operator_log, seen.secret, &seen.jobs);
     let mut row = Row {
         app: s.namespace.clone(),
-        method: s.method.as_str().into(),
+        method: super::scenario::method_name(s.method).into(),
         kind: format!("{} x{}", s.kind.label(), s.replicas),
         intended: s.kind.intended_phase().into(),
         ..Row::default()
@@ -67,6 +81,25 @@ pub async fn check_app(
     let v = &mut row.violations;
     if let Some(e) = &d.error {
         v.push(format!("driver: {e}"));
+    }
+    row.jobs = jobs.0;
+    if d.locks_released > 0 {
+        row.notes.push(format!(
+            "released the clone's migration lock by hand {} time(s): held at the target version after the migration (the server lost the holder's release)",
+            d.locks_released
+        ));
+    }
+    for (job, uids) in &jobs.1 {
+        v.push(format!(
+            "Job {job} created {} times (uids {uids:?})",
+            uids.len()
+        ));
+    }
+    if matches!(s.kind, super::scenario::Kind::RollbackRefused { .. }) && d.refused.is_none() {
+        v.push(
+            "a rollback after the lift without acceptDataLoss was not refused with DataDiverged"
+                .into(),
+        );
     }
     let end = if d.done_ms > 0 { d.done_ms } else { i64::MAX };
     row.faults = faults
@@ -205,12 +238,13 @@ pub async fn check_app(
 /// The table, one line per app, then every violation.
 pub fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<16} {:<10} {:<24} {:<10} {:<10} {:>7} {:>5} {:>9} {:>6}  {}\n",
+        "{:<16} {:<10} {:<24} {:<10} {:<10} {:>4} {:>7} {:>5} {:>9} {:>6}  {}\n",
         "app",
         "method",
         "plan",
         "intended",
         "actual",
+        "jobs",
         "acked",
         "lost",
         "acc.lost",
@@ -219,12 +253,13 @@ pub fn table(rows: &[Row]) -> String {
     );
     for r in rows {
         out += &format!(
-            "{:<16} {:<10} {:<24} {:<10} {:<10} {:>7} {:>5} {:>9} {:>6.1}  {}\n",
+            "{:<16} {:<10} {:<24} {:<10} {:<10} {:>4} {:>7} {:>5} {:>9} {:>6.1}  {}\n",
             r.app,
             r.method,
             r.kind,
             r.intended,
             r.actual,
+            r.jobs,
             r.acked,
             r.lost,
             r.accepted_lost,
@@ -235,6 +270,11 @@ pub fn table(rows: &[Row]) -> String {
                 r.faults.join(", ")
             }
         );
+    }
+    for r in rows {
+        for n in &r.notes {
+            out += &format!("NOTE {}: {n}\n", r.app);
+        }
     }
     for r in rows {
         for v in &r.violations {

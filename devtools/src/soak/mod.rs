@@ -9,6 +9,7 @@
 pub mod check;
 pub mod drive;
 pub mod faults;
+pub mod jobs;
 pub mod operator;
 pub mod scenario;
 
@@ -39,11 +40,21 @@ pub struct Options {
     pub repo: PathBuf,
     pub plan_timeout: Duration,
     pub keep: bool,
+    /// The clone methods drawn from.
+    pub methods: Vec<cutover::crd::CloneMethod>,
+    /// The kinds of fault the schedule deals.
+    pub fault_kinds: Vec<faults::Fault>,
+    /// Print the draw and the fault schedule the seed gives, and stop.
+    pub dry_run: bool,
 }
 
 pub struct Outcome {
     pub rows: Vec<check::Row>,
     pub faults: Vec<faults::Injected>,
+    /// Violations of the whole run (databases nobody reserved).
+    pub violations: Vec<String>,
+    /// Operator replicas that exited on their own and were started again.
+    pub operator_restarts: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -53,24 +64,31 @@ fn say(t0: Instant, msg: impl std::fmt::Display) {
 
 pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
     let t0 = Instant::now();
-    let c = Arc::new(Cluster::connect().await?);
     let run = unique();
     let work = std::env::temp_dir().join(format!("cutover-soak-{run}"));
-    std::fs::create_dir_all(&work)?;
+    if !opts.dry_run {
+        std::fs::create_dir_all(&work)?;
+    }
     say(
         t0,
         format!("seed {}; logs in {}", opts.seed, work.display()),
     );
     let mut rng = scenario::Rng::new(opts.seed);
-    let apps = scenario::draw(&mut rng, opts.apps, opts.waves, &run);
-    let schedule = faults::schedule(&mut rng, opts.faults, opts.waves, opts.wave_gap);
+    let apps = scenario::draw(&mut rng, opts.apps, opts.waves, &run, &opts.methods);
+    let schedule = faults::schedule(
+        &mut rng,
+        opts.faults,
+        opts.waves,
+        opts.wave_gap,
+        &opts.fault_kinds,
+    );
     for s in &apps {
         say(
             t0,
             format!(
                 "app {}: {} {} x{} wave {}",
                 s.namespace,
-                s.method.as_str(),
+                scenario::method_name(s.method),
                 s.kind.label(),
                 s.replicas,
                 s.wave
@@ -84,18 +102,85 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
         );
     }
 
-    let result = soak(&opts, &c, &apps, &schedule, &work, t0).await;
+    if opts.dry_run {
+        return Ok(Outcome {
+            rows: vec![],
+            faults: vec![],
+            violations: vec![],
+            operator_restarts: vec![],
+            elapsed: t0.elapsed(),
+        });
+    }
+    let c = Arc::new(Cluster::connect().await?);
+    let prefix = format!("soak-{run}-");
+    let result = soak(&opts, &c, &apps, &schedule, &work, &prefix, t0).await;
     if result.is_err() && !opts.keep {
         // The operator is gone: the plans' finalizers are cleared by hand after a short wait.
         cleanup(&c, &apps, Duration::from_secs(5), t0).await;
     }
     c.mongo.clone().shutdown().await;
-    let (rows, injected) = result?;
+    let (rows, injected, violations, operator_restarts) = result?;
     Ok(Outcome {
         rows,
         faults: injected,
+        violations,
+        operator_restarts,
         elapsed: t0.elapsed(),
     })
+}
+
+/// The server's database names.
+async fn database_names(c: &Cluster) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    Ok(c.mongo.list_database_names().await?.into_iter().collect())
+}
+
+/// "No database exists at the end that no plan reserved": every database made during the
+/// run is an app's source, a database some plan recorded in `status.targets`, or the
+/// server's or the operator's own (`admin`, `local`, `config`; `cutover`, its claims).
+/// And no app's source database is gone.
+async fn check_databases(
+    c: &Cluster,
+    apps: &[scenario::Scenario],
+    before: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    let mut v = Vec::new();
+    let now = match database_names(c).await {
+        Ok(n) => n,
+        Err(e) => return vec![format!("listing databases: {e:#}")],
+    };
+    let mut reserved: std::collections::BTreeSet<String> = ["admin", "local", "config", "cutover"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    for s in apps {
+        reserved.insert(s.db.clone());
+        reserved.insert(s.content_db.clone());
+        if !now.contains(&s.db) || !now.contains(&s.content_db) {
+            v.push(format!(
+                "{}: a source database is gone ({} or {})",
+                s.namespace, s.db, s.content_db
+            ));
+        }
+        let st = c
+            .plan_status(&s.namespace, &s.plan)
+            .await
+            .unwrap_or_default();
+        for pair in st["targets"]["databases"].as_array().into_iter().flatten() {
+            for k in ["source", "clone"] {
+                if let Some(name) = pair[k].as_str() {
+                    reserved.insert(name.to_string());
+                }
+            }
+        }
+    }
+    for db in now.difference(before) {
+        if !reserved.contains(db) {
+            v.push(format!(
+                "database {db} exists, made during the run, and no plan reserved it"
+            ));
+        }
+    }
+    v
 }
 
 async fn soak(
@@ -104,8 +189,16 @@ async fn soak(
     apps: &[scenario::Scenario],
     schedule: &[faults::Planned],
     work: &std::path::Path,
+    prefix: &str,
     t0: Instant,
-) -> anyhow::Result<(Vec<check::Row>, Vec<faults::Injected>)> {
+) -> anyhow::Result<(
+    Vec<check::Row>,
+    Vec<faults::Injected>,
+    Vec<String>,
+    Vec<String>,
+)> {
+    let dbs_before = database_names(c).await?;
+    let job_watch = jobs::JobWatch::start(c.client.clone(), prefix.to_string()).await?;
     // 1. The apps, deployed side by side.
     futures::future::try_join_all(apps.iter().map(|s| deploy(c, s))).await?;
     say(t0, format!("{} apps deployed", apps.len()));
@@ -129,7 +222,23 @@ async fn soak(
     say(t0, "write loads started");
 
     // 3. The operator: two replicas, leader election.
-    let mut ops = operator::Operators::start(&opts.cutover, work, 2).await?;
+    let ops = Arc::new(tokio::sync::Mutex::new(
+        operator::Operators::start(&opts.cutover, work, 2).await?,
+    ));
+    let supervisor = {
+        let ops = ops.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                for m in ops.lock().await.revive() {
+                    say(
+                        t0,
+                        format!("operator replica {m}; started again after a back-off"),
+                    );
+                }
+            }
+        })
+    };
     say(t0, "operator started (2 replicas)");
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -164,11 +273,10 @@ async fn soak(
         }
         let mut at_ms = crate::watchlog::now_ms();
         let mut at_s = plans_t0.elapsed().as_secs_f64();
-        let detail =
-            match faults::inject(f.fault, &c.client, &mut ops, &opts.repo, &namespaces).await {
-                Ok(d) => d,
-                Err(e) => format!("FAILED to inject: {e:#}"),
-            };
+        let detail = match faults::inject(f.fault, &c.client, &ops, &opts.repo, &namespaces).await {
+            Ok(d) => d,
+            Err(e) => format!("FAILED to inject: {e:#}"),
+        };
         if f.fault == faults::Fault::DeleteJobPod {
             // It waited for a Job pod: the fault is when the pod was deleted.
             at_ms = crate::watchlog::now_ms();
@@ -210,15 +318,25 @@ async fn soak(
     let mut rows = Vec::new();
     for (s, d) in apps.iter().zip(&driven) {
         let records = crate::load::log::read(&work.join(format!("writes-{}.jsonl", s.index)))?;
-        let log = ops.all_logs();
-        rows.push(check::check_app(c, s, d, &records, &injected, &log, &c.mongo_uri).await);
+        let log = ops.lock().await.all_logs();
+        let seen = check::RunSeen {
+            faults: &injected,
+            operator_log: &log,
+            secret: &c.mongo_uri,
+            jobs: job_watch.created_twice(&s.namespace),
+        };
+        rows.push(check::check_app(c, s, d, &records, &seen).await);
     }
+    job_watch.stop();
+    let violations = check_databases(c, apps, &dbs_before).await;
     // With the operator still running, so that it finishes the plans' finalizers.
     if !opts.keep {
         cleanup(c, apps, Duration::from_secs(60), t0).await;
     }
+    supervisor.abort();
+    let mut ops = ops.lock().await;
     ops.stop().await;
-    Ok((rows, injected))
+    Ok((rows, injected, violations, ops.restarts.clone()))
 }
 
 async fn cleanup(c: &Cluster, apps: &[scenario::Scenario], wait: Duration, t0: Instant) {

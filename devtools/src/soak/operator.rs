@@ -18,10 +18,16 @@ pub struct Replica {
     pub identity: String,
     child: Option<tokio::process::Child>,
     pub logs: Vec<PathBuf>,
+    started: Option<std::time::Instant>,
+    /// Exited: started again at this time (the kubelet's back-off, 1 s doubling to 10 s).
+    restart_at: Option<std::time::Instant>,
+    backoff: Duration,
 }
 
 pub struct Operators {
     pub replicas: Vec<Replica>,
+    /// Replicas that exited on their own and were started again, with why.
+    pub restarts: Vec<String>,
     binary: PathBuf,
     dir: PathBuf,
 }
@@ -34,10 +40,14 @@ impl Operators {
                     identity: format!("soak-op-{i}"),
                     child: None,
                     logs: vec![],
+                    started: None,
+                    restart_at: None,
+                    backoff: Duration::from_secs(1),
                 })
                 .collect(),
             binary: binary.to_path_buf(),
             dir: dir.to_path_buf(),
+            restarts: vec![],
         };
         for i in 0..n {
             ops.spawn(i)?;
@@ -81,6 +91,8 @@ impl Operators {
             .with_context(|| format!("starting {}", self.binary.display()))?;
         r.child = Some(child);
         r.logs.push(log);
+        r.started = Some(std::time::Instant::now());
+        r.restart_at = None;
         Ok(())
     }
 
@@ -126,8 +138,64 @@ impl Operators {
             .join("\n")
     }
 
+    /// Plays the kubelet's `restartPolicy: Always`: every replica whose process exited on
+    /// its own (a replica that lost its Lease exits by design; one that cannot reach the API
+    /// server may too) is started again with the same identity. What was restarted, and why.
+    pub fn revive(&mut self) -> Vec<String> {
+        let mut exits = Vec::new();
+        let now = std::time::Instant::now();
+        for i in 0..self.replicas.len() {
+            if self.replicas[i].restart_at.is_some_and(|t| now >= t) {
+                if let Err(e) = self.spawn(i) {
+                    exits.push(format!(
+                        "{}: starting it again failed: {e:#}",
+                        self.replicas[i].identity
+                    ));
+                }
+                continue;
+            }
+            let r = &mut self.replicas[i];
+            let exited = match &mut r.child {
+                Some(c) => match c.try_wait() {
+                    Ok(Some(st)) => Some(st.to_string()),
+                    _ => None,
+                },
+                // Killed by a fault, to be started by it.
+                None => None,
+            };
+            let Some(st) = exited else { continue };
+            r.child = None;
+            // Up a while: a fresh failure, the back-off starts over.
+            if r.started
+                .is_some_and(|t| t.elapsed() > Duration::from_secs(30))
+            {
+                r.backoff = Duration::from_secs(1);
+            }
+            r.restart_at = Some(now + r.backoff);
+            r.backoff = (r.backoff * 2).min(Duration::from_secs(10));
+            let why = r
+                .logs
+                .last()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .and_then(|l| {
+                    l.lines()
+                        .rev()
+                        .find(|l| l.contains("ERROR") || l.starts_with("cutover:"))
+                        .map(|l| {
+                            // Without the timestamp, so that equal reasons read equal.
+                            let l = l.split_once("Z ").map_or(l, |(_, rest)| rest);
+                            l.chars().take(160).collect::<String>()
+                        })
+                })
+                .unwrap_or_default();
+            exits.push(format!("{} exited ({st}): {why}", r.identity));
+        }
+        self.restarts.extend(exits.iter().cloned());
+        exits
+    }
+
     /// SIGTERM each (by its pid), SIGKILL after 10 s.
-    pub async fn stop(mut self) {
+    pub async fn stop(&mut self) {
         use nix::sys::signal::{Signal, kill};
         use nix::unistd::Pid;
         for r in &mut self.replicas {

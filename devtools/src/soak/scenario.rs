@@ -1,10 +1,21 @@
 //! What each app's plan does, drawn from the seed: the clone method, the kind of plan and
 //! the outcome it is meant to reach, and the UpgradePlan object itself.
 
+use cutover::crd::CloneMethod;
 use cutover::fixtures::{SquidexPlan, Timeouts};
 use serde_json::json;
 
-use crate::bench::plan::{CloneMethod, TARGET_VERSION};
+use crate::bench::plan::TARGET_VERSION;
+
+/// A clone method as the spec spells it.
+pub fn method_name(m: CloneMethod) -> &'static str {
+    match m {
+        CloneMethod::Restore => "restore",
+        CloneMethod::ServerSide => "serverSide",
+        CloneMethod::Online => "online",
+        CloneMethod::Auto => "auto",
+    }
+}
 
 /// A small seeded generator (splitmix64): the same seed draws the same run.
 pub struct Rng(u64);
@@ -35,6 +46,13 @@ impl Rng {
     }
 }
 
+/// Every clone method, the default mix.
+pub const ALL_METHODS: [CloneMethod; 3] = [
+    CloneMethod::Restore,
+    CloneMethod::ServerSide,
+    CloneMethod::Online,
+];
+
 /// The kind of plan an app gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -49,6 +67,10 @@ pub enum Kind {
     /// Rolled back `after_s` seconds after read-only was lifted, with acceptDataLoss:
     /// RolledBack, the writes the new version acknowledged since the lift are lost.
     RollbackLate { after_s: u64 },
+    /// Rolled back `after_s` seconds after the lift *without* acceptDataLoss: refused
+    /// (`DataDiverged`: nothing moves, the plan holds where it is), then steered back with
+    /// `traffic: green`: Succeeded, traffic and every write on the new version.
+    RollbackRefused { after_s: u64 },
     /// The new version's migration fails: Failed, the old version serves.
     FailingMigration,
 }
@@ -61,6 +83,7 @@ impl Kind {
             Kind::Rehearsal => "rehearsal".into(),
             Kind::RollbackEarly => "rollback-early".into(),
             Kind::RollbackLate { after_s } => format!("rollback-late+{after_s}s"),
+            Kind::RollbackRefused { after_s } => format!("rollback-refused+{after_s}s"),
             Kind::FailingMigration => "failing-migration".into(),
         }
     }
@@ -68,7 +91,7 @@ impl Kind {
     /// The terminal phase intended.
     pub fn intended_phase(&self) -> &'static str {
         match self {
-            Kind::Auto | Kind::Manual { .. } => "Succeeded",
+            Kind::Auto | Kind::Manual { .. } | Kind::RollbackRefused { .. } => "Succeeded",
             Kind::Rehearsal => "Rehearsed",
             Kind::RollbackEarly | Kind::RollbackLate { .. } => "RolledBack",
             Kind::FailingMigration => "Failed",
@@ -91,17 +114,33 @@ pub struct Scenario {
 }
 
 /// The apps of a run: the kinds dealt round-robin from a shuffled deck (so a few apps
-/// already cover every kind), the rest drawn from the seed.
-pub fn draw(rng: &mut Rng, apps: usize, waves: usize, run: &str) -> Vec<Scenario> {
+/// already cover every kind), the clone methods likewise from a shuffled deck of
+/// `methods` (a rehearsal never draws `online`: online rehearsals are refused), the rest
+/// drawn from the seed.
+pub fn draw(
+    rng: &mut Rng,
+    apps: usize,
+    waves: usize,
+    run: &str,
+    methods: &[CloneMethod],
+) -> Vec<Scenario> {
     let mut deck = vec![
         Kind::Auto,
         Kind::Manual { delay_s: 0 },
         Kind::Rehearsal,
         Kind::RollbackEarly,
         Kind::RollbackLate { after_s: 0 },
+        Kind::RollbackRefused { after_s: 0 },
         Kind::FailingMigration,
     ];
     rng.shuffle(&mut deck);
+    let mut method_deck = methods.to_vec();
+    rng.shuffle(&mut method_deck);
+    let offline: Vec<CloneMethod> = methods
+        .iter()
+        .copied()
+        .filter(|m| *m != CloneMethod::Online)
+        .collect();
     (0..apps)
         .map(|i| {
             let kind = match deck[i % deck.len()] {
@@ -111,13 +150,15 @@ pub fn draw(rng: &mut Rng, apps: usize, waves: usize, run: &str) -> Vec<Scenario
                 Kind::RollbackLate { .. } => Kind::RollbackLate {
                     after_s: rng.range(3, 10),
                 },
+                Kind::RollbackRefused { .. } => Kind::RollbackRefused {
+                    after_s: rng.range(2, 8),
+                },
                 k => k,
             };
-            let method = if rng.draw().is_multiple_of(2) {
-                CloneMethod::Restore
-            } else {
-                CloneMethod::ServerSide
-            };
+            let mut method = method_deck[i % method_deck.len()];
+            if kind == Kind::Rehearsal && method == CloneMethod::Online {
+                method = offline.first().copied().unwrap_or(CloneMethod::Restore);
+            }
             Scenario {
                 index: i,
                 namespace: format!("soak-{run}-{i}"),
@@ -136,9 +177,12 @@ pub fn draw(rng: &mut Rng, apps: usize, waves: usize, run: &str) -> Vec<Scenario
 impl Scenario {
     /// The UpgradePlan object.
     pub fn plan_json(&self) -> serde_json::Value {
-        let late = matches!(self.kind, Kind::RollbackLate { .. });
+        let late = matches!(
+            self.kind,
+            Kind::RollbackLate { .. } | Kind::RollbackRefused { .. }
+        );
         let mut p = SquidexPlan {
-            clone_method: Some(self.method.into()),
+            clone_method: Some(self.method),
             stale_lock_after: "1m".into(),
             timeout: "5m".into(),
             // A late rollback needs the old version kept a while after the switch.
@@ -158,7 +202,7 @@ impl Scenario {
                 // The new version crash-loops; the migration's deadline ends the plan.
                 p["spec"]["migration"]["timeout"] = json!("20s");
             }
-            Kind::Auto | Kind::RollbackLate { .. } => {}
+            Kind::Auto | Kind::RollbackLate { .. } | Kind::RollbackRefused { .. } => {}
         }
         p
     }
@@ -180,11 +224,11 @@ mod tests {
 
     #[test]
     fn the_seed_reproduces_the_draw() {
-        let a = draw(&mut Rng::new(1), 6, 2, "r");
-        let b = draw(&mut Rng::new(1), 6, 2, "r");
-        let kinds = |s: &[Scenario]| s.iter().map(|s| s.kind).collect::<Vec<_>>();
+        let a = draw(&mut Rng::new(1), 7, 2, "r", &ALL_METHODS);
+        let b = draw(&mut Rng::new(1), 7, 2, "r", &ALL_METHODS);
+        let kinds = |s: &[Scenario]| s.iter().map(|s| (s.kind, s.method)).collect::<Vec<_>>();
         assert_eq!(kinds(&a), kinds(&b));
-        // Six apps cover every kind once.
+        // Seven apps cover every kind once.
         let mut labels: Vec<_> = a.iter().map(|s| s.kind.intended_phase()).collect();
         labels.sort();
         assert_eq!(
@@ -195,14 +239,24 @@ mod tests {
                 "RolledBack",
                 "RolledBack",
                 "Succeeded",
+                "Succeeded",
                 "Succeeded"
             ]
         );
+        // Every method is drawn; a rehearsal is never online.
+        for m in ALL_METHODS {
+            assert!(a.iter().any(|s| s.method == m), "{m:?} drawn");
+        }
+        for seed in 0..50 {
+            for s in draw(&mut Rng::new(seed), 12, 2, "r", &ALL_METHODS) {
+                assert!(!(s.kind == Kind::Rehearsal && s.method == CloneMethod::Online));
+            }
+        }
     }
 
     #[test]
     fn plans_parse_as_upgrade_plans() {
-        for s in draw(&mut Rng::new(7), 6, 2, "r") {
+        for s in draw(&mut Rng::new(7), 7, 2, "r", &ALL_METHODS) {
             let p = s.plan_json();
             let _: cutover::crd::UpgradePlan = serde_json::from_value(p).expect("parses");
         }
