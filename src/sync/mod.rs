@@ -129,6 +129,7 @@ impl Syncs {
             lag_seconds: sources.iter().filter_map(|s| s.lag).max(),
             events_behind: None,
             resume: sources.iter().map(|s| s.resume.clone()).collect(),
+            draining: !sources.is_empty() && sources.iter().all(|s| s.marker.is_some()),
         }
     }
 
