@@ -21,6 +21,15 @@ const PLAN_TIMEOUT: Duration = Duration::from_secs(240);
 /// Enough documents that the bulk copy is still running when the test suspends the plan.
 const DOCUMENTS: u64 = 20_000;
 
+/// The first test's documents: `DOCUMENTS`, or `CUTOVER_ONLINE_DOCUMENTS` to measure the window
+/// at another size.
+fn documents() -> u64 {
+    std::env::var("CUTOVER_ONLINE_DOCUMENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DOCUMENTS)
+}
+
 fn online_plan(name: &str, app: &App) -> serde_json::Value {
     let mut plan = squidex_plan(name, app, 2);
     plan["spec"]["backup"]["cloneMethod"] = json!("online");
@@ -121,7 +130,7 @@ async fn an_online_upgrade_under_write_load_loses_nothing_and_follows_collection
             "online",
             AppOptions {
                 replicas: 2,
-                documents: DOCUMENTS,
+                documents: documents(),
                 ..Default::default()
             },
         )
@@ -190,9 +199,19 @@ async fn an_online_upgrade_under_write_load_loses_nothing_and_follows_collection
         (bv.status.as_str(), bv.reason.as_str()),
         ("True", "RestoredAndCompared")
     );
+    let took = |p: Phase| {
+        st.phases
+            .iter()
+            .find(|r| r.name == p)
+            .and_then(|r| r.finished_at.map(|f| f.since(r.started_at).as_secs_f64()))
+            .unwrap_or(f64::NAN)
+    };
     eprintln!(
-        "online: read-only window {:.1} s (readOnlySince to the lift)",
-        window_seconds(&done)
+        "online ({} documents): read-only window {:.1} s (readOnlySince to the lift); Cloning (drain + compare) {:.1} s, EnteringReadOnly {:.1} s",
+        documents(),
+        window_seconds(&done),
+        took(Phase::Cloning),
+        took(Phase::EnteringReadOnly),
     );
 
     let clone = env.mongo.database(&app.clone_of(&app.content_db, "on"));

@@ -504,6 +504,83 @@ async fn a_source_dropped_and_written_again_during_the_sync_is_followed() {
     }
 }
 
+/// History lost after the last check and before the drain: a sync stopped with the operator,
+/// the oplog pruned past its recorded position meanwhile, resumed and asked to drain at once
+/// (so the history checks, idle while draining, are not what notices): HistoryLost (the server
+/// refuses the pruned token, read as such; before, a failed sync), never Drained.
+#[tokio::test]
+async fn history_lost_before_the_drain_is_found_by_the_drains_proof() {
+    let Some(_env) = env().await else { return };
+    let server = TinyOplogServer::start(50).await;
+    let client = mongodb::Client::with_uri_str(&server.uri).await.unwrap();
+    let uri = uri(&server.uri);
+    let (src, clone) = ("src", "clone");
+    let d = client.database(src);
+    d.collection::<Document>("c")
+        .insert_many((0..20).map(|i| doc! {"_id": i}))
+        .await
+        .unwrap();
+    let first = Syncs::default();
+    first.start(KEY, client.clone(), uri.clone(), input(src, clone, vec![]));
+    wait_for(&first, "streaming", Duration::from_secs(60), |v| {
+        v.state == SyncState::Streaming
+    })
+    .await;
+    for i in 100..110 {
+        d.collection::<Document>("c")
+            .insert_one(doc! {"_id": i})
+            .await
+            .unwrap();
+    }
+    let v = wait_for(&first, "events applied", Duration::from_secs(60), |v| {
+        v.events_applied >= 10 && v.resume[0].position.is_some()
+    })
+    .await;
+    let recorded = v.resume.clone();
+    first.forget(KEY);
+    drop(first);
+    // Meanwhile the app writes far more than the oplog holds; the server prunes.
+    let position = recorded[0].position.unwrap();
+    for i in 1000..1200 {
+        d.collection::<Document>("c")
+            .insert_one(doc! {"_id": i})
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while oldest_oplog_entry(&client).await <= mongodb::bson::Timestamp::from(position) {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not prune its oplog"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let again = Syncs::default();
+    again.start(
+        KEY,
+        client.clone(),
+        uri.clone(),
+        input(src, clone, recorded),
+    );
+    again.request_drain(KEY).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = again.view(KEY);
+        match v.state {
+            SyncState::HistoryLost(l) => {
+                assert_eq!(l.source, src);
+                assert!(l.oldest > position, "{l:?}");
+                break;
+            }
+            SyncState::BulkCopying | SyncState::Streaming => {}
+            other => panic!("expected history lost, got {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "no history lost reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}
+
 /// Measurement, not a test (`--ignored`): what a change stream costs on this server as the
 /// oplog grows (opening at a time, a getMore with a few new events, opening after a token)
 /// beside a full read of the oplog (the history check).

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use futures::TryStreamExt;
+use std::future::IntoFuture;
+
+use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};
 
 use crate::mongo::{MongoError, user_collections};
@@ -35,52 +37,75 @@ pub async fn compare(
     for name in cc.iter().filter(|n| !sc.contains(n)) {
         out.push(format!("{clone}.{name} is not in {source}"));
     }
-    for name in sc.iter().filter(|n| cc.contains(n)) {
-        let (a, b) = (
-            s.collection::<Document>(name),
-            c.collection::<Document>(name),
-        );
-        let (na, nb) = (
-            a.count_documents(doc! {}).await.map_err(err)?,
-            b.count_documents(doc! {}).await.map_err(err)?,
-        );
-        if na != nb {
-            out.push(format!(
-                "{source}.{name} has {na} documents, its clone {nb}"
-            ));
-        }
-        let ids: Vec<Bson> = a
-            .aggregate(vec![
-                doc! {"$sample": {"size": SAMPLE}},
-                doc! {"$project": {"_id": 1}},
-            ])
-            .await
-            .map_err(err)?
-            .try_collect::<Vec<Document>>()
-            .await
-            .map_err(err)?
-            .into_iter()
-            .filter_map(|d| d.get("_id").cloned())
-            .collect();
-        if ids.is_empty() {
-            continue;
-        }
-        let (da, db) = (
-            by_id(&a, &ids).await.map_err(err)?,
-            by_id(&b, &ids).await.map_err(err)?,
-        );
-        let differing = differing(&da, &db);
-        for id in differing.iter().take(NAMED) {
-            out.push(format!(
-                "{source}.{name}: the document with _id {id} differs in the clone"
-            ));
-        }
-        if differing.len() > NAMED {
-            out.push(format!(
-                "{source}.{name}: {} more sampled documents differ",
-                differing.len() - NAMED
-            ));
-        }
+    // Collections side by side (each its counts, its sample and its two `$in` reads at once):
+    // this runs inside the read-only window.
+    let jobs: Vec<_> = sc
+        .iter()
+        .filter(|n| cc.contains(n))
+        .map(|name| {
+            (
+                s.collection::<Document>(name),
+                c.collection::<Document>(name),
+                format!("{source}.{name}"),
+            )
+        })
+        .collect();
+    let per_collection: Vec<Vec<String>> = futures::stream::iter(jobs)
+        .map(|(a, b, what)| async move { compare_collection(a, b, what).await })
+        .buffered(PARALLEL)
+        .try_collect()
+        .await
+        .map_err(err)?;
+    out.extend(per_collection.into_iter().flatten());
+    Ok(out)
+}
+
+/// Collections compared at a time.
+const PARALLEL: usize = 4;
+
+/// One collection (`what`: `db.coll` of the source) and its clone's.
+async fn compare_collection(
+    a: mongodb::Collection<Document>,
+    b: mongodb::Collection<Document>,
+    what: String,
+) -> Result<Vec<String>, mongodb::error::Error> {
+    let mut out = Vec::new();
+    let sample = async {
+        a.aggregate(vec![
+            doc! {"$sample": {"size": SAMPLE}},
+            doc! {"$project": {"_id": 1}},
+        ])
+        .await?
+        .try_collect::<Vec<Document>>()
+        .await
+    };
+    let (na, nb, sampled) = futures::try_join!(
+        a.count_documents(doc! {}).into_future(),
+        b.count_documents(doc! {}).into_future(),
+        sample
+    )?;
+    if na != nb {
+        out.push(format!("{what} has {na} documents, its clone {nb}"));
+    }
+    let ids: Vec<Bson> = sampled
+        .into_iter()
+        .filter_map(|d| d.get("_id").cloned())
+        .collect();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let (da, db) = futures::try_join!(by_id(&a, &ids), by_id(&b, &ids))?;
+    let differing = differing(&da, &db);
+    for id in differing.iter().take(NAMED) {
+        out.push(format!(
+            "{what}: the document with _id {id} differs in the clone"
+        ));
+    }
+    if differing.len() > NAMED {
+        out.push(format!(
+            "{what}: {} more sampled documents differ",
+            differing.len() - NAMED
+        ));
     }
     Ok(out)
 }

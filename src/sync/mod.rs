@@ -66,8 +66,9 @@
 //!   at an interval four times their cost (at least 1 s), and never in the window. `$out` writes an oplog entry per copied document. Pruning to
 //!   `--oplog-max-entries` / `--oplog-retention-seconds` is periodic (about every 5 s), so the
 //!   oplog briefly holds more than the bound.
-//! - A stream whose start point (time or token) was pruned does NOT fail: it starts silently
-//!   at the oldest retained entry. Hence the history check here.
+//! - A stream whose start time (`startAtOperationTime`) was pruned does NOT fail: it starts
+//!   silently at the oldest retained entry. Hence the history checks here. `resumeAfter` a
+//!   pruned token fails with `ChangeStreamHistoryLost` (286), read as `HistoryLost`.
 //! - An insert's `operationTime` is its oplog entry's time: a stream opened there returns that
 //!   insert first (the start marker; checked in every `tests/sync.rs` run).
 //! - `ping`'s `operationTime` is the cluster time, which may be later than the newest oplog
@@ -129,6 +130,7 @@ impl Syncs {
             lag_seconds: sources.iter().filter_map(|s| s.lag).max(),
             events_behind: None,
             resume: sources.iter().map(|s| s.resume.clone()).collect(),
+            draining: !sources.is_empty() && sources.iter().all(|s| s.marker.is_some()),
         }
     }
 

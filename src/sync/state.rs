@@ -98,4 +98,6 @@ pub struct SyncView {
     pub events_behind: Option<i64>,
     /// What to record in status to resume after an operator restart.
     pub resume: Vec<SourceResume>,
+    /// The drain markers were written (by this process): the drain only has to be waited for.
+    pub draining: bool,
 }

@@ -58,10 +58,15 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
             (Some(t), false) => watch.resume_after(t),
             (None, _) => watch.start_at_operation_time(start_at.into()),
         };
-        let mut stream = watch
-            .await
-            .map_err(|e| task.failed(&what, &e))?
-            .with_type::<Document>();
+        let mut stream = match watch.await {
+            Ok(s) => s.with_type::<Document>(),
+            // The server says so itself when a token it was given was pruned.
+            Err(e) if history_lost(&e) => {
+                let needed = task.with_source(idx, |s| s.resume.needed());
+                return Err(super::watcher::lost_at(task, &source, needed).await);
+            }
+            Err(e) => return Err(task.failed(&what, &e)),
+        };
         task.with_source(idx, |s| s.unverified.read(before, s.last.as_ref()));
         let mut measured = Instant::now();
         let mut proved = Instant::now();
@@ -95,14 +100,14 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
             let change = classify(&ev, &source);
             let at = ev.get_timestamp("clusterTime").ok().map(OpTime::from);
             let token = stream.resume_token();
+            // The event's own token (the stream's may be the batch's post-batch token).
+            let own = event_token(&ev);
             task.with_source(idx, |s| {
                 if let Some(t) = at {
                     s.cursor_at = s.cursor_at.max(t);
                 }
-                s.last = match (&token, at) {
-                    (Some(token), Some(at)) => {
-                        Some(Anchor::next(s.last.as_ref(), token.clone(), at))
-                    }
+                s.last = match (own, at) {
+                    (Some(token), Some(at)) => Some(Anchor::next(s.last.as_ref(), token, at)),
                     _ => None,
                 };
             });
@@ -192,7 +197,7 @@ pub(super) async fn prove(task: &Task, source: &str, anchor: &Anchor) -> Proof {
         match stream.next_if_any().await {
             Ok(Some(ev)) => {
                 let at = ev.get_timestamp("clusterTime").ok().map(OpTime::from);
-                let token = stream.resume_token();
+                let token = event_token(&ev);
                 return judge(anchor, token.as_ref().map(|t| (t, at)));
             }
             Ok(None) => tokio::time::sleep(IDLE).await,
@@ -203,6 +208,18 @@ pub(super) async fn prove(task: &Task, source: &str, anchor: &Anchor) -> Proof {
         }
     }
     Proof::Unknown
+}
+
+/// `ChangeStreamHistoryLost` (286): SecantusDB answers so to `resumeAfter` a pruned token
+/// (while it silently starts later for a pruned `startAtOperationTime`).
+fn history_lost(e: &mongodb::error::Error) -> bool {
+    matches!(&*e.kind, mongodb::error::ErrorKind::Command(c) if c.code == 286)
+}
+
+/// An event's own resume token (its `_id`).
+fn event_token(ev: &Document) -> Option<ResumeToken> {
+    let id = ev.get("_id")?.clone();
+    mongodb::bson::from_bson(id).ok()
 }
 
 /// Seconds between the cluster time now and where the cursor stands (left as it was when the

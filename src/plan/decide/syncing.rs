@@ -24,8 +24,8 @@ use super::progress::PROGRESS_EVERY;
 use super::{Machine, NEXT, POLL};
 
 /// How soon to look again while the drain runs: inside the read-only window, so more often
-/// than `POLL`.
-const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+/// than `POLL` (the drain itself takes milliseconds once the clones are caught up).
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Machine<'_> {
     pub(super) fn online(&self) -> bool {
@@ -128,6 +128,17 @@ impl Machine<'_> {
                             "The online sync did not drain within timeouts.clone ({limit}): {}",
                             sync_summary(&v)
                         ),
+                    );
+                }
+                if v.draining {
+                    // The markers are written: only wait (no action, so nothing is logged on
+                    // every look).
+                    return self.sync_wait(
+                        format!(
+                            "The app is read-only; draining the online sync up to a marker in each source: {}",
+                            self.recorded_summary(&v)
+                        ),
+                        DRAIN_POLL,
                     );
                 }
                 // Idempotent: a source already holding this process's marker gets no other.

@@ -558,6 +558,7 @@ impl Sim {
                     lag_seconds: Some(0),
                     events_behind: None,
                     resume: Vec::new(),
+                    draining: false,
                 });
             }
             Action::DrainSync => {

@@ -40,6 +40,7 @@ fn view(state: SyncState, lag: Option<i64>) -> Option<SyncView> {
         lag_seconds: lag,
         events_behind: None,
         resume: vec![resume("Squidex", 30), resume("SquidexContent", 10)],
+        draining: false,
     })
 }
 
@@ -166,6 +167,31 @@ pub(super) fn cases() -> Vec<Case> {
         Case {
             name: "online: read-only verified goes to the drain, not the backup",
             phase: EnteringReadOnly,
+            spec: online_spec,
+            world: |w| w.sync = view(SyncState::Streaming, Some(0)),
+            now: 5,
+            want_phase: Cloning,
+            want_action: Some(Action::DrainSync),
+            want_message: "draining the online sync",
+        },
+        Case {
+            name: "online: draining, markers written: waits without acting again",
+            phase: Cloning,
+            spec: online_spec,
+            world: |w| {
+                w.sync = view(SyncState::Streaming, Some(0));
+                if let Some(v) = &mut w.sync {
+                    v.draining = true;
+                }
+            },
+            now: 5,
+            want_phase: Cloning,
+            want_action: None,
+            want_message: "draining the online sync",
+        },
+        Case {
+            name: "online: draining, no markers yet (operator restarted): writes them",
+            phase: Cloning,
             spec: online_spec,
             world: |w| w.sync = view(SyncState::Streaming, Some(0)),
             now: 5,
