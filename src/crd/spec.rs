@@ -285,7 +285,7 @@ pub struct BackupSpec {
     #[serde(default)]
     #[schemars(range(min = 0, max = 1000))]
     pub keep_last: u32,
-    /// How the clones are made. `auto` (the default): `online` when the server streams changes (a replica set on which a change stream opens), else `restore`; the choice and why are in `status.clone` (an online sync that loses its history before read-only falls back to `restore` once). `restore`: a Job restores the backup archive (mongorestore). `serverSide`: each collection is created with its source's options and copied inside the server (aggregate `$out`, `$merge` for a capped one, then its indexes recreated; views created last) while the backup Job runs, and the backup is kept for safety; counts, collection options, views and index specs are verified either way.
+    /// How the clones are made. `auto` (the default): `online` when the server streams changes (a replica set on which a change stream opens), else `restore`; the choice and why are in `status.clone` (an online sync that loses its history, fails or does not catch up in `timeouts.clone`, all before read-only, falls back to `restore` once). `restore`: a Job restores the backup archive (mongorestore). `serverSide`: each collection is created with its source's options and copied inside the server (aggregate `$out`, `$merge` for a capped one, then its indexes recreated; views created last) while the backup Job runs, and the backup is kept for safety; counts, collection options, views and index specs are verified either way.
     #[serde(default)]
     pub clone_method: CloneMethod,
     /// Settings of the `online` clone method.

@@ -143,7 +143,9 @@ impl Machine<'_> {
     fn step(&mut self) {
         match self.st.phase {
             Phase::Pending => self.pending(),
-            Phase::Syncing if !self.online() => self.leave_syncing_for_restore(),
+            Phase::Syncing if !self.online() => {
+                self.leave_syncing_for_restore("was given up before read-only")
+            }
             Phase::Syncing => self.syncing(),
             Phase::EnteringReadOnly => self.entering_read_only(),
             Phase::BackingUp => self.backing_up(),

@@ -7,7 +7,6 @@
 //! falls back to `restore`, once: the app never was read-only.
 
 use crate::crd::{CloneMethod, Mode, Phase, UpgradePlanSpec, UpgradePlanStatus};
-use crate::sync::HistoryLost;
 
 use super::super::decision::{EventKind, EventNote};
 use super::super::observed::StreamSupport;
@@ -111,15 +110,16 @@ impl Machine<'_> {
         clone.reason = Some(reason);
     }
 
-    /// `Syncing`, history lost: an online sync `auto` chose falls back to `restore` (the app
-    /// was never read-only, nothing is lost), once per plan: after it the plan acts on
-    /// `restore`. False when the plan must fail instead.
-    pub(super) fn fall_back_to_restore(&mut self, lost: &HistoryLost) -> bool {
+    /// `Syncing`: an online sync `auto` chose that cannot go on (`why`: its history lost, it
+    /// failed, or it did not catch up in `timeouts.clone`) falls back to `restore` (the app was
+    /// never read-only, nothing is lost), once per plan: after it the plan acts on `restore`.
+    /// False when the plan must fail instead (an explicit `online`).
+    pub(super) fn fall_back_to_restore(&mut self, why: &str) -> bool {
         if !self.auto() || self.method() != CloneMethod::Online {
             return false;
         }
         let reason = format!(
-            "auto: fell back to restore: the online sync lost its history ({lost}); the app never went read-only"
+            "auto: fell back to restore: the online sync {why}; the app never went read-only"
         );
         self.warn(Reason::CloneMethodFallback, &reason);
         let clone = self.st.clone.get_or_insert_with(Default::default);
@@ -127,26 +127,28 @@ impl Machine<'_> {
         clone.reason = Some(reason);
         self.st.sync = None;
         self.st.progress = None;
-        self.leave_syncing_for_restore();
+        self.leave_syncing_for_restore(why);
         true
     }
 
     /// `Syncing` of a plan that acts on `restore` now (it fell back): on to restore's order.
     /// The clones the sync wrote are replaced by the restore (`mongorestore --drop`).
-    pub(super) fn leave_syncing_for_restore(&mut self) {
+    pub(super) fn leave_syncing_for_restore(&mut self, why: &str) {
         match self.spec.mode {
             Mode::Upgrade => {
                 let env = &self.spec.read_only.env;
                 let detail = format!(
-                    "The online sync lost its history; cloning by restore instead (backup.cloneMethod: auto). Making Deployment {} read-only ({}={})",
+                    "The online sync {why}; cloning by restore instead (backup.cloneMethod: auto). Making Deployment {} read-only ({}={})",
                     self.spec.app.deployment, env.name, env.value
                 );
                 self.advance(Phase::EnteringReadOnly, &detail);
             }
-            Mode::Rehearsal => self.advance(
-                Phase::BackingUp,
-                "The online sync lost its history; rehearsing with restore instead (backup.cloneMethod: auto): backing up the live databases without read-only",
-            ),
+            Mode::Rehearsal => {
+                let detail = format!(
+                    "The online sync {why}; rehearsing with restore instead (backup.cloneMethod: auto): backing up the live databases without read-only"
+                );
+                self.advance(Phase::BackingUp, &detail);
+            }
         }
     }
 }

@@ -43,7 +43,9 @@ impl Machine<'_> {
                 "Copying the databases into the clones while the app still takes writes".into(),
             ),
             // `auto` chose online: restore instead, once.
-            SyncState::HistoryLost(lost) if self.fall_back_to_restore(lost) => {}
+            SyncState::HistoryLost(lost)
+                if self.fall_back_to_restore(&format!("lost its history ({lost})")) => {}
+            SyncState::Failed(e) if self.fall_back_to_restore(&format!("failed ({e})")) => {}
             SyncState::HistoryLost(lost) => self.fail(
                 Reason::SyncHistoryLost,
                 format!(
@@ -84,14 +86,19 @@ impl Machine<'_> {
             _ => {
                 let msg = format!("Online sync: {}", self.recorded_summary(&v));
                 if self.phase_deadline_passed(&limit) {
-                    self.fail(
-                        Reason::SyncTimedOut,
-                        format!(
-                            "The online sync did not catch up to within backup.online.maxLag ({}) in timeouts.clone ({limit}): {}. The app was never read-only; the clones are kept",
-                            self.spec.backup.online.max_lag,
-                            sync_summary(&v)
-                        ),
+                    let behind = format!(
+                        "did not catch up to within backup.online.maxLag ({}) in timeouts.clone ({limit}): {}",
+                        self.spec.backup.online.max_lag,
+                        sync_summary(&v)
                     );
+                    if !self.fall_back_to_restore(&behind) {
+                        self.fail(
+                            Reason::SyncTimedOut,
+                            format!(
+                                "The online sync {behind}. The app was never read-only; the clones are kept"
+                            ),
+                        );
+                    }
                 } else {
                     self.sync_wait(msg, POLL);
                 }

@@ -426,3 +426,57 @@ fn auto_is_the_default() {
         "the CRD defaults cloneMethod to auto"
     );
 }
+
+/// An auto-chosen sync that fails (the server restarted under it) or does not catch up within
+/// `timeouts.clone` falls back to restore too; an explicit `online` fails as before.
+#[test]
+fn auto_falls_back_when_the_sync_fails_or_does_not_catch_up() {
+    let failed = SyncView {
+        state: SyncState::Failed("Connection reset by peer".into()),
+        ..Default::default()
+    };
+    let behind = SyncView {
+        state: SyncState::Streaming,
+        lag_seconds: Some(600),
+        ..Default::default()
+    };
+    for (view, now, explicit_reason) in [
+        (failed, 5, "SyncFailed"),
+        (behind, 10 * 24 * 3600, "SyncTimedOut"),
+    ] {
+        let mut w = world_in(Phase::Syncing);
+        w.blue.as_mut().unwrap().read_only_env = false;
+        w.sync = Some(view);
+        let mut st = status_in(Phase::Syncing);
+        st.read_only_since = None;
+        chosen(&mut st, CloneMethod::Online);
+        let acting = crate::plan::frozen::effective(&auto(), Some(&st), PLAN).spec;
+        let d = decide(&acting, Some(&st), &w, t(now));
+        assert_eq!(
+            d.status.phase,
+            Phase::EnteringReadOnly,
+            "{}",
+            d.status.message
+        );
+        assert!(d.status.failure.is_none());
+        assert_eq!(
+            d.status.clone.as_ref().unwrap().method,
+            Some(CloneMethod::Restore)
+        );
+        assert!(
+            d.events
+                .iter()
+                .any(|e| e.reason == Reason::CloneMethodFallback),
+            "{explicit_reason}"
+        );
+
+        let mut st = status_in(Phase::Syncing);
+        st.read_only_since = None;
+        let mut online = spec();
+        online.backup.clone_method = CloneMethod::Online;
+        st.frozen_spec = Some(Box::new(online.clone()));
+        let d = decide(&online, Some(&st), &w, t(now));
+        assert_eq!(d.status.phase, Phase::Failed, "{}", d.status.message);
+        assert_eq!(d.status.failure.unwrap().reason, explicit_reason);
+    }
+}
