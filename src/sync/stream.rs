@@ -25,6 +25,47 @@ const IDLE: Duration = Duration::from_millis(5);
 const PROVE_EVERY: Duration = Duration::from_secs(2);
 /// How long a proof stream may take to return its first event.
 const PROOF_WAIT: Duration = Duration::from_secs(5);
+/// How long a stream keeps reopening after connection errors (the server restarting: the soak
+/// saw restarts take 30–130 s on a loaded machine) before the sync fails.
+pub(super) const RECONNECT_FOR: Duration = Duration::from_secs(180);
+/// Pause before reopening after a connection error.
+pub(super) const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+/// A connection error, not an answer: the server restarted or is briefly unreachable. The
+/// stream reopens after the last applied event (applying is idempotent) instead of failing.
+pub(super) fn transient(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    matches!(
+        e.kind.as_ref(),
+        ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::ServerSelection { .. }
+    ) || [
+        "RetryableWriteError",
+        "ResumableChangeStreamError",
+        "TransientTransactionError",
+    ]
+    .iter()
+    .any(|l| e.contains_label(l))
+}
+
+/// Whether to reopen after `e`: a connection error while the streak of them is younger than
+/// [`RECONNECT_FOR`] (the streak starts at the first and ends at the next successful read).
+async fn reopen_after(e: &mongodb::error::Error, streak: &mut Option<Instant>, what: &str) -> bool {
+    if !transient(e) {
+        return false;
+    }
+    let since = *streak.get_or_insert_with(Instant::now);
+    if since.elapsed() >= RECONNECT_FOR {
+        return false;
+    }
+    tracing::info!(
+        what,
+        "sync: connection lost; reopening the stream after the last applied event"
+    );
+    tokio::time::sleep(RECONNECT_PAUSE).await;
+    true
+}
 
 pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
     let (source, clone, start_at, recorded, start_marker) = task.with_source(idx, |s| {
@@ -39,7 +80,8 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
     let mut resume: Option<ResumeToken> = recorded.as_deref().and_then(token::decode);
     let mut after_invalidate = false;
     let what = format!("following the changes of {source}");
-    loop {
+    let mut streak: Option<Instant> = None;
+    'open: loop {
         // Opening reads too (the first batch): from here every read is proven complete by a
         // history check made after it (`watcher`), since a pruned start point would be
         // skipped silently by this server.
@@ -65,6 +107,7 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
                 let needed = task.with_source(idx, |s| s.resume.needed());
                 return Err(super::watcher::lost_at(task, &source, needed).await);
             }
+            Err(e) if reopen_after(&e, &mut streak, &what).await => continue 'open,
             Err(e) => return Err(task.failed(&what, &e)),
         };
         task.with_source(idx, |s| s.unverified.read(before, s.last.as_ref()));
@@ -80,10 +123,17 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
                 proved = Instant::now();
             }
             let before = task.with_source(idx, |s| s.cursor_at);
-            let next = stream
-                .next_if_any()
-                .await
-                .map_err(|e| task.failed(&what, &e))?;
+            let next = match stream.next_if_any().await {
+                Ok(next) => {
+                    streak = None;
+                    next
+                }
+                Err(e) if reopen_after(&e, &mut streak, &what).await => {
+                    resume = reopen_token(task, idx).or(resume);
+                    continue 'open;
+                }
+                Err(e) => return Err(task.failed(&what, &e)),
+            };
             // Where the cursor stands now: the last returned event, or the server's post-batch
             // token when it returned none.
             let now_at = stream.resume_token().as_ref().and_then(token::time_of);
@@ -139,9 +189,17 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
                     record(task, idx, token.as_ref(), at, false);
                 }
                 _ => {
-                    apply(&task.client, &source, &clone, &change)
-                        .await
-                        .map_err(|e| task.failed(&format!("applying a change to {clone}"), &e))?;
+                    match apply(&task.client, &source, &clone, &change).await {
+                        Ok(()) => {}
+                        Err(e) if reopen_after(&e, &mut streak, &what).await => {
+                            // Not applied: reopen after the last event that was.
+                            resume = reopen_token(task, idx).or(resume);
+                            continue 'open;
+                        }
+                        Err(e) => {
+                            return Err(task.failed(&format!("applying a change to {clone}"), &e));
+                        }
+                    }
                     record(task, idx, token.as_ref(), at, true);
                 }
             }
@@ -236,6 +294,13 @@ async fn measure_lag(task: &Task, idx: usize, db: &mongodb::Database) {
 }
 
 /// Remembers the token after an event (when it can be recorded: bounded size) with its time.
+/// Where to reopen after a connection error: after the last event recorded as handled.
+fn reopen_token(task: &Task, idx: usize) -> Option<ResumeToken> {
+    task.with_source(idx, |s| s.resume.token.clone())
+        .as_deref()
+        .and_then(token::decode)
+}
+
 fn record(task: &Task, idx: usize, token: Option<&ResumeToken>, at: Option<OpTime>, applied: bool) {
     let text = token.and_then(token::encode);
     task.with_source(idx, |s| {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::history;
 use super::state::HistoryLost;
+use super::stream;
 use super::task::{Stop, Task};
 use super::token::OpTime;
 
@@ -18,6 +19,8 @@ const MAX_INTERVAL: Duration = Duration::from_secs(120);
 /// Runs until the history is found lost or the oplog cannot be read (it never returns
 /// otherwise; the sync stops it when done).
 pub(super) async fn watch(task: &Task) -> Stop {
+    // Connection errors since the last check that read the oplog (the server restarting).
+    let mut streak: Option<Instant> = None;
     loop {
         if task.draining() {
             task.wake.notified().await;
@@ -40,7 +43,19 @@ pub(super) async fn watch(task: &Task) -> Stop {
             .collect();
         let began = Instant::now();
         let oplog = match history::oplog(&task.client).await {
-            Ok(o) => o,
+            Ok(o) => {
+                streak = None;
+                o
+            }
+            // The reads stay unproven until a check reads the oplog again.
+            Err(e)
+                if stream::transient(&e)
+                    && streak.get_or_insert_with(Instant::now).elapsed()
+                        < stream::RECONNECT_FOR =>
+            {
+                tokio::time::sleep(stream::RECONNECT_PAUSE).await;
+                continue;
+            }
             Err(e) => {
                 return task.failed(
                     "reading the server's oplog (local.oplog.rs) to verify the change streams' \
