@@ -108,7 +108,8 @@ async fn the_sync_reopens_its_streams_after_the_server_restarts() {
     // longer than the driver waits to select a server (30 s) for its one retry of a write or a
     // stream (the soak saw restarts take 30-130 s); then the environment starts it again on the
     // same port with the same data.
-    let dir = std::env::var("CUTOVER_ENV_DIR").expect("CUTOVER_ENV_DIR");
+    let dir = std::env::var("CUTOVER_ENV_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.dev-env").to_string());
     let pid = std::fs::read_to_string(format!("{dir}/run/secantusd.pid"))
         .expect("the server's recorded pid");
     let stopped = Command::new("kill")
