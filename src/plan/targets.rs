@@ -21,6 +21,17 @@ pub struct DatabaseTarget {
     pub clone: String,
 }
 
+/// Whether the plan may take its backup after the switch (`online`, or `auto`, which may
+/// choose it): its scratch databases and verify Job are resolved and recorded at the start,
+/// before `auto` chooses. A rehearsal never switches.
+fn backs_up_after_switch(spec: &UpgradePlanSpec) -> bool {
+    spec.mode == crate::crd::Mode::Upgrade
+        && matches!(
+            spec.backup.clone_method,
+            crate::crd::CloneMethod::Online | crate::crd::CloneMethod::Auto
+        )
+}
+
 /// The names one plan works with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Targets {
@@ -115,13 +126,7 @@ pub fn targets(spec: &UpgradePlanSpec, plan: &str, status: Option<&UpgradePlanSt
             .iter()
             .map(|d| (d.clone.clone(), base_db(&d.source)))
             .collect(),
-        // Resolved before `auto` chooses its method (recorded at the plan's start), so an auto
-        // plan gets them too; a rehearsal never takes the backup after a switch.
-        scratch: if spec.mode == crate::crd::Mode::Upgrade
-            && matches!(
-                spec.backup.clone_method,
-                crate::crd::CloneMethod::Online | crate::crd::CloneMethod::Auto
-            ) {
+        scratch: if backs_up_after_switch(spec) {
             databases
                 .iter()
                 .map(|d| DatabaseTarget {
@@ -137,7 +142,7 @@ pub fn targets(spec: &UpgradePlanSpec, plan: &str, status: Option<&UpgradePlanSt
         clone_job: names::clone_job(plan),
         migration_job: names::migration_job(plan),
         prune_job: names::prune_job(plan),
-        verify_job: if spec.backup.clone_method == crate::crd::CloneMethod::Online {
+        verify_job: if backs_up_after_switch(spec) {
             names::verify_job(plan)
         } else {
             String::new()

@@ -205,11 +205,11 @@ impl Machine<'_> {
     /// Restores the backup into the scratch databases and compares: true once the result is
     /// recorded (verified or not), false while waiting or acting.
     fn verify_restored_backup(&mut self) -> bool {
-        if self.targets.scratch.is_empty() {
+        if self.targets.scratch.is_empty() || self.targets.verify_job.is_empty() {
             self.record_verification(
                 false,
                 Reason::NoScratchRecorded,
-                vec!["status.targets names no scratch database to restore the backup into (the plan started before cutover verified backups after the switch)".into()],
+                vec!["status.targets names no scratch database or verify Job to restore the backup into (the plan started before cutover verified backups after the switch)".into()],
                 None,
             );
             return true;

@@ -480,3 +480,18 @@ fn auto_falls_back_when_the_sync_fails_or_does_not_catch_up() {
         assert_eq!(d.status.failure.unwrap().reason, explicit_reason);
     }
 }
+
+/// Targets are recorded before `auto` chooses: an auto upgrade reserves what a backup after the
+/// switch needs (scratch databases, the verify Job's name), a rehearsal never does.
+#[test]
+fn an_auto_upgrade_records_what_a_backup_after_the_switch_needs() {
+    let t = targets(&auto(), PLAN, None);
+    assert!(!t.verify_job.is_empty());
+    assert_eq!(t.scratch.len(), t.databases.len());
+    let mut rehearsal = auto();
+    rehearsal.mode = Mode::Rehearsal;
+    let t = targets(&rehearsal, PLAN, None);
+    assert!(t.verify_job.is_empty() && t.scratch.is_empty());
+    let t = targets(&spec(), PLAN, None);
+    assert!(t.verify_job.is_empty() && t.scratch.is_empty(), "restore");
+}
