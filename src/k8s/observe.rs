@@ -17,7 +17,7 @@ use crate::copy::Copies;
 use crate::crd::UpgradePlan;
 use crate::mongo::{self, Clients};
 use crate::plan::names::TRACK_LABEL;
-use crate::plan::needs::{Count, JobNames, Probe};
+use crate::plan::needs::{Count, JobNames, Probe, When};
 use crate::plan::{
     DatabaseView, DeploymentView, EnvFact, EnvValue, ForeignObject, JobState, ObjectKind, Observed,
     ProbeView, Reads, SecretView,
@@ -571,13 +571,10 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
         obs.change_streams = Some(streams::probe(&c, uri, source).await);
     }
     if let Some(pairs) = &reads.backup_compare
-        && crate::plan::needs::When::VerifySucceeded.holds(obs)
+        && When::VerifySucceeded.holds(obs)
     {
-        obs.backup_compare = Some(
-            mongo::digest_pairs(&c, uri, pairs)
-                .await
-                .map_err(|e| e.to_string()),
-        );
+        let digests = mongo::digest_pairs(&c, uri, pairs).await;
+        obs.backup_compare = Some(digests.map_err(|e| e.to_string()));
     }
     if let Some(read) = &reads.claims {
         obs.claims = Some(

@@ -37,7 +37,7 @@ mod syncing;
 mod unwind;
 mod verify_backup;
 
-pub use method::{resolved, spelled};
+pub use method::spelled;
 
 /// How soon to look again while something external is expected to change without a watch
 /// event (MongoDB documents, HTTP probes).

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::crd::{UpgradePlanSpec, UpgradePlanStatus};
+use crate::crd::{CloneMethod, UpgradePlanSpec, UpgradePlanStatus};
 
 use super::validate::validate;
 
@@ -36,7 +36,7 @@ pub fn effective(
     };
     let mut spec = frozen.clone();
     // `auto` acts on the method `Pending` chose (the frozen spec keeps `auto`).
-    spec.backup.clone_method = super::decide::resolved(frozen, status);
+    spec.backup.clone_method = resolved(frozen, status);
     spec.traffic = live.traffic;
     spec.promotion.approved = live.promotion.approved;
     spec.rollback.accept_data_loss = live.rollback.accept_data_loss;
@@ -116,3 +116,15 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
 
 #[cfg(test)]
 mod tests;
+
+/// The method a plan acts on: the one recorded in `status.clone.method` when its spec says
+/// `auto`, else the spec's. `auto` itself until `Pending` chose.
+pub fn resolved(spec: &UpgradePlanSpec, status: Option<&UpgradePlanStatus>) -> CloneMethod {
+    match spec.backup.clone_method {
+        CloneMethod::Auto => status
+            .and_then(|s| s.clone.as_ref())
+            .and_then(|c| c.method)
+            .unwrap_or(CloneMethod::Auto),
+        m => m,
+    }
+}

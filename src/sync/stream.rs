@@ -9,7 +9,7 @@ use mongodb::options::FullDocumentType;
 
 use super::apply::{Change, apply, classify};
 use super::history::{Anchor, Proof, judge};
-use super::task::{Stop, Task};
+use super::task::{RECONNECT_FOR, RECONNECT_PAUSE, Stop, Task, transient};
 use super::token::{self, OpTime};
 
 /// How often a stream measures its lag (a `ping`: the cluster time now).
@@ -25,30 +25,6 @@ const IDLE: Duration = Duration::from_millis(5);
 const PROVE_EVERY: Duration = Duration::from_secs(2);
 /// How long a proof stream may take to return its first event.
 const PROOF_WAIT: Duration = Duration::from_secs(5);
-/// How long a stream keeps reopening after connection errors (the server restarting: the soak
-/// saw restarts take 30–130 s on a loaded machine) before the sync fails.
-pub(super) const RECONNECT_FOR: Duration = Duration::from_secs(180);
-/// Pause before reopening after a connection error.
-pub(super) const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
-
-/// A connection error, not an answer: the server restarted or is briefly unreachable. The
-/// stream reopens after the last applied event (applying is idempotent) instead of failing.
-pub(super) fn transient(e: &mongodb::error::Error) -> bool {
-    use mongodb::error::ErrorKind;
-    matches!(
-        e.kind.as_ref(),
-        ErrorKind::Io(_)
-            | ErrorKind::ConnectionPoolCleared { .. }
-            | ErrorKind::ServerSelection { .. }
-    ) || [
-        "RetryableWriteError",
-        "ResumableChangeStreamError",
-        "TransientTransactionError",
-    ]
-    .iter()
-    .any(|l| e.contains_label(l))
-}
-
 /// Whether to reopen after `e`: a connection error while the streak of them is younger than
 /// [`RECONNECT_FOR`] (the streak starts at the first and ends at the next successful read).
 async fn reopen_after(e: &mongodb::error::Error, streak: &mut Option<Instant>, what: &str) -> bool {

@@ -4,6 +4,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicI64;
+use std::time::Duration;
 
 use mongodb::bson::Bson;
 
@@ -101,4 +102,28 @@ impl Task {
     pub fn with_source<R>(&self, idx: usize, f: impl FnOnce(&mut Source) -> R) -> R {
         f(&mut self.sources.lock().expect("lock")[idx])
     }
+}
+
+/// How long a stream keeps reopening after connection errors (the server restarting: the soak
+/// saw restarts take 30–130 s on a loaded machine) before the sync fails.
+pub(super) const RECONNECT_FOR: Duration = Duration::from_secs(180);
+/// Pause before reopening after a connection error.
+pub(super) const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+/// A connection error, not an answer: the server restarted or is briefly unreachable. The
+/// stream reopens after the last applied event (applying is idempotent) instead of failing.
+pub(super) fn transient(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    matches!(
+        e.kind.as_ref(),
+        ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::ServerSelection { .. }
+    ) || [
+        "RetryableWriteError",
+        "ResumableChangeStreamError",
+        "TransientTransactionError",
+    ]
+    .iter()
+    .any(|l| e.contains_label(l))
 }

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::history;
 use super::state::HistoryLost;
-use super::stream;
-use super::task::{Stop, Task};
+use super::task::{self, Stop, Task};
 use super::token::OpTime;
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -49,11 +48,10 @@ pub(super) async fn watch(task: &Task) -> Stop {
             }
             // The reads stay unproven until a check reads the oplog again.
             Err(e)
-                if stream::transient(&e)
-                    && streak.get_or_insert_with(Instant::now).elapsed()
-                        < stream::RECONNECT_FOR =>
+                if task::transient(&e)
+                    && streak.get_or_insert_with(Instant::now).elapsed() < task::RECONNECT_FOR =>
             {
-                tokio::time::sleep(stream::RECONNECT_PAUSE).await;
+                tokio::time::sleep(task::RECONNECT_PAUSE).await;
                 continue;
             }
             Err(e) => {

@@ -6,24 +6,12 @@
 //! never chooses again. An auto-chosen online sync that loses its history before read-only
 //! falls back to `restore`, once: the app never was read-only.
 
-use crate::crd::{CloneMethod, Mode, Phase, UpgradePlanSpec, UpgradePlanStatus};
+use crate::crd::{CloneMethod, Mode, Phase};
 
 use super::super::decision::{EventKind, EventNote};
 use super::super::observed::StreamSupport;
 use super::super::reason::Reason;
 use super::{Machine, NEXT};
-
-/// The method a plan acts on: the one recorded in `status.clone.method` when its spec says
-/// `auto`, else the spec's. `auto` itself until `Pending` chose.
-pub fn resolved(spec: &UpgradePlanSpec, status: Option<&UpgradePlanStatus>) -> CloneMethod {
-    match spec.backup.clone_method {
-        CloneMethod::Auto => status
-            .and_then(|s| s.clone.as_ref())
-            .and_then(|c| c.method)
-            .unwrap_or(CloneMethod::Auto),
-        m => m,
-    }
-}
 
 /// `auto`'s choice from what the server said, and why.
 pub fn choose(support: &StreamSupport) -> (CloneMethod, String) {
@@ -54,7 +42,7 @@ pub fn spelled(m: CloneMethod) -> &'static str {
 }
 
 impl Machine<'_> {
-    /// The method this plan acts on (see [`resolved`]): also right within the reconcile that
+    /// The method this plan acts on (see [`crate::plan::frozen::resolved`]): also right within the reconcile that
     /// chose it or fell back.
     pub(super) fn method(&self) -> CloneMethod {
         self.st
