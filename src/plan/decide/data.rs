@@ -37,20 +37,26 @@ fn attempt_of(first: &str, current: &str) -> Option<u32> {
 }
 
 impl Machine<'_> {
-    pub(super) fn backing_up(&mut self) {
+    /// Records the backup Job and where it writes (intent first), then creates it; `dumping`
+    /// says what it dumps.
+    pub(super) fn create_backup_job(&mut self, dumping: &str) {
         let job = self.targets.backup_job.clone();
         let path = self.targets.backup_dir.clone();
+        self.st.backup = Some(BackupStatus {
+            job: job.clone(),
+            path: path.clone(),
+            ..Default::default()
+        });
+        self.act(
+            Action::CreateBackupJob,
+            format!("Backup Job {job} is dumping {dumping} to {path}"),
+        );
+    }
+
+    pub(super) fn backing_up(&mut self) {
+        let path = self.targets.backup_dir.clone();
         let Some(j) = self.obs.backup_job.clone() else {
-            self.st.backup = Some(BackupStatus {
-                job: job.clone(),
-                path: path.clone(),
-                ..Default::default()
-            });
-            self.act(
-                Action::CreateBackupJob,
-                format!("Backup Job {job} is dumping the databases to {path}"),
-            );
-            return;
+            return self.create_backup_job("the databases");
         };
         if self.server_side() && j.state != JobState::Failed {
             match self.obs.server_copy.as_ref().map(|c| &c.state) {

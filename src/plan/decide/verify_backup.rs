@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::crd::{BackupStatus, BackupVerification, CopyProgress, Mode, Phase};
+use crate::crd::{BackupVerification, CopyProgress, Mode, Phase};
 
 use super::super::conditions as cond;
 use super::super::decision::Action;
@@ -118,16 +118,7 @@ impl Machine<'_> {
         let job = self.targets.backup_job.clone();
         let path = self.targets.backup_dir.clone();
         let Some(j) = self.obs.backup_job.clone() else {
-            // Intent first: the Job and where it writes, before it exists.
-            self.st.backup = Some(BackupStatus {
-                job: job.clone(),
-                path: path.clone(),
-                ..Default::default()
-            });
-            self.act(
-                Action::CreateBackupJob,
-                format!("Backup Job {job} is dumping the frozen sources to {path}"),
-            );
+            self.create_backup_job("the frozen sources");
             return Dump::Waiting;
         };
         match j.state {
