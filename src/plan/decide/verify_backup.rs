@@ -47,19 +47,40 @@ impl Machine<'_> {
     }
 
     pub(super) fn verifying_backup(&mut self) {
-        match self.dump_frozen_sources() {
-            Dump::Waiting => {
-                self.show("dumping the frozen sources");
-                return;
-            }
-            Dump::Failed(why) => {
-                if !self.verification_recorded() {
+        if !self.verification_recorded() && self.verification_overdue() {
+            let limit = format!(
+                "{} + {}",
+                self.spec.timeouts.backup, self.spec.timeouts.clone
+            );
+            let why = format!(
+                "the dump of the frozen sources and its restore did not finish within {limit} (timeouts.backup + timeouts.clone); last seen: {}",
+                self.st.message
+            );
+            self.record_verification(false, Reason::BackupTimedOut, vec![why], None);
+        }
+        if self.verification_recorded() && self.backup_jobs_running() {
+            // Only a deadline records a result while a Job runs: it is stopped, so the scratch
+            // databases it fills can be dropped for good.
+            self.act(
+                Action::StopJobs,
+                "Stopping the backup Jobs that did not finish in time".into(),
+            );
+            return;
+        }
+        // A recorded result stands (a stopped dump is never started again).
+        if !self.verification_recorded() {
+            match self.dump_frozen_sources() {
+                Dump::Waiting => {
+                    self.show("dumping the frozen sources");
+                    return;
+                }
+                Dump::Failed(why) => {
                     self.record_verification(false, Reason::BackupDumpFailed, vec![why], None);
                 }
-            }
-            Dump::Complete => {
-                if !self.verification_recorded() && !self.verify_restored_backup() {
-                    return;
+                Dump::Complete => {
+                    if !self.verify_restored_backup() {
+                        return;
+                    }
                 }
             }
         }
@@ -78,6 +99,20 @@ impl Machine<'_> {
             "The backup of the frozen sources could not be verified (see BackupVerified); the new version serves fine, handing it over"
         };
         self.advance(Phase::CleaningUp, detail);
+    }
+
+    /// The phase has had the backup's and the restore's deadlines together (a hung Job would
+    /// otherwise hold the hand-over for ever; traffic is fine either way).
+    fn verification_overdue(&self) -> bool {
+        let limit = self.spec.timeouts.backup.as_std() + self.spec.timeouts.clone.as_std();
+        self.now.since(self.phase_started()) > limit
+    }
+
+    fn backup_jobs_running(&self) -> bool {
+        [&self.obs.backup_job, &self.obs.verify_job]
+            .into_iter()
+            .flatten()
+            .any(|j| j.state == JobState::Active)
     }
 
     fn verification_recorded(&self) -> bool {

@@ -143,6 +143,46 @@ pub(super) fn cases() -> Vec<Case> {
             want_message: "is restoring the backup",
         },
         Case {
+            name: "a dump hung past timeouts.backup + timeouts.clone: unverified, its Job stopped",
+            phase: VerifyingBackup,
+            spec: online_spec,
+            world: |w| {
+                switched(w);
+                w.backup_job = job("up7-backup", JobState::Active, "");
+            },
+            now: 4 * 3600 + 1,
+            want_phase: VerifyingBackup,
+            want_action: Some(Action::StopJobs),
+            want_message: "Stopping the backup Jobs that did not finish in time",
+        },
+        Case {
+            name: "a restore hung past the deadline: unverified, its Job stopped",
+            phase: VerifyingBackup,
+            spec: online_spec,
+            world: |w| {
+                dumped(w);
+                w.verify_job = job("up7-verify", JobState::Active, "");
+            },
+            now: 4 * 3600 + 1,
+            want_phase: VerifyingBackup,
+            want_action: Some(Action::StopJobs),
+            want_message: "Stopping the backup Jobs that did not finish in time",
+        },
+        Case {
+            name: "past the deadline with nothing running: unverified, the scratch databases dropped",
+            phase: VerifyingBackup,
+            spec: online_spec,
+            world: |w| {
+                dumped(w);
+                with_scratch(w);
+                w.verify_job = job("up7-verify", JobState::Failed, "DeadlineExceeded");
+            },
+            now: 4 * 3600 + 1,
+            want_phase: VerifyingBackup,
+            want_action: Some(Action::DropDatabases { names: scratch() }),
+            want_message: "Dropping the scratch databases",
+        },
+        Case {
             name: "restored, not compared yet: wait for the comparison",
             phase: VerifyingBackup,
             spec: online_spec,
@@ -546,4 +586,62 @@ fn a_differing_backup_still_succeeds_and_the_source_drop_is_refused() {
         .unwrap()
         .clone();
     assert_eq!(step.state, CleanupState::Refused, "{}", step.message);
+}
+
+#[test]
+fn a_hung_verification_is_reported_stopped_and_handed_over() {
+    let mut w = world_in(Phase::VerifyingBackup);
+    dumped(&mut w);
+    with_scratch(&mut w);
+    w.verify_job = job("up7-verify", JobState::Active, "");
+    let late = t(4 * 3600 + 1);
+    let d = decide(&online(), Some(&verifying()), &w, late);
+    assert_eq!(d.action, Some(Action::StopJobs));
+    let c = cond::get(&d.status.conditions, cond::BACKUP_VERIFIED).expect("condition");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "BackupTimedOut")
+    );
+    assert!(
+        c.message.contains("timeouts.backup + timeouts.clone"),
+        "{}",
+        c.message
+    );
+    // Stopped: the scratch databases go, then the plan hands over, unverified.
+    w.verify_job = job("up7-verify", JobState::Failed, "DeadlineExceeded");
+    let d = decide(&online(), Some(&d.status), &w, late);
+    assert_eq!(d.action, Some(Action::DropDatabases { names: scratch() }));
+    if let DatabaseView::Reachable { databases } = &mut w.database {
+        for s in scratch() {
+            databases.remove(&s);
+        }
+    }
+    let d = decide(&online(), Some(&d.status), &w, late);
+    assert_eq!(d.status.phase, Phase::CleaningUp);
+    assert!(!cond::is_true(&d.status.conditions, cond::BACKUP_VERIFIED));
+}
+
+#[test]
+fn before_the_deadline_a_long_restore_is_waited_on() {
+    let mut w = world_in(Phase::VerifyingBackup);
+    dumped(&mut w);
+    w.verify_job = job("up7-verify", JobState::Active, "");
+    let d = decide(&online(), Some(&verifying()), &w, t(4 * 3600 - 1));
+    assert_eq!(d.action, None);
+    assert!(d.status.message.contains("is restoring the backup"));
+}
+
+#[test]
+fn a_stopped_dump_is_not_started_again() {
+    let mut w = world_in(Phase::VerifyingBackup);
+    switched(&mut w);
+    w.backup_job = job("up7-backup", JobState::Active, "");
+    let late = t(4 * 3600 + 1);
+    let d = decide(&online(), Some(&verifying()), &w, late);
+    assert_eq!(d.action, Some(Action::StopJobs));
+    // The Job deleted: nothing dumps again; no scratch database was made, so the plan hands over.
+    w.backup_job = None;
+    let d = decide(&online(), Some(&d.status), &w, late);
+    assert_ne!(d.action, Some(Action::CreateBackupJob));
+    assert_eq!(d.status.phase, Phase::CleaningUp, "{}", d.status.message);
 }
