@@ -178,6 +178,25 @@ pub(crate) async fn copy_named(
     copy_collection(client, src, dst, &spec).await
 }
 
+/// Every view of `src` recreated in `dst` (the online sync's bulk copy lists collections only;
+/// views come last, once what they read exists).
+pub(crate) async fn copy_views(
+    client: &mongodb::Client,
+    src: &str,
+    dst: &str,
+) -> Result<(), mongodb::error::Error> {
+    let views = collection_specs(&client.database(src))
+        .await?
+        .into_iter()
+        .filter(CollectionSpec::is_view)
+        .map(|v| (src.to_string(), dst.to_string(), v))
+        .collect();
+    for (_, dst, spec) in views_in_order(views) {
+        create_like(client, &dst, &spec).await?;
+    }
+    Ok(())
+}
+
 /// Views ordered so that one reading another view comes after it (the server accepts either
 /// order; this keeps the clone's `system.views` in the source's dependency order).
 fn views_in_order(

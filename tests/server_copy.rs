@@ -189,7 +189,9 @@ async fn raw_shape(env: &Env, db: &str) -> Vec<(String, String, Document, Vec<Do
 async fn clone_keeps_the_shape(method: &str, prefix: &str) {
     let Some(env) = env().await else { return };
     let (app, op) = env.app_with_operator(prefix).await;
-    let more = method == "serverSide";
+    // The server-side copies (serverSide, and online's bulk copy) also keep clustered and time
+    // series collections.
+    let more = method != "restore";
     add_shapes(&env, &app.content_db, more).await;
     let source = raw_shape(&env, &app.content_db).await;
     let names: Vec<&str> = source
@@ -284,4 +286,9 @@ async fn server_side_clone_keeps_options_views_and_index_specs() {
 #[tokio::test]
 async fn restore_keeps_options_views_and_index_specs() {
     clone_keeps_the_shape("restore", "shaperst").await;
+}
+
+#[tokio::test]
+async fn online_keeps_options_views_and_index_specs() {
+    clone_keeps_the_shape("online", "shapeonl").await;
 }

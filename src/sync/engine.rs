@@ -196,6 +196,11 @@ async fn bulk(task: &Task) -> Result<(), Stop> {
         r?;
     }
     for idx in 0..n {
+        let (src, dst) =
+            task.with_source(idx, |s| (s.resume.source.clone(), s.resume.clone.clone()));
+        crate::copy::copy_views(&task.client, &src, &dst)
+            .await
+            .map_err(|e| task.failed(&format!("copying the views of {src} to {dst}"), &e))?;
         task.with_source(idx, |s| s.resume.bulk_finished = true);
     }
     Ok(())

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::crd::{CloneMethod, CopyProgress, Mode, Phase, SyncStatus};
+use crate::crd::{CloneMethod, CopyProgress, Mode, Phase, ShapeDigest, SyncStatus};
 use crate::sync::{OpTime, SyncState, SyncView};
 
 use super::super::conditions as cond;
@@ -201,16 +201,17 @@ impl Machine<'_> {
         };
         // Documents that differ already fail the copy; the shape is read only for clones
         // whose documents match.
-        let diffs = if diffs.is_empty() {
-            let Some(shape_diffs) = self.online_shape_diffs() else {
+        let (shape, diffs) = if diffs.is_empty() {
+            let Some((shape, shape_diffs)) = self.online_shape_diffs() else {
                 return;
             };
-            shape_diffs
+            (Some(shape), shape_diffs)
         } else {
-            diffs
+            (None, diffs)
         };
         let clone = self.st.clone.get_or_insert_with(Default::default);
         clone.record_counts(&counts);
+        clone.shape = shape;
         if !diffs.is_empty() && self.spec.mode == Mode::Rehearsal {
             // The app kept writing: the sources moved on after the marker.
             let detail = format!(
@@ -225,7 +226,7 @@ impl Machine<'_> {
                 cond::BACKUP_VERIFIED,
                 false,
                 Reason::BackupAfterSwitch,
-                "No backup is taken before the switch with backup.cloneMethod online: the clones followed the sources and, drained, match the frozen sources (collections, counts and sampled documents); the backup is taken after the switch, which is not built yet, so nothing is dropped that needs it",
+                "No backup is taken before the switch with backup.cloneMethod online: the clones followed the sources and, drained, match the frozen sources (collections, counts and sampled documents); the backup is taken after the switch and verified by restoring it (VerifyingBackup); until then nothing is dropped that needs it",
             );
             self.advance(
                 Phase::DeployingGreen,
@@ -243,7 +244,7 @@ impl Machine<'_> {
 
     /// How the drained clones' collections, views and index specs differ from the frozen
     /// sources' (both read now: the sources are read-only); `None` while waiting for the reads.
-    fn online_shape_diffs(&mut self) -> Option<Vec<String>> {
+    fn online_shape_diffs(&mut self) -> Option<(ShapeDigest, Vec<String>)> {
         let limit = self.spec.timeouts.clone.clone();
         let (source, clone) = match (&self.obs.source_shape, &self.obs.clone_shape) {
             (Some(Ok(s)), Some(Ok(c))) => (s.clone(), c.clone()),
@@ -274,7 +275,8 @@ impl Machine<'_> {
             .into_iter()
             .map(|(s, c)| (c, s))
             .collect();
-        Some(source.diff(&clone.renamed(&to_source)))
+        let clone = clone.renamed(&to_source);
+        Some((clone.digest(), source.diff(&clone)))
     }
 
     /// The summary as last recorded (messages change only when status is refreshed anyway).
