@@ -75,6 +75,7 @@
 //!   entry on an idle server.
 
 mod apply;
+mod batch;
 mod compare;
 mod engine;
 mod history;
