@@ -998,6 +998,68 @@ async fn measure_sync_apply_rate_under_load() {
     }
 }
 
+/// The online sync's apply capacity: a backlog of `CUTOVER_MEASURE_BACKLOG` events (default
+/// 30,000: inserts, then updates, then deletes of as many documents, written with multi-document
+/// commands, faster than any app) while streaming, then the drain: events applied per second.
+#[tokio::test]
+#[ignore]
+async fn measure_sync_apply_capacity_on_a_backlog() {
+    let Some(env) = env().await else { return };
+    let client = env.mongo.clone();
+    let uri = uri(&env.mongo_uri);
+    let n: i64 = std::env::var("CUTOVER_MEASURE_BACKLOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30_000)
+        / 3;
+    let (src, clone) = (unique("backlog-src"), unique("backlog-clone"));
+    seed(&client, &src, 2000).await;
+    let syncs = Syncs::default();
+    syncs.start(
+        KEY,
+        client.clone(),
+        uri.clone(),
+        input(&src, &clone, vec![]),
+    );
+    wait_for(&syncs, "streaming", Duration::from_secs(120), |v| {
+        v.state == SyncState::Streaming
+    })
+    .await;
+    let before = syncs.view(KEY).events_applied;
+    let items = client.database(&src).collection::<Document>("items");
+    let start = Instant::now();
+    items
+        .insert_many((0..n).map(|i| doc! {"_id": format!("b{i}"), "n": i, "body": "x".repeat(100)}))
+        .await
+        .unwrap();
+    items
+        .update_many(doc! {"_id": {"$regex": "^b"}}, doc! {"$inc": {"n": 1}})
+        .await
+        .unwrap();
+    items
+        .delete_many(doc! {"_id": {"$regex": "^b"}})
+        .await
+        .unwrap();
+    let written = start.elapsed();
+    syncs.request_drain(KEY).await.unwrap();
+    let v = wait_for(&syncs, "drained", Duration::from_secs(900), |v| {
+        v.state == SyncState::Drained
+    })
+    .await;
+    let took = start.elapsed();
+    let applied = v.events_applied - before;
+    eprintln!(
+        "MEASURE backlog of {} events written in {written:?}; all applied and drained {took:?} after the first write: {applied} events, {:.0}/s",
+        3 * n,
+        applied as f64 / took.as_secs_f64()
+    );
+    assert_same(&client, &uri, &src, &clone).await;
+    syncs.forget(KEY);
+    for db in [&src, &clone] {
+        client.database(db).drop().await.unwrap();
+    }
+}
+
 /// `compare` (counts and up to 1,000 sampled documents per collection) at 100,000 documents in
 /// one collection: it runs inside the read-only window.
 #[tokio::test]
@@ -1018,6 +1080,43 @@ async fn measure_compare_at_100k_documents() {
             .unwrap();
         }
     }
+    // Its parts, one at a time, on the source.
+    let c = client.database(&src).collection::<Document>("items");
+    let a = Instant::now();
+    let n = c.count_documents(doc! {}).await.unwrap();
+    let count = a.elapsed();
+    let a = Instant::now();
+    let _ = c.estimated_document_count().await.unwrap();
+    let estimated = a.elapsed();
+    let a = Instant::now();
+    let sampled: Vec<Document> = c
+        .aggregate(vec![
+            doc! {"$sample": {"size": 1000}},
+            doc! {"$project": {"_id": 1}},
+        ])
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let sample = a.elapsed();
+    let ids: Vec<_> = sampled
+        .iter()
+        .map(|d| d.get("_id").unwrap().clone())
+        .collect();
+    let a = Instant::now();
+    let got: Vec<Document> = c
+        .find(doc! {"_id": {"$in": ids}})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let by_ids = a.elapsed();
+    eprintln!(
+        "MEASURE at {n} documents: count_documents {count:?}, estimatedDocumentCount {estimated:?}, $sample 1000 {sample:?}, find $in 1000 _ids {by_ids:?} ({} found)",
+        got.len()
+    );
     for _ in 0..2 {
         let a = Instant::now();
         let differences = compare(&client, &uri, &src, &clone).await.unwrap();
