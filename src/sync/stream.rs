@@ -71,7 +71,9 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
             .watch()
             .full_document(FullDocumentType::UpdateLookup)
             .show_expanded_events(true)
-            .max_await_time(AWAIT);
+            .max_await_time(AWAIT)
+            // The server returns 101 events a batch by default: a run's worth in one getMore.
+            .batch_size(MAX_RUN as u32);
         // Opened at the start point written by this process: its marker must come first,
         // else the history after the start point was pruned before the stream opened.
         let mut expect_start = resume.is_none() && start_marker.is_some();
