@@ -1,6 +1,7 @@
 //! One change event, applied to the clone: what it means (`classify`, pure) and doing it
-//! (`apply`). Every action is idempotent, so events applied again after a restart from an
-//! older token leave the clone as it was:
+//! (`apply`), or a run of document events at once (`apply_run`, see `batch`). Every action is
+//! idempotent, so events applied again after a restart from an older token leave the clone as
+//! it was:
 //! - insert / replace / update: replace-with-upsert by `_id` from the full document (an update
 //!   whose full document is gone: the document was deleted later, and that delete follows);
 //! - delete: delete by `_id`;
