@@ -74,8 +74,10 @@
 //! applied/s, lag 0 both, drain 0.11 s both; at 500 asked (486 / 424 done) 201 -> 420
 //! applied/s, lag growing to 11 s -> 0 s, drain 15.7 s -> 0.10 s; at 2000 asked (the load
 //! reached 738/s) 702 applied/s, lag 0–1 s, drain 0.46 s. A 30,000-event backlog
-//! (`measure_sync_apply_capacity_on_a_backlog`, multi-document writes) drained at 304
-//! events/s at machine load 22–26 (other helpers building). `compare` at 100k documents
+//! (`measure_sync_apply_capacity_on_a_backlog`, three multi-document writes) was applied and
+//! drained 52.6 s after its first write at machine load 15–16 (380 events/s; writing it took
+//! the server 17 s itself), 65.8 s at load 22–26 (304/s): on this machine the server, not
+//! the engine, sets the pace. `compare` at 100k documents
 //! (`measure_compare_at_100k_documents`, load ~20): 2.1–2.7 s warm (11 s cold); its parts:
 //! `$sample` of 1,000 1.6 s, `count_documents` 0.85 s (each side, run side by side with the
 //! sample), `find` of the 1,000 `_id`s 0.25 s (each side); `estimatedDocumentCount` 0.08 s.
