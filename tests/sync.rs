@@ -696,3 +696,434 @@ async fn measure_stream_costs_against_the_oplog_size() {
     }
     db.drop().await.unwrap();
 }
+
+/// Where the online sync's apply time goes (issue #15): raw change-stream reads (the server's
+/// batch sizes and getMore times, with and without `fullDocument: updateLookup`), one
+/// replace-with-upsert, a `ping` (the lag measure) and a proof stream (a stream opened after a
+/// token, first event). Numbers go to the module doc of `src/sync/mod.rs`.
+#[tokio::test]
+#[ignore]
+async fn measure_where_the_apply_time_goes() {
+    let Some(env) = env().await else { return };
+    let client = env.mongo.clone();
+    let name = unique("measure-apply");
+    let db = client.database(&name);
+    let coll = db.collection::<Document>("items");
+    coll.insert_one(doc! {"_id": -1}).await.unwrap();
+    const N: i64 = 3000;
+    let mut session = client.start_session().await.unwrap();
+    let t = db
+        .run_command(doc! {"ping": 1})
+        .session(&mut session)
+        .await
+        .unwrap()
+        .get_timestamp("operationTime")
+        .unwrap();
+    // N events: N/3 inserts, N/3 updates, N/3 deletes, one statement each (as an app writes).
+    let w = Instant::now();
+    for i in 0..N / 3 {
+        coll.insert_one(doc! {"_id": i, "n": i, "body": "x".repeat(100)})
+            .await
+            .unwrap();
+    }
+    for i in 0..N / 3 {
+        coll.update_one(doc! {"_id": i}, doc! {"$inc": {"n": 1}})
+            .await
+            .unwrap();
+    }
+    for i in 0..N / 3 {
+        coll.delete_one(doc! {"_id": i}).await.unwrap();
+    }
+    eprintln!(
+        "MEASURE {N} single writes took {:?} ({:.0}/s)",
+        w.elapsed(),
+        N as f64 / w.elapsed().as_secs_f64()
+    );
+    // Raw reads: aggregate + getMore until N events, batch sizes and times.
+    for (label, lookup, batch) in [
+        ("no lookup", false, None),
+        ("updateLookup", true, None),
+        ("updateLookup, batchSize 1000", true, Some(1000)),
+    ] {
+        let mut cs = doc! {"startAtOperationTime": t};
+        if lookup {
+            cs.insert("fullDocument", "updateLookup");
+        }
+        let mut cursor = doc! {};
+        if let Some(b) = batch {
+            cursor.insert("batchSize", b);
+        }
+        let a = Instant::now();
+        let reply = db
+            .run_command(
+                doc! {"aggregate": 1, "pipeline": [{"$changeStream": cs}], "cursor": cursor},
+            )
+            .await
+            .unwrap();
+        let c = reply.get_document("cursor").unwrap();
+        let id = c.get_i64("id").unwrap();
+        let mut got = c.get_array("firstBatch").unwrap().len();
+        let first = got;
+        let mut sizes = vec![];
+        let mut empty = 0;
+        let mut getmores = Duration::ZERO;
+        while got < N as usize + 1 {
+            let mut gm = doc! {"getMore": id, "collection": "$cmd.aggregate"};
+            if let Some(b) = batch {
+                gm.insert("batchSize", b);
+            }
+            let g = Instant::now();
+            let r = db.run_command(gm).await.unwrap();
+            getmores += g.elapsed();
+            let n = r
+                .get_document("cursor")
+                .unwrap()
+                .get_array("nextBatch")
+                .unwrap()
+                .len();
+            if n == 0 {
+                empty += 1;
+            } else {
+                sizes.push(n);
+            }
+            got += n;
+        }
+        let took = a.elapsed();
+        let _ = db
+            .run_command(doc! {"killCursors": "$cmd.aggregate", "cursors": [id]})
+            .await;
+        eprintln!(
+            "MEASURE raw stream ({label}): {got} events in {took:?} ({:.0}/s); first batch {first}, getMores with events {} (sizes {:?}...), empty {empty}, time in getMores {getmores:?}",
+            got as f64 / took.as_secs_f64(),
+            sizes.len(),
+            &sizes[..sizes.len().min(8)]
+        );
+    }
+    // The driver's stream, event by event (as `follow` reads it).
+    let a = Instant::now();
+    let mut s = db
+        .watch()
+        .start_at_operation_time(t)
+        .full_document(mongodb::options::FullDocumentType::UpdateLookup)
+        .show_expanded_events(true)
+        .max_await_time(Duration::from_millis(500))
+        .await
+        .unwrap()
+        .with_type::<Document>();
+    let mut got = 0;
+    let mut token = None;
+    while got < N + 1 {
+        if s.next_if_any().await.unwrap().is_some() {
+            got += 1;
+            if got == N / 2 {
+                token = s.resume_token();
+            }
+        }
+    }
+    eprintln!(
+        "MEASURE driver stream next_if_any (updateLookup): {got} events in {:?} ({:.0}/s)",
+        a.elapsed(),
+        got as f64 / a.elapsed().as_secs_f64()
+    );
+    drop(s);
+    // One replace-with-upsert, one delete, one ping, one proof stream.
+    let target = client.database(&format!("{name}-clone"));
+    let tc = target.collection::<Document>("items");
+    let k = 500;
+    let a = Instant::now();
+    for i in 0..k {
+        tc.replace_one(
+            doc! {"_id": i},
+            doc! {"_id": i, "n": i, "body": "x".repeat(100)},
+        )
+        .upsert(true)
+        .await
+        .unwrap();
+    }
+    let upsert = a.elapsed() / k as u32;
+    let a = Instant::now();
+    for i in 0..k {
+        tc.delete_one(doc! {"_id": i}).await.unwrap();
+    }
+    let delete = a.elapsed() / k as u32;
+    // The same documents as one multi-statement update (upsert) and one delete command.
+    let a = Instant::now();
+    let updates: Vec<Document> = (0..k)
+        .map(|i| doc! {"q": {"_id": i}, "u": {"_id": i, "n": i, "body": "x".repeat(100)}, "upsert": true})
+        .collect();
+    let r = target
+        .run_command(doc! {"update": "items", "updates": updates, "ordered": true})
+        .await
+        .unwrap();
+    let batch_update = a.elapsed();
+    assert_eq!(r.get_i32("n").unwrap(), k, "{r}");
+    let a = Instant::now();
+    let deletes: Vec<Document> = (0..k).map(|i| doc! {"q": {"_id": i}, "limit": 1}).collect();
+    let r = target
+        .run_command(doc! {"delete": "items", "deletes": deletes, "ordered": true})
+        .await
+        .unwrap();
+    let batch_delete = a.elapsed();
+    assert_eq!(r.get_i32("n").unwrap(), k, "{r}");
+    let a = Instant::now();
+    for _ in 0..100 {
+        db.run_command(doc! {"ping": 1}).await.unwrap();
+    }
+    let ping = a.elapsed() / 100;
+    let a = Instant::now();
+    let mut s = db
+        .watch()
+        .resume_after(token.unwrap())
+        .full_document(mongodb::options::FullDocumentType::UpdateLookup)
+        .show_expanded_events(true)
+        .await
+        .unwrap();
+    while s.next_if_any().await.unwrap().is_none() {}
+    let prove = a.elapsed();
+    eprintln!(
+        "MEASURE replace-with-upsert {upsert:?} each, delete_one {delete:?} each; {k} as one update command {batch_update:?}, one delete command {batch_delete:?}; ping {ping:?}; proof stream (resumeAfter, first event) {prove:?}"
+    );
+    drop(s);
+    for d in [&db, &target] {
+        d.drop().await.unwrap();
+    }
+}
+
+/// The online sync's apply rate under a sustained insert/update/delete load into one source
+/// (`CUTOVER_MEASURE_RATES`, default 100,500,2000 writes/s; 20 s each), then the drain time
+/// (request_drain -> Drained) after the load stops. Prints numbers; asserts only that the clone
+/// equals the source.
+#[tokio::test]
+#[ignore]
+async fn measure_sync_apply_rate_under_load() {
+    let Some(env) = env().await else { return };
+    let client = env.mongo.clone();
+    let uri = uri(&env.mongo_uri);
+    let rates: Vec<u64> = std::env::var("CUTOVER_MEASURE_RATES")
+        .unwrap_or_else(|_| "100,500,2000".into())
+        .split(',')
+        .map(|r| r.trim().parse().unwrap())
+        .collect();
+    let secs: u64 = std::env::var("CUTOVER_MEASURE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    for rate in rates {
+        let (src, clone) = (unique("rate-src"), unique("rate-clone"));
+        seed(&client, &src, 2000).await;
+        let syncs = Syncs::default();
+        syncs.start(
+            KEY,
+            client.clone(),
+            uri.clone(),
+            input(&src, &clone, vec![]),
+        );
+        wait_for(&syncs, "streaming", Duration::from_secs(120), |v| {
+            v.state == SyncState::Streaming
+        })
+        .await;
+        let before = syncs.view(KEY).events_applied;
+        // `writers` tasks, each at rate/writers per second: insert, update, delete in turn.
+        let writers = rate.div_ceil(100).clamp(1, 16);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut handles = vec![];
+        for w in 0..writers {
+            let items = client.database(&src).collection::<Document>("items");
+            let stop = stop.clone();
+            let period = Duration::from_secs_f64(writers as f64 / rate as f64);
+            handles.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let mut i: i64 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let id = format!("w{w}-{}", i / 3);
+                    match i % 3 {
+                        0 => items
+                            .insert_one(doc! {"_id": &id, "n": i, "tag": "w"})
+                            .await
+                            .map(|_| ()),
+                        1 => items
+                            .update_one(doc! {"_id": (i % 2000) as i32}, doc! {"$inc": {"n": 1}})
+                            .await
+                            .map(|_| ()),
+                        _ => items
+                            .delete_one(doc! {"_id": format!("w{w}-{}", i / 3 - 1)})
+                            .await
+                            .map(|_| ()),
+                    }
+                    .unwrap();
+                    i += 1;
+                }
+                i as u64
+            }));
+        }
+        let start = Instant::now();
+        let mut samples = vec![];
+        while start.elapsed() < Duration::from_secs(secs) {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let v = syncs.view(KEY);
+            samples.push((
+                start.elapsed().as_secs(),
+                v.events_applied - before,
+                v.lag_seconds,
+            ));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut writes = 0;
+        for h in handles {
+            writes += h.await.unwrap();
+        }
+        let took = start.elapsed();
+        let applied = syncs.view(KEY).events_applied - before;
+        let drain = Instant::now();
+        syncs.request_drain(KEY).await.unwrap();
+        let v = wait_for(&syncs, "drained", Duration::from_secs(600), |v| {
+            v.state == SyncState::Drained
+        })
+        .await;
+        let drained = drain.elapsed();
+        eprintln!(
+            "MEASURE rate {rate}/s asked: {writes} writes in {took:?} ({:.0}/s done); applied {applied} meanwhile ({:.0}/s); samples (s, applied, lag) {samples:?}; drain {drained:?} ({} events applied in the drain, {:.0}/s)",
+            writes as f64 / took.as_secs_f64(),
+            applied as f64 / took.as_secs_f64(),
+            v.events_applied - before - applied,
+            (v.events_applied - before - applied) as f64 / drained.as_secs_f64().max(0.001),
+        );
+        assert_same(&client, &uri, &src, &clone).await;
+        syncs.forget(KEY);
+        for db in [&src, &clone] {
+            client.database(db).drop().await.unwrap();
+        }
+    }
+}
+
+/// The online sync's apply capacity: a backlog of `CUTOVER_MEASURE_BACKLOG` events (default
+/// 30,000: inserts, then updates, then deletes of as many documents, written with multi-document
+/// commands, faster than any app) while streaming, then the drain: events applied per second.
+#[tokio::test]
+#[ignore]
+async fn measure_sync_apply_capacity_on_a_backlog() {
+    let Some(env) = env().await else { return };
+    let client = env.mongo.clone();
+    let uri = uri(&env.mongo_uri);
+    let n: i64 = std::env::var("CUTOVER_MEASURE_BACKLOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30_000)
+        / 3;
+    let (src, clone) = (unique("backlog-src"), unique("backlog-clone"));
+    seed(&client, &src, 2000).await;
+    let syncs = Syncs::default();
+    syncs.start(
+        KEY,
+        client.clone(),
+        uri.clone(),
+        input(&src, &clone, vec![]),
+    );
+    wait_for(&syncs, "streaming", Duration::from_secs(120), |v| {
+        v.state == SyncState::Streaming
+    })
+    .await;
+    let before = syncs.view(KEY).events_applied;
+    let items = client.database(&src).collection::<Document>("items");
+    let start = Instant::now();
+    items
+        .insert_many((0..n).map(|i| doc! {"_id": format!("b{i}"), "n": i, "body": "x".repeat(100)}))
+        .await
+        .unwrap();
+    items
+        .update_many(doc! {"_id": {"$regex": "^b"}}, doc! {"$inc": {"n": 1}})
+        .await
+        .unwrap();
+    items
+        .delete_many(doc! {"_id": {"$regex": "^b"}})
+        .await
+        .unwrap();
+    let written = start.elapsed();
+    syncs.request_drain(KEY).await.unwrap();
+    let v = wait_for(&syncs, "drained", Duration::from_secs(900), |v| {
+        v.state == SyncState::Drained
+    })
+    .await;
+    let took = start.elapsed();
+    let applied = v.events_applied - before;
+    eprintln!(
+        "MEASURE backlog of {} events written in {written:?}; all applied and drained {took:?} after the first write: {applied} events, {:.0}/s",
+        3 * n,
+        applied as f64 / took.as_secs_f64()
+    );
+    assert_same(&client, &uri, &src, &clone).await;
+    syncs.forget(KEY);
+    for db in [&src, &clone] {
+        client.database(db).drop().await.unwrap();
+    }
+}
+
+/// `compare` (counts and up to 1,000 sampled documents per collection) at 100,000 documents in
+/// one collection: it runs inside the read-only window.
+#[tokio::test]
+#[ignore]
+async fn measure_compare_at_100k_documents() {
+    let Some(env) = env().await else { return };
+    let client = env.mongo.clone();
+    let uri = uri(&env.mongo_uri);
+    let (src, clone) = (unique("cmp-src"), unique("cmp-clone"));
+    for db in [&src, &clone] {
+        let c = client.database(db).collection::<Document>("items");
+        for chunk in 0..10 {
+            c.insert_many((0..10_000).map(|i| {
+                let n = chunk * 10_000 + i;
+                doc! {"_id": n, "n": n, "tag": format!("t{}", n % 7), "body": "x".repeat(200)}
+            }))
+            .await
+            .unwrap();
+        }
+    }
+    // Its parts, one at a time, on the source.
+    let c = client.database(&src).collection::<Document>("items");
+    let a = Instant::now();
+    let n = c.count_documents(doc! {}).await.unwrap();
+    let count = a.elapsed();
+    let a = Instant::now();
+    let _ = c.estimated_document_count().await.unwrap();
+    let estimated = a.elapsed();
+    let a = Instant::now();
+    let sampled: Vec<Document> = c
+        .aggregate(vec![
+            doc! {"$sample": {"size": 1000}},
+            doc! {"$project": {"_id": 1}},
+        ])
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let sample = a.elapsed();
+    let ids: Vec<_> = sampled
+        .iter()
+        .map(|d| d.get("_id").unwrap().clone())
+        .collect();
+    let a = Instant::now();
+    let got: Vec<Document> = c
+        .find(doc! {"_id": {"$in": ids}})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let by_ids = a.elapsed();
+    eprintln!(
+        "MEASURE at {n} documents: count_documents {count:?}, estimatedDocumentCount {estimated:?}, $sample 1000 {sample:?}, find $in 1000 _ids {by_ids:?} ({} found)",
+        got.len()
+    );
+    for _ in 0..2 {
+        let a = Instant::now();
+        let differences = compare(&client, &uri, &src, &clone).await.unwrap();
+        eprintln!("MEASURE compare at 100k documents: {:?}", a.elapsed());
+        assert!(differences.is_empty(), "{differences:?}");
+    }
+    for db in [&src, &clone] {
+        client.database(db).drop().await.unwrap();
+    }
+}

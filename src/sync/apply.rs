@@ -1,6 +1,7 @@
 //! One change event, applied to the clone: what it means (`classify`, pure) and doing it
-//! (`apply`). Every action is idempotent, so events applied again after a restart from an
-//! older token leave the clone as it was:
+//! (`apply`), or a run of document events at once (`apply_run`, see `batch`). Every action is
+//! idempotent, so events applied again after a restart from an older token leave the clone as
+//! it was:
 //! - insert / replace / update: replace-with-upsert by `_id` from the full document (an update
 //!   whose full document is gone: the document was deleted later, and that delete follows);
 //! - delete: delete by `_id`;
@@ -196,8 +197,112 @@ pub async fn apply(
     }
 }
 
+/// Bytes of documents per write command of a run (a command is one BSON document: 16 MB).
+const COMMAND_BYTES: usize = 8 * 1024 * 1024;
+
+/// Applies a run of document events (`batch`): per collection one `delete` command and one
+/// ordered `update` command (replace-with-upsert by `_id`), the last event per `_id` winning.
+/// Deletes go first: each `_id` has one write, so the order between them only matters for a
+/// unique index, where removing first frees values. Any write error (a unique-index collision
+/// with a document the run changes later, say) applies the run again one event at a time
+/// (`apply`, which resolves collisions): idempotent, so the writes already made are harmless.
+pub async fn apply_run(
+    client: &mongodb::Client,
+    source: &str,
+    clone: &str,
+    changes: &[&Change],
+) -> Result<(), Error> {
+    match write_run(&client.database(clone), changes.iter().copied()).await {
+        Ok(()) => return Ok(()),
+        Err(e) if super::task::transient(&e) => return Err(e),
+        Err(e) => tracing::debug!(
+            code = code(&e),
+            "sync: a run's batch failed; applying its events one at a time"
+        ),
+    }
+    for c in changes {
+        apply(client, source, clone, c).await?;
+    }
+    Ok(())
+}
+
+async fn write_run<'a>(
+    db: &mongodb::Database,
+    changes: impl IntoIterator<Item = &'a Change>,
+) -> Result<(), Error> {
+    for w in super::batch::coalesce(changes) {
+        let deletes = w
+            .deletes
+            .into_iter()
+            .map(|id| doc! {"q": {"_id": id}, "limit": 1});
+        for chunk in chunks(deletes) {
+            write(
+                db,
+                doc! {"delete": &w.coll, "deletes": chunk, "ordered": true},
+            )
+            .await?;
+        }
+        let updates = w
+            .upserts
+            .into_iter()
+            .map(|(id, d)| doc! {"q": {"_id": id}, "u": d, "upsert": true});
+        for chunk in chunks(updates) {
+            write(
+                db,
+                doc! {"update": &w.coll, "updates": chunk, "ordered": true},
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Statements cut into commands of at most [`COMMAND_BYTES`] (a larger statement alone).
+fn chunks(statements: impl Iterator<Item = Document>) -> Vec<Vec<Document>> {
+    let mut out: Vec<Vec<Document>> = Vec::new();
+    let mut bytes = 0;
+    for s in statements {
+        let size = mongodb::bson::to_vec(&s).map_or(COMMAND_BYTES, |v| v.len());
+        match out.last_mut() {
+            Some(last) if bytes + size <= COMMAND_BYTES => last.push(s),
+            _ => {
+                out.push(vec![s]);
+                bytes = 0;
+            }
+        }
+        bytes += size;
+    }
+    out
+}
+
+/// A write command; its write errors (the reply says `ok: 1` with them) as an error.
+async fn write(db: &mongodb::Database, command: Document) -> Result<(), Error> {
+    let reply = db.run_command(command).await?;
+    let first = reply
+        .get_array("writeErrors")
+        .ok()
+        .and_then(|e| e.first())
+        .and_then(Bson::as_document);
+    if let Some(e) = first {
+        return Err(Error::custom(WriteRunError {
+            code: e.get_i32("code").unwrap_or(0),
+        }));
+    }
+    if reply.get_document("writeConcernError").is_ok() {
+        return Err(Error::custom(WriteRunError { code: 64 }));
+    }
+    Ok(())
+}
+
+/// A write error of a run's command (its code: 11000 a unique-index collision).
+#[derive(Debug)]
+struct WriteRunError {
+    code: i32,
+}
+
 fn code(e: &Error) -> Option<i32> {
     match &*e.kind {
+        ErrorKind::Custom(c) => c.downcast_ref::<WriteRunError>().map(|w| w.code),
         ErrorKind::Command(c) => Some(c.code),
         ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
         _ => None,

@@ -27,7 +27,12 @@
 //!    token), `fullDocument: updateLookup`, `showExpandedEvents`, applied in stream order
 //!    (`apply`: idempotent, so applying again from an older token is harmless). Every event is
 //!    applied after every bulk copy finished (a copy newer than an event is brought up to date
-//!    by the later events).
+//!    by the later events). Document events are applied in runs (`batch`): the events the
+//!    stream returns until it has nothing more (or 1,000, or 200 ms) become, per collection,
+//!    one `delete` and one ordered replace-with-upsert `update` command, the last event per
+//!    `_id` winning; a collection or database change, a marker or an invalidate ends the run
+//!    and is applied alone after it. A run's token is recorded once the whole run is applied; a
+//!    write error in a run (a unique-index collision) applies it again one event at a time.
 //! 4. History: this server's streams silently skip pruned history, so every read is proven
 //!    complete by something seen after it. (a) The early warning, beside the copy and the
 //!    streams (`watcher`): the oplog's oldest entry compared with where each stream stood before
@@ -53,6 +58,30 @@
 //! without an event before it (the start marker or a recorded token after a restart, when no
 //! event came since), and nothing reopens the main stream in the window.
 //!
+//! Where the apply time went (issue #15; debug build, 2 cores, machine load 5–10,
+//! `tests/sync.rs` `measure_where_the_apply_time_goes`, 3,000 single-statement writes): reading
+//! is not the cost: raw `aggregate` + `getMore` ~7,500 events/s with or without
+//! `updateLookup` (7,527 vs 7,906/s); the server returns 101 events a batch by default (both
+//! first batch and getMore), 1,000 with `batchSize: 1000`; the driver's `next_if_any` one by
+//! one 6,600 events/s. The writes were: one replace-with-upsert 2.1 ms, one `delete_one`
+//! 1.8 ms, while 500 as one `update` command took 62 ms (0.12 ms each, 17x) and 500 as one
+//! `delete` command 96 ms (0.19 ms each); a `ping` (the lag, every 1 s) 2.3 ms; a proof stream
+//! (every 2 s, `resumeAfter` a token, first event) 56 ms; `record` is in memory. So one event
+//! at a time cost ~3 ms of round trips on an idle server (the benchmark's 69 ms per event was
+//! the load of that machine, load 21–38, slowing every round trip), and the writes are what
+//! batching saves. Apply rate (`measure_sync_apply_rate_under_load`, 20 s of inserts, updates
+//! and deletes, then the drain), one event at a time -> runs: at 100 writes/s 99 -> 97
+//! applied/s, lag 0 both, drain 0.11 s both; at 500 asked (486 / 424 done) 201 -> 420
+//! applied/s, lag growing to 11 s -> 0 s, drain 15.7 s -> 0.10 s; at 2000 asked (the load
+//! reached 738/s) 702 applied/s, lag 0–1 s, drain 0.46 s. A 30,000-event backlog
+//! (`measure_sync_apply_capacity_on_a_backlog`, three multi-document writes) was applied and
+//! drained 52.6 s after its first write at machine load 15–16 (380 events/s; writing it took
+//! the server 17 s itself), 65.8 s at load 22–26 (304/s): on this machine the server, not
+//! the engine, sets the pace. `compare` at 100k documents
+//! (`measure_compare_at_100k_documents`, load ~20): 2.1–2.7 s warm (11 s cold); its parts:
+//! `$sample` of 1,000 1.6 s, `count_documents` 0.85 s (each side, run side by side with the
+//! sample), `find` of the 1,000 `_id`s 0.25 s (each side); `estimatedDocumentCount` 0.08 s.
+//!
 //! # The server (SecantusDB 0.5.3, checked against it)
 //! - Change streams on a database, `startAtOperationTime` (inclusive), `resumeAfter`,
 //!   `fullDocument: updateLookup` (an update of a document deleted since has
@@ -71,10 +100,14 @@
 //!   pruned token fails with `ChangeStreamHistoryLost` (286), read as `HistoryLost`.
 //! - An insert's `operationTime` is its oplog entry's time: a stream opened there returns that
 //!   insert first (the start marker; checked in every `tests/sync.rs` run).
+//! - Multi-statement `update` (with `upsert`) and `delete` commands work, write errors come in
+//!   the reply's `writeErrors` (`ok: 1`); `bulkWrite` exists (not used: one command per
+//!   collection needs no namespace table).
 //! - `ping`'s `operationTime` is the cluster time, which may be later than the newest oplog
 //!   entry on an idle server.
 
 mod apply;
+mod batch;
 mod compare;
 mod engine;
 mod history;

@@ -7,7 +7,8 @@ use mongodb::bson::Document;
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::options::FullDocumentType;
 
-use super::apply::{Change, apply, classify};
+use super::apply::{Change, apply, apply_run, classify};
+use super::batch::{Batcher, MAX_RUN, Read, Unit};
 use super::history::{Anchor, Proof, judge};
 use super::task::{RECONNECT_FOR, RECONNECT_PAUSE, Stop, Task, transient};
 use super::token::{self, OpTime};
@@ -20,6 +21,9 @@ const AWAIT: Duration = Duration::from_millis(500);
 /// Pause after an empty batch (SecantusDB answers an empty getMore at once, whatever
 /// `maxAwaitTimeMS` says: without it an idle stream spins).
 const IDLE: Duration = Duration::from_millis(5);
+/// How long a run of document events may grow before it is applied (the stream may never run
+/// dry under a steady load).
+const RUN_FOR: Duration = Duration::from_millis(200);
 /// How often a stream proves its reads complete (a proof stream, `prove`) while not draining:
 /// the drain's own proof then starts after a recent event, which is cheap (see `prove`).
 const PROVE_EVERY: Duration = Duration::from_secs(2);
@@ -67,7 +71,9 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
             .watch()
             .full_document(FullDocumentType::UpdateLookup)
             .show_expanded_events(true)
-            .max_await_time(AWAIT);
+            .max_await_time(AWAIT)
+            // The server returns 101 events a batch by default: a run's worth in one getMore.
+            .batch_size(MAX_RUN as u32);
         // Opened at the start point written by this process: its marker must come first,
         // else the history after the start point was pruned before the stream opened.
         let mut expect_start = resume.is_none() && start_marker.is_some();
@@ -89,14 +95,19 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
         task.with_source(idx, |s| s.unverified.read(before, s.last.as_ref()));
         let mut measured = Instant::now();
         let mut proved = Instant::now();
+        // Events read and not yet applied (the run growing), and since when.
+        let mut batcher = Batcher::new(MAX_RUN);
+        let mut run_since = Instant::now();
         loop {
-            if measured.elapsed() >= LAG_EVERY {
-                measure_lag(task, idx, &db).await;
-                measured = Instant::now();
-            }
-            if proved.elapsed() >= PROVE_EVERY {
-                prove_reads(task, idx, &source).await?;
-                proved = Instant::now();
+            if batcher.is_empty() {
+                if measured.elapsed() >= LAG_EVERY {
+                    measure_lag(task, idx, &db).await;
+                    measured = Instant::now();
+                }
+                if proved.elapsed() >= PROVE_EVERY {
+                    prove_reads(task, idx, &source).await?;
+                    proved = Instant::now();
+                }
             }
             let before = task.with_source(idx, |s| s.cursor_at);
             let next = match stream.next_if_any().await {
@@ -105,6 +116,7 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
                     next
                 }
                 Err(e) if reopen_after(&e, &mut streak, &what).await => {
+                    // The run read so far is not applied: reopen after the last event that was.
                     resume = reopen_token(task, idx).or(resume);
                     continue 'open;
                 }
@@ -119,68 +131,146 @@ pub(super) async fn follow(task: &Task, idx: usize) -> Result<(), Stop> {
                     s.cursor_at = s.cursor_at.max(t);
                 }
             });
-            let Some(ev) = next else {
-                tokio::time::sleep(IDLE).await;
-                continue;
+            let units: Vec<Unit> = match next {
+                // Nothing more now: the run so far is complete.
+                None => match batcher.flush() {
+                    Some(run) => vec![run],
+                    None => {
+                        tokio::time::sleep(IDLE).await;
+                        continue;
+                    }
+                },
+                Some(ev) => {
+                    let change = classify(&ev, &source);
+                    let at = ev.get_timestamp("clusterTime").ok().map(OpTime::from);
+                    let token = stream.resume_token();
+                    // The event's own token (the stream's may be the batch's post-batch token).
+                    let own = event_token(&ev);
+                    task.with_source(idx, |s| {
+                        if let Some(t) = at {
+                            s.cursor_at = s.cursor_at.max(t);
+                        }
+                        s.last = match (own, at) {
+                            (Some(token), Some(at)) => {
+                                Some(Anchor::next(s.last.as_ref(), token, at))
+                            }
+                            _ => None,
+                        };
+                    });
+                    if std::mem::take(&mut expect_start) {
+                        if matches!(&change, Change::Marker(id) if Some(id) == start_marker.as_ref())
+                        {
+                            // Still in the oplog when this read ran: so was everything after it.
+                            task.with_source(idx, |s| s.unverified.all_proven());
+                        } else if at.is_some_and(|t| t > start_at) {
+                            return Err(super::watcher::lost_at(task, &source, start_at).await);
+                        }
+                    }
+                    if batcher.is_empty() {
+                        run_since = Instant::now();
+                    }
+                    let mut units = batcher.push(Read { change, token, at });
+                    // Under a steady load the stream may never run dry: a run also ends when
+                    // it is old enough, so the clone never lags far behind what was read.
+                    if units.is_empty() && run_since.elapsed() >= RUN_FOR {
+                        units.extend(batcher.flush());
+                    }
+                    units
+                }
             };
-            let change = classify(&ev, &source);
-            let at = ev.get_timestamp("clusterTime").ok().map(OpTime::from);
-            let token = stream.resume_token();
-            // The event's own token (the stream's may be the batch's post-batch token).
-            let own = event_token(&ev);
-            task.with_source(idx, |s| {
-                if let Some(t) = at {
-                    s.cursor_at = s.cursor_at.max(t);
-                }
-                s.last = match (own, at) {
-                    (Some(token), Some(at)) => Some(Anchor::next(s.last.as_ref(), token, at)),
-                    _ => None,
-                };
-            });
-            if std::mem::take(&mut expect_start) {
-                if matches!(&change, Change::Marker(id) if Some(id) == start_marker.as_ref()) {
-                    // Still in the oplog when this read ran: so was everything after it.
-                    task.with_source(idx, |s| s.unverified.all_proven());
-                } else if at.is_some_and(|t| t > start_at) {
-                    return Err(super::watcher::lost_at(task, &source, start_at).await);
-                }
-            }
-            match &change {
-                Change::Marker(id) => {
-                    let ours = task.with_source(idx, |s| s.marker.as_ref() == Some(id));
-                    record(task, idx, token.as_ref(), at, false);
-                    if ours {
-                        task.with_source(idx, |s| s.drained = true);
-                        return Ok(());
+            for unit in units {
+                match handle(task, idx, &source, &clone, unit, &mut streak, &what).await? {
+                    Next::Go => {}
+                    Next::Reopen => {
+                        // Not applied: reopen after the last event that was.
+                        resume = reopen_token(task, idx).or(resume);
+                        continue 'open;
                     }
-                }
-                Change::Invalidate => {
-                    record(task, idx, token.as_ref(), at, false);
-                    resume = token;
-                    after_invalidate = true;
-                    break;
-                }
-                Change::Skip(why) => {
-                    tracing::trace!(why, "sync: event skipped");
-                    record(task, idx, token.as_ref(), at, false);
-                }
-                _ => {
-                    match apply(&task.client, &source, &clone, &change).await {
-                        Ok(()) => {}
-                        Err(e) if reopen_after(&e, &mut streak, &what).await => {
-                            // Not applied: reopen after the last event that was.
-                            resume = reopen_token(task, idx).or(resume);
-                            continue 'open;
-                        }
-                        Err(e) => {
-                            return Err(task.failed(&format!("applying a change to {clone}"), &e));
-                        }
+                    Next::Invalidated(token) => {
+                        resume = token;
+                        after_invalidate = true;
+                        continue 'open;
                     }
-                    record(task, idx, token.as_ref(), at, true);
+                    Next::Drained => return Ok(()),
                 }
             }
         }
     }
+}
+
+/// What `follow` does after a unit.
+enum Next {
+    Go,
+    /// A connection error while applying: reopen after the last applied event.
+    Reopen,
+    /// The stream ended (after a dropDatabase): open it again after this token.
+    Invalidated(Option<ResumeToken>),
+    /// This process's drain marker was seen: everything before it is applied.
+    Drained,
+}
+
+/// Applies a unit (a run of document events, or one event alone) and records its last token.
+async fn handle(
+    task: &Task,
+    idx: usize,
+    source: &str,
+    clone: &str,
+    unit: Unit,
+    streak: &mut Option<Instant>,
+    what: &str,
+) -> Result<Next, Stop> {
+    let r = match unit {
+        Unit::Run(run) => {
+            let changes: Vec<&Change> = run.iter().map(|r| &r.change).collect();
+            let data = changes
+                .iter()
+                .filter(|c| !matches!(c, Change::Skip(_)))
+                .count();
+            if data > 0 {
+                match apply_run(&task.client, source, clone, &changes).await {
+                    Ok(()) => {}
+                    Err(e) if reopen_after(&e, streak, what).await => return Ok(Next::Reopen),
+                    Err(e) => {
+                        return Err(task.failed(&format!("applying changes to {clone}"), &e));
+                    }
+                }
+            }
+            let last = run.last().expect("a run has events");
+            record(task, idx, last.token.as_ref(), last.at, data as i64);
+            return Ok(Next::Go);
+        }
+        Unit::Alone(r) => *r,
+    };
+    let (token, at) = (r.token.as_ref(), r.at);
+    match &r.change {
+        Change::Marker(id) => {
+            let ours = task.with_source(idx, |s| s.marker.as_ref() == Some(id));
+            record(task, idx, token, at, 0);
+            if ours {
+                task.with_source(idx, |s| s.drained = true);
+                return Ok(Next::Drained);
+            }
+        }
+        Change::Invalidate => {
+            record(task, idx, token, at, 0);
+            return Ok(Next::Invalidated(r.token));
+        }
+        Change::Skip(why) => {
+            tracing::trace!(why, "sync: event skipped");
+            record(task, idx, token, at, 0);
+        }
+        change => {
+            match apply(&task.client, source, clone, change).await {
+                Ok(()) => {}
+                Err(e) if reopen_after(&e, streak, what).await => return Ok(Next::Reopen),
+                Err(e) => {
+                    return Err(task.failed(&format!("applying a change to {clone}"), &e));
+                }
+            }
+            record(task, idx, token, at, 1);
+        }
+    }
+    Ok(Next::Go)
 }
 
 /// Proves the stream's reads so far complete (it reads nothing meanwhile), unless draining
@@ -277,12 +367,10 @@ fn reopen_token(task: &Task, idx: usize) -> Option<ResumeToken> {
         .and_then(token::decode)
 }
 
-fn record(task: &Task, idx: usize, token: Option<&ResumeToken>, at: Option<OpTime>, applied: bool) {
+fn record(task: &Task, idx: usize, token: Option<&ResumeToken>, at: Option<OpTime>, applied: i64) {
     let text = token.and_then(token::encode);
     task.with_source(idx, |s| {
-        if applied {
-            s.resume.events_applied += 1;
-        }
+        s.resume.events_applied += applied;
         if let Some(text) = text {
             s.resume.token = Some(text);
             if at.is_some() {
