@@ -178,6 +178,30 @@ pub(crate) async fn copy_named(
     copy_collection(client, src, dst, &spec).await
 }
 
+/// A collection or view created in `src` during the online sync, created in `dst` with the
+/// source's options as they are now, unless `dst` has it already (the bulk copy or an earlier
+/// apply made it: applying again is harmless). Gone from the source since: its drop follows.
+pub(crate) async fn create_named(
+    client: &mongodb::Client,
+    src: &str,
+    dst: &str,
+    name: &str,
+) -> Result<(), mongodb::error::Error> {
+    let there = client
+        .database(dst)
+        .list_collection_names()
+        .filter(doc! {"name": name})
+        .await?;
+    if !there.is_empty() {
+        return Ok(());
+    }
+    let specs = collection_specs(&client.database(src)).await?;
+    match specs.into_iter().find(|s| s.name == name) {
+        Some(spec) => create_like(client, dst, &spec).await,
+        None => Ok(()),
+    }
+}
+
 /// Every view of `src` recreated in `dst` (the online sync's bulk copy lists collections only;
 /// views come last, once what they read exists).
 pub(crate) async fn copy_views(

@@ -219,6 +219,20 @@ async fn assert_same(client: &mongodb::Client, uri: &Uri, src: &str, clone: &str
     );
 }
 
+/// `listCollections`' type and options of one name (None when absent).
+async fn collection_info(client: &mongodb::Client, db: &str, name: &str) -> Option<Document> {
+    let mut c = client
+        .database(db)
+        .run_cursor_command(doc! {"listCollections": 1, "filter": {"name": name}})
+        .await
+        .unwrap();
+    c.try_next().await.unwrap().map(|mut d| {
+        d.remove("info");
+        d.remove("idIndex");
+        d
+    })
+}
+
 fn input(src: &str, clone: &str, resume: Vec<SourceResume>) -> SyncInput {
     SyncInput {
         pairs: vec![(src.to_string(), clone.to_string())],
@@ -272,6 +286,21 @@ async fn clone_follows_writes_and_collection_changes_until_drained() {
         .await
         .unwrap();
     d.collection::<Document>("created").drop().await.unwrap();
+    // Created with options while streaming: a validator, and a view on one.
+    d.run_command(doc! {"create": "validated",
+    "validator": {"$jsonSchema": {"bsonType": "object", "required": ["a"]}},
+    "validationLevel": "strict"})
+        .await
+        .unwrap();
+    d.collection::<Document>("validated")
+        .insert_many((0..5).map(|i| doc! {"_id": i, "a": i}))
+        .await
+        .unwrap();
+    d.run_command(
+        doc! {"create": "late_view", "viewOn": "validated", "pipeline": [{"$match": {"a": {"$gt": 1}}}]},
+    )
+    .await
+    .unwrap();
     wait_for(&syncs, "events applied", Duration::from_secs(60), |v| {
         v.events_applied >= 300 && v.lag_seconds.is_some()
     })
@@ -296,6 +325,13 @@ async fn clone_follows_writes_and_collection_changes_until_drained() {
     let names = user_collections(&client.database(&clone)).await.unwrap();
     assert!(names.contains(&"new_name".to_string()) && names.contains(&"late".to_string()));
     assert!(!names.contains(&"to_drop".to_string()) && !names.contains(&"created".to_string()));
+    for name in ["validated", "late_view"] {
+        assert_eq!(
+            collection_info(&client, &src, name).await,
+            collection_info(&client, &clone, name).await,
+            "{name}: type and options of source and clone"
+        );
+    }
     for db in [&src, &clone] {
         client.database(db).drop().await.unwrap();
     }

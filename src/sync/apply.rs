@@ -5,7 +5,9 @@
 //! - insert / replace / update: replace-with-upsert by `_id` from the full document (an update
 //!   whose full document is gone: the document was deleted later, and that delete follows);
 //! - delete: delete by `_id`;
-//! - create / createIndexes / dropIndexes / drop / dropDatabase: the same in the clone;
+//! - create: the collection or view created in the clone with the source's options (a
+//!   validator, collation, capped size, a view's pipeline), unless the clone has it already;
+//! - createIndexes / dropIndexes / drop / dropDatabase: the same in the clone;
 //! - rename within the database: the clone's old name dropped and the new name copied again
 //!   from the source (its current content; later events apply on top of it); a rename out of
 //!   the database: the clone's old name dropped.
@@ -155,10 +157,7 @@ pub async fn apply(
                 .await?;
             Ok(())
         }
-        Change::Create { coll } => match db.create_collection(coll).await {
-            Err(e) if code(&e) == Some(48) => Ok(()), // NamespaceExists
-            other => other,
-        },
+        Change::Create { coll } => crate::copy::create_named(client, source, clone, coll).await,
         Change::CreateIndexes { coll, indexes } if !indexes.is_empty() => {
             let specs: Vec<Document> = indexes
                 .iter()
