@@ -203,3 +203,35 @@ async fn a_migration_lock_left_in_the_source_is_reported_during_the_rollback() {
     assert_eq!(codes, vec![201], "the old version accepts writes again");
     env.finish(&op, &app.ns, &all_dbs(&app, &["lock"])).await;
 }
+
+/// The other side of finding 7: a pod that answers the write with 2xx still fails the plan at
+/// once (`ReadOnlyNotEffective`, naming the pod and its answer), and the old version is
+/// restored. Here the read-only variable is one the app does not read.
+#[tokio::test]
+async fn an_old_pod_that_accepts_the_write_still_fails_the_plan_at_once() {
+    let Some(env) = env().await else { return };
+    let (app, op) = env.app_with_operator("node-accept").await;
+    let mut plan = squidex_plan("accept", &app, 2);
+    plan["spec"]["readOnly"]["env"] = json!({"name": "NOT_READ_ONLY", "value": "true"});
+    env.apply(&app.ns, plan).await;
+    let done = env
+        .wait_plan(&op, &app.ns, "accept", "phase Failed", TIMEOUT, |p| {
+            p.status.as_ref().is_some_and(|s| s.phase == Phase::Failed)
+        })
+        .await;
+    let f = status(&done).failure.unwrap();
+    assert_eq!(f.reason, "ReadOnlyNotEffective");
+    assert!(
+        f.message
+            .contains("The old version still accepts writes with NOT_READ_ONLY=true: squidex-")
+            && f.message.contains("answered 201 to POST /api/contents"),
+        "{}",
+        f.message
+    );
+    assert!(!f.message.contains("Connection refused"), "{}", f.message);
+    let codes = env
+        .post_contents(&app.ns, "app=squidex", "after-failure", 1)
+        .await;
+    assert_eq!(codes, vec![201], "the old version serves read-write");
+    env.finish(&op, &app.ns, &all_dbs(&app, &["accept"])).await;
+}
