@@ -235,3 +235,64 @@ async fn an_old_pod_that_accepts_the_write_still_fails_the_plan_at_once() {
     assert_eq!(codes, vec![201], "the old version serves read-write");
     env.finish(&op, &app.ns, &all_dbs(&app, &["accept"])).await;
 }
+
+/// Finding 2b where the old version restarts read-only: the lock is already held in the
+/// source when the plan starts, so the old version's read-only pods wait for it and
+/// `EnteringReadOnly` cannot finish its rollout. Reported (naming the source) instead of
+/// waiting silently for `timeouts.rollout`; released by hand, the upgrade succeeds.
+#[tokio::test]
+async fn a_migration_lock_left_in_the_source_is_reported_while_entering_read_only() {
+    let Some(env) = env().await else { return };
+    let (app, op) = env.app_with_operator("node-rolock").await;
+    let migration = env
+        .mongo
+        .database(&app.db)
+        .collection::<Document>("Migration");
+    migration
+        .update_one(doc! {}, doc! {"$set": {"IsLocked": true}})
+        .await
+        .unwrap();
+    let mut plan = squidex_plan("rolock", &app, 2);
+    plan["spec"]["migration"]["mongoDocument"]["staleLockAfter"] = json!("5s");
+    env.apply(&app.ns, plan).await;
+
+    let stale = env
+        .wait_condition(
+            &op,
+            &app.ns,
+            "rolock",
+            "MigrationLockStale",
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(status(&stale).phase, Phase::EnteringReadOnly);
+    let c = condition(&stale, "MigrationLockStale").unwrap();
+    assert_eq!(c.reason, "SourceLockHeld");
+    assert!(
+        c.message.contains(&format!(
+            "The migration lock in the SOURCE database {}.Migration is held while Deployment squidex (the old version) waits to roll out",
+            app.db
+        )),
+        "{}",
+        c.message
+    );
+    assert!(
+        env.has_event(&app.ns, "MigrationLockStale", "Warning")
+            .await
+    );
+
+    migration
+        .update_one(doc! {}, doc! {"$set": {"IsLocked": false}})
+        .await
+        .unwrap();
+    let done = env
+        .wait_phase(&op, &app.ns, "rolock", Phase::Succeeded, TIMEOUT)
+        .await;
+    assert_eq!(phase_names(&done), upgrade_walk());
+    let c = condition(&done, "MigrationLockStale").unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "LockMoved")
+    );
+    env.finish(&op, &app.ns, &all_dbs(&app, &["rolock"])).await;
+}
