@@ -24,6 +24,31 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
+/// The podsim restart kills every pod of the environment: it runs alone, the other tests of
+/// this binary share.
+static NODE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// `hack/dev-env restart podsim`, its `cargo build` skipped (a `cargo` that does nothing first
+/// in PATH: podsim is built, and a nested build from a test rebuilds the workspace).
+fn restart_podsim() -> std::process::Output {
+    let shim = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-cargo");
+    std::fs::create_dir_all(&shim).unwrap();
+    let cargo = shim.join("cargo");
+    std::fs::write(&cargo, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        shim.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/dev-env"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", path)
+        .args(["restart", "podsim"])
+        .output()
+        .expect("run hack/dev-env")
+}
+
 /// Answers every HTTP request on `addr` with 403 (the app's read-only refusal), until dropped.
 async fn refuse_writes_on(addr: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -69,6 +94,7 @@ async fn wait_message(env: &Env, op: &Operator, ns: &str, plan: &str, part: &str
 #[tokio::test]
 async fn an_unreachable_old_pod_is_probed_again_and_the_plan_succeeds() {
     let Some(env) = env().await else { return };
+    let _turn = NODE.read().await;
     let (app, op) = env.app_with_operator("node-probe").await;
     // A port on the pods' addresses nobody listens on yet.
     let port = 20000 + (std::process::id() % 20000) as u16;
@@ -115,6 +141,7 @@ async fn an_unreachable_old_pod_is_probed_again_and_the_plan_succeeds() {
 #[tokio::test]
 async fn a_migration_lock_left_in_the_source_is_reported_during_the_rollback() {
     let Some(env) = env().await else { return };
+    let _turn = NODE.read().await;
     let (app, op) = env.app_with_operator("node-lock").await;
     let mut plan = squidex_plan("lock", &app, 3);
     // Two slow steps hold the plan in Migrating while the lock is set.
@@ -210,6 +237,7 @@ async fn a_migration_lock_left_in_the_source_is_reported_during_the_rollback() {
 #[tokio::test]
 async fn an_old_pod_that_accepts_the_write_still_fails_the_plan_at_once() {
     let Some(env) = env().await else { return };
+    let _turn = NODE.read().await;
     let (app, op) = env.app_with_operator("node-accept").await;
     let mut plan = squidex_plan("accept", &app, 2);
     plan["spec"]["readOnly"]["env"] = json!({"name": "NOT_READ_ONLY", "value": "true"});
@@ -243,6 +271,7 @@ async fn an_old_pod_that_accepts_the_write_still_fails_the_plan_at_once() {
 #[tokio::test]
 async fn a_migration_lock_left_in_the_source_is_reported_while_entering_read_only() {
     let Some(env) = env().await else { return };
+    let _turn = NODE.read().await;
     let (app, op) = env.app_with_operator("node-rolock").await;
     let migration = env
         .mongo
@@ -295,4 +324,66 @@ async fn a_migration_lock_left_in_the_source_is_reported_while_entering_read_onl
         ("False", "LockMoved")
     );
     env.finish(&op, &app.ns, &all_dbs(&app, &["rolock"])).await;
+}
+
+/// Finding 7 as the soak met it: podsim (the node) restarted just as the old version rolled
+/// out read-only, the operator (killed meanwhile, as a node restart does) starting again while
+/// the pods are down: the probe finds them Ready in the API but refusing connections. The
+/// plan waits for them and `Succeeded`. Whether the probe met the dead pods depends on timing
+/// (printed); before the fix, when it did, the plan failed "still accepts writes".
+#[tokio::test]
+async fn podsim_restarted_as_the_old_version_goes_read_only_the_plan_succeeds() {
+    let Some(env) = env().await else { return };
+    let _turn = NODE.write().await;
+    let app = env.blue_app("node-sim", AppOptions::default()).await;
+    let pod = [("POD_NAME", "cutover-0")];
+    let mut op = Operator::start_with(&app.ns, &[], &pod);
+    env.apply(&app.ns, squidex_plan("sim", &app, 2)).await;
+    wait_message(&env, &op, &app.ns, "sim", "to roll out read-only").await;
+    op.kill_hard().await;
+    env.wait_rollout(&app.ns, "squidex", Duration::from_secs(60))
+        .await;
+    let pods = env.ready_pods(&app.ns, "app=squidex").await;
+    assert!(!pods.is_empty());
+
+    let restart = std::thread::spawn(restart_podsim);
+    let t0 = Instant::now();
+    let addr = std::net::SocketAddr::new(pods[0].1, 8080);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the pods did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The pods are down (still Ready in the API): the operator comes back now.
+    let op = Operator::start_with(&app.ns, &[], &pod);
+    let mut seen_unreachable = false;
+    let start = Instant::now();
+    loop {
+        let p = env.plans(&app.ns).get("sim").await.unwrap();
+        let st = status(&p);
+        seen_unreachable |= st.message.contains("unreachable:");
+        if st.phase == Phase::Succeeded {
+            assert_eq!(phase_names(&p), upgrade_walk());
+            break;
+        }
+        assert!(
+            !st.phase.is_terminal() && start.elapsed() < TIMEOUT,
+            "plan sim is {}: {}\n{:?}\noperator log:\n{}",
+            st.phase,
+            st.message,
+            st.failure,
+            op.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = restart.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("the probe met unreachable pods: {seen_unreachable}");
+    env.finish(&op, &app.ns, &all_dbs(&app, &["sim"])).await;
 }
