@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// hold every one of them in flight at once (memory, API load).
     #[arg(long, env = "CUTOVER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+    /// How long to wait at start for an unreachable API server (checking for the UpgradePlan
+    /// CRD, with back-off) before exiting; 0 checks once.
+    #[arg(long, env = "CUTOVER_STARTUP_WAIT", default_value = "2m")]
+    pub startup_wait: crate::crd::GoDuration,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,14 +85,50 @@ pub fn init_tracing(format: LogFormat, filter: &str) {
 }
 
 /// Fails with a clear message when the CRD is missing, instead of a watch erroring forever.
-pub async fn ensure_crd(client: &Client) -> anyhow::Result<()> {
+/// An API server that cannot be reached (restarting, like the operator itself after a node
+/// restart) is asked again with back-off for up to `wait`, each failure logged once; then
+/// the operator exits saying so. An answer (the CRD missing, access denied) is final.
+pub async fn ensure_crd(client: &Client, wait: std::time::Duration) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    match crds.get_opt("upgradeplans.cutover.dev").await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => bail!(
-            "the UpgradePlan CRD is not installed in this cluster; install it with `cutover crd | kubectl apply -f -` (or the Helm chart) and start again"
-        ),
-        Err(e) => Err(e).context("checking for the UpgradePlan CRD"),
+    let start = std::time::Instant::now();
+    let mut backoff = std::time::Duration::from_secs(1);
+    loop {
+        let e = match crds.get_opt("upgradeplans.cutover.dev").await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => bail!(
+                "the UpgradePlan CRD is not installed in this cluster; install it with `cutover crd | kubectl apply -f -` (or the Helm chart) and start again"
+            ),
+            Err(e) if !unreachable(&e) => {
+                return Err(e).context("checking for the UpgradePlan CRD");
+            }
+            Err(e) => e,
+        };
+        let waited = start.elapsed();
+        if waited >= wait {
+            return Err(e).context(format!(
+                "checking for the UpgradePlan CRD: the API server was unreachable for {}s (--startup-wait {}s); check the API server and the kubeconfig / in-cluster configuration",
+                waited.as_secs(),
+                wait.as_secs()
+            ));
+        }
+        let pause = backoff.min(wait - waited);
+        tracing::warn!(
+            "the API server is unreachable (checking for the UpgradePlan CRD: {e}); trying again in {}s, for up to {}s in all",
+            pause.as_secs_f32().ceil(),
+            wait.as_secs()
+        );
+        tokio::time::sleep(pause).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(15));
+    }
+}
+
+/// An error that says the API server could not answer (connection, TLS handshake, timeout,
+/// or a 5xx/429 while it starts), not that it refused the request.
+fn unreachable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code >= 500 || s.code == 429,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
     }
 }
 
@@ -125,7 +165,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("connecting to Kubernetes (kubeconfig or in-cluster config)")?;
-    ensure_crd(&client).await?;
+    ensure_crd(&client, args.startup_wait.as_std()).await?;
     controller::run(client, args.settings()).await
 }
 

@@ -2,11 +2,14 @@
 //! HTTP/1.1 client is enough here (one request, status line only) and keeps the operator free
 //! of a second HTTP stack.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::plan::needs::Probe;
+use crate::plan::{PodAnswer, ProbeView};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -47,6 +50,39 @@ pub async fn request(
     tokio::time::timeout(TIMEOUT, fut)
         .await
         .map_err(|_| format!("{addr} did not answer within {TIMEOUT:?}"))?
+}
+
+/// Sends the request to every ready pod (`targets`: name and IP); ok when all of them answer
+/// as the probe wants. A pod that cannot be asked is `Unreachable`, not an unwanted answer.
+pub async fn pods(targets: &[(String, IpAddr)], p: &Probe) -> ProbeView {
+    let mut pods = Vec::with_capacity(targets.len());
+    for (pod, ip) in targets {
+        let addr = SocketAddr::new(*ip, p.port as u16);
+        let answer = match request(addr, p.method, &p.path, p.body.as_deref()).await {
+            Ok(code) if p.accept.accepts(code) => PodAnswer::Wanted,
+            Ok(code) => {
+                PodAnswer::Unwanted(format!("{pod} answered {code} to {} {}", p.method, p.path))
+            }
+            Err(e) => PodAnswer::Unreachable(e),
+        };
+        pods.push((pod.clone(), answer));
+    }
+    let ok = !pods.is_empty() && pods.iter().all(|(_, a)| *a == PodAnswer::Wanted);
+    let detail = if pods.is_empty() {
+        "no ready pod to probe".to_string()
+    } else if ok {
+        format!("{} pod(s) answered as expected", pods.len())
+    } else {
+        pods.iter()
+            .filter_map(|(pod, a)| match a {
+                PodAnswer::Wanted => None,
+                PodAnswer::Unwanted(d) => Some(d.clone()),
+                PodAnswer::Unreachable(e) => Some(format!("{pod}: {e}")),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    ProbeView { ok, detail, pods }
 }
 
 fn parse_status(buf: &[u8]) -> Option<u16> {

@@ -3,7 +3,6 @@
 //! the answers it depends on.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -17,10 +16,10 @@ use crate::copy::Copies;
 use crate::crd::UpgradePlan;
 use crate::mongo::{self, Clients};
 use crate::plan::names::TRACK_LABEL;
-use crate::plan::needs::{Count, JobNames, Probe, When};
+use crate::plan::needs::{Count, DocumentRead, JobNames, Probe, When};
 use crate::plan::{
-    DatabaseView, DeploymentView, EnvFact, EnvValue, ForeignObject, JobState, ObjectKind, Observed,
-    ProbeView, Reads, SecretView,
+    DatabaseView, DeploymentView, EnvFact, EnvValue, ForeignObject, JobState, MigrationDoc,
+    ObjectKind, Observed, ProbeView, Reads, SecretView,
 };
 use crate::probe;
 use crate::sync::Syncs;
@@ -519,9 +518,8 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
             if reads.databases.is_some() {
                 obs.database = DatabaseView::Unreachable(e.clone());
             }
-            if reads.migration_doc.is_some() {
-                obs.migration_doc = Some(Err(e.clone()));
-            }
+            obs.migration_doc = reads.migration_doc.as_ref().map(|_| Err(e.clone()));
+            obs.source_migration_doc = reads.source_migration_doc.as_ref().map(|_| Err(e.clone()));
             if reads.claims.is_some() {
                 obs.claims = Some(Err(e));
             }
@@ -583,21 +581,19 @@ async fn read_mongo(mongo: &Clients, uri: &Uri, reads: &Reads, obs: &mut Observe
                 .map_err(|e| e.to_string()),
         );
     }
-    if let Some(doc) = &reads.migration_doc {
-        obs.migration_doc = Some(
-            mongo::migration_doc(
-                &c,
-                uri,
-                &doc.database,
-                &doc.collection,
-                &doc.filter,
-                &doc.version_field,
-                &doc.lock_field,
-            )
-            .await
-            .map_err(|e| e.to_string()),
-        );
-    }
+    obs.migration_doc = read_doc(&c, uri, reads.migration_doc.as_ref()).await;
+    obs.source_migration_doc = read_doc(&c, uri, reads.source_migration_doc.as_ref()).await;
+}
+
+async fn read_doc(
+    c: &mongodb::Client,
+    uri: &Uri,
+    doc: Option<&DocumentRead>,
+) -> Option<std::result::Result<Option<MigrationDoc>, String>> {
+    let d = doc?;
+    let (db, coll) = (&d.database, &d.collection);
+    let read = mongo::migration_doc(c, uri, db, coll, &d.filter, &d.version_field, &d.lock_field);
+    Some(read.await.map_err(|e| e.to_string()))
 }
 
 /// The live pods of a Deployment, found by the track label cutover puts on both versions.
@@ -612,32 +608,8 @@ async fn pods_of(client: &Client, ns: &str, deployment: &str) -> Result<Vec<Pod>
         .collect())
 }
 
-/// Sends the request to every ready pod; ok when all of them answer as the probe wants.
 async fn probe_pods(pods: &[Pod], p: &Probe) -> ProbeView {
-    let targets = views::probe_targets(pods);
-    if targets.is_empty() {
-        return ProbeView {
-            ok: false,
-            detail: "no ready pod to probe".into(),
-        };
-    }
-    let mut bad = Vec::new();
-    for (pod, ip) in &targets {
-        let addr = SocketAddr::new(*ip, p.port as u16);
-        match probe::request(addr, p.method, &p.path, p.body.as_deref()).await {
-            Ok(code) if p.accept.accepts(code) => {}
-            Ok(code) => bad.push(format!("{pod} answered {code} to {} {}", p.method, p.path)),
-            Err(e) => bad.push(format!("{pod}: {e}")),
-        }
-    }
-    ProbeView {
-        ok: bad.is_empty(),
-        detail: if bad.is_empty() {
-            format!("{} pod(s) answered as expected", targets.len())
-        } else {
-            bad.join("; ")
-        },
-    }
+    probe::pods(&views::probe_targets(pods), p).await
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ mod pending;
 mod progress;
 mod read_only;
 mod rehearsal;
+mod source_lock;
 mod switch;
 mod syncing;
 mod unwind;

@@ -66,6 +66,9 @@ pub struct Reads {
     pub clone_collections: Option<Vec<String>>,
     /// The migration document.
     pub migration_doc: Option<DocumentRead>,
+    /// The migration document in the SOURCE database while cutover waits for the old version
+    /// to roll out (`EnteringReadOnly`, `RollingBack`): a lock left there keeps it from starting.
+    pub source_migration_doc: Option<DocumentRead>,
     /// The new version's pods (running, restarts) and the health gate over them.
     pub green_pods: Option<GreenPods>,
     /// The write that must be refused by the old version once it is read-only.
@@ -349,6 +352,18 @@ pub fn needs(
                 lock_field: gate.lock_field.clone(),
             }),
         // For stale-lock detection and the HTTP gate.
+        source_migration_doc: spec
+            .migration
+            .mongo_document
+            .as_ref()
+            .filter(|_| matches!(phase, Phase::EnteringReadOnly | Phase::RollingBack) && !deleting)
+            .map(|gate| DocumentRead {
+                database: gate.database.clone(),
+                collection: gate.collection.clone(),
+                filter: gate.filter.clone(),
+                version_field: gate.version_field.clone(),
+                lock_field: gate.lock_field.clone(),
+            }),
         green_pods: migrating.then(|| GreenPods {
             deployment: targets.green.clone(),
             health: spec.migration.http_get.as_ref().map(|h| Probe {
@@ -443,6 +458,7 @@ impl Reads {
             || self.clone_collections.is_some()
             || self.sync_compare.is_some()
             || self.migration_doc.is_some()
+            || self.source_migration_doc.is_some()
             || self.claims.is_some()
             || self.change_streams.is_some()
             || self.backup_compare.is_some()

@@ -220,8 +220,47 @@ pub struct MigrationDoc {
 /// The result of an HTTP probe (health gate or read-only write probe).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProbeView {
+    /// Every probed pod answered as wanted (and there was at least one).
     pub ok: bool,
     pub detail: String,
+    /// Each probed pod's answer, by pod name (empty: no ready pod to probe).
+    pub pods: Vec<(String, PodAnswer)>,
+}
+
+/// One pod's answer to a probe.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PodAnswer {
+    /// Answered as wanted: the health status, or (read-only probe) the write refused.
+    Wanted,
+    /// Answered otherwise: for the read-only probe, the write was accepted. What it answered.
+    Unwanted(String),
+    /// Could not be asked (connection refused or reset, no HTTP answer in time): no evidence
+    /// either way. Why.
+    Unreachable(String),
+}
+
+impl ProbeView {
+    /// The pods that answered otherwise than wanted, with what they answered.
+    pub fn unwanted(&self) -> Vec<&str> {
+        self.pods
+            .iter()
+            .filter_map(|(_, a)| match a {
+                PodAnswer::Unwanted(d) => Some(d.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The pods that could not be asked, as `name (why)`.
+    pub fn unreachable(&self) -> Vec<String> {
+        self.pods
+            .iter()
+            .filter_map(|(pod, a)| match a {
+                PodAnswer::Unreachable(why) => Some(format!("{pod} ({why})")),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// Everything the executor observed for one reconcile. `None` means "not looked at".
@@ -248,6 +287,9 @@ pub struct Observed {
     pub clone_shape: Option<Result<super::shape::Shape, String>>,
     /// The migration document (`Ok(None)`: not there yet), or why reading failed.
     pub migration_doc: Option<Result<Option<MigrationDoc>, String>>,
+    /// The migration document as read from the SOURCE database, while cutover waits for the
+    /// old version's rollout (a lock left there keeps the old version from starting).
+    pub source_migration_doc: Option<Result<Option<MigrationDoc>, String>>,
     /// The httpGet gate over the new version's ready pods.
     pub health: Option<ProbeView>,
     /// The read-only write probe over the old version's ready pods.

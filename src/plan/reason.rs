@@ -114,6 +114,8 @@ reasons! {
     // ---- Migrated, MigrationLockStale, Degraded
     GatesPassed => "GatesPassed",
     LockHeldByNoOne => "LockHeldByNoOne",
+    /// MigrationLockStale: the lock is held in the SOURCE while the old version waits to roll out.
+    SourceLockHeld => "SourceLockHeld",
     LockMoved => "LockMoved",
     /// The Degraded reason and the Warning event while the lock is stale.
     MigrationLockStale => "MigrationLockStale",

@@ -34,18 +34,21 @@ impl Machine<'_> {
             return;
         }
         if !blue.rolled_out() {
+            // A migration lock left in the source keeps the restarted pods from starting.
+            let lock = self.old_version_lock(&blue).map(|m| format!(". {m}"));
+            let lock = lock.unwrap_or_default();
             if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
                 self.fail(
                     Reason::ReadOnlyRolloutTimedOut,
                     format!(
-                        "Deployment {} did not roll out read-only within {} ({}); check its pods' events",
+                        "Deployment {} did not roll out read-only within {} ({}); check its pods' events{lock}",
                         blue.name, self.spec.timeouts.rollout, blue.rollout_summary()
                     ),
                 );
             } else {
                 self.wait(
                     format!(
-                        "Waiting for Deployment {} to roll out read-only: {}",
+                        "Waiting for Deployment {} to roll out read-only: {}{lock}",
                         blue.name,
                         blue.rollout_summary()
                     ),
@@ -54,6 +57,8 @@ impl Machine<'_> {
             }
             return;
         }
+        // Rolled out: a source-lock report raised while it waited is cleared.
+        self.old_version_lock(&blue);
         if !self.service_tracks(&blue.name) {
             self.act(
                 Action::PinService { color: Color::Blue },
@@ -72,35 +77,9 @@ impl Machine<'_> {
             .verify
             .as_ref()
             .is_some_and(|v| v.http.is_some())
+            && !self.read_only_verified(&blue.name)
         {
-            match &self.obs.read_only_probe {
-                None => {
-                    let msg = "Verifying that the old version refuses writes".to_string();
-                    if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
-                        self.fail(
-                            Reason::ReadOnlyUnverified,
-                            format!(
-                                "The readOnly.verify write to Deployment {} got no answer within {} (spec.timeouts.rollout); check that its pods are reachable on the probe's port",
-                                blue.name, self.spec.timeouts.rollout
-                            ),
-                        );
-                    } else {
-                        self.wait(msg, POLL);
-                    }
-                    return;
-                }
-                Some(p) if !p.ok => {
-                    self.fail(
-                        Reason::ReadOnlyNotEffective,
-                        format!(
-                            "The old version still accepts writes with {}={}: {}. Check spec.readOnly.env",
-                            self.spec.read_only.env.name, self.spec.read_only.env.value, p.detail
-                        ),
-                    );
-                    return;
-                }
-                Some(_) => {}
-            }
+            return;
         }
         self.set_cond(
             cond::READ_ONLY,
@@ -120,6 +99,55 @@ impl Machine<'_> {
             Phase::BackingUp,
             "The old version is read-only; backing up the databases",
         );
+    }
+
+    /// `readOnly.verify.http`: every ready pod of the old version refuses the write. A pod
+    /// that answers 2xx fails the plan at once (read-only is not effective); a pod that cannot
+    /// be asked (restarting, its node restarted) is no evidence either way: re-probed until
+    /// `timeouts.rollout`, then the plan fails naming the pods never reached. False: waiting
+    /// or failed.
+    fn read_only_verified(&mut self, blue: &str) -> bool {
+        let probe = self.obs.read_only_probe.clone();
+        if let Some(p) = &probe
+            && p.ok
+        {
+            return true;
+        }
+        if let Some(accepted) = probe.as_ref().map(|p| p.unwanted())
+            && !accepted.is_empty()
+        {
+            self.fail(
+                Reason::ReadOnlyNotEffective,
+                format!(
+                    "The old version still accepts writes with {}={}: {}. Check spec.readOnly.env",
+                    self.spec.read_only.env.name,
+                    self.spec.read_only.env.value,
+                    accepted.join("; ")
+                ),
+            );
+            return false;
+        }
+        // No pod accepted the write, and not every pod refused it: unreachable, or none ready.
+        let seen = match &probe {
+            None => "no answer yet".to_string(),
+            Some(p) if p.pods.is_empty() => p.detail.clone(),
+            Some(p) => format!("unreachable: {}", p.unreachable().join(", ")),
+        };
+        if self.phase_deadline_passed(&self.spec.timeouts.rollout) {
+            self.fail(
+                Reason::ReadOnlyUnverified,
+                format!(
+                    "The readOnly.verify write to Deployment {blue} got no answer within {} (spec.timeouts.rollout); last seen: {seen}. No pod accepted it, but read-only is unproven; check that its pods are reachable on the probe's port",
+                    self.spec.timeouts.rollout
+                ),
+            );
+        } else {
+            self.wait(
+                format!("Verifying that the old version refuses writes ({seen}); probing again"),
+                POLL,
+            );
+        }
+        false
     }
 
     fn fail_missing_blue(&mut self) {

@@ -272,6 +272,8 @@ impl Machine<'_> {
             );
             return;
         }
+        // Rolled out: a source-lock report raised while it waited is cleared.
+        self.old_version_lock(&blue);
         self.set_cond(
             cond::READ_ONLY,
             false,
@@ -469,6 +471,12 @@ impl Machine<'_> {
     /// A rollback step waits on the old version `deployment`; past `timeouts.rollout`,
     /// Degraded with what to check and a Warning event once; the rollback keeps trying.
     fn rollback_stuck(&mut self, waiting: String, deployment: &str) {
+        if let Some(blue) = self.obs.blue.clone()
+            && let Some(lock) = self.old_version_lock(&blue)
+        {
+            self.wait(format!("{waiting}. {lock}"), SAFETY);
+            return;
+        }
         let check = format!(
             "Check its pods: kubectl describe pods -l {}={deployment}",
             names::TRACK_LABEL

@@ -76,6 +76,10 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
         r.migration_doc.as_ref().map(|d| d.database.clone()),
     );
     on(
+        "source_migration_doc",
+        r.source_migration_doc.as_ref().map(|d| d.database.clone()),
+    );
+    on(
         "green_pods",
         r.green_pods.as_ref().map(|g| {
             format!(
@@ -109,6 +113,7 @@ fn summary(spec: &UpgradePlanSpec, status: &UpgradePlanStatus, deleting: bool) -
                 "clone_collections",
                 "sync_compare",
                 "migration_doc",
+                "source_migration_doc",
                 "claims",
                 "backup_compare",
             ]
@@ -211,16 +216,17 @@ fn reads_by_phase_and_situation() {
             recorded(Phase::Syncing), true, &["jobs", "claims"]),
         ("entering read-only keeps the online sync running", online(),
             recorded(Phase::EnteringReadOnly), false,
-            &["jobs", "sync", "read_only_probe:squidex"]),
+            &["jobs", "sync", "source_migration_doc:Squidex", "read_only_probe:squidex"]),
         ("cloning online: the drain, then counts and the comparison", online(),
             recorded(Phase::Cloning), false,
             &["jobs", "sync", "sync_compare:2 pairs", "clone_counts:clones@CloneDone", "source_shape:sources@CloneDone", "clone_shape:clones@CloneDone"]),
-        ("rolling back lets go of the online sync", online(),
-            recorded(Phase::RollingBack), false, &["jobs"]),
+        ("rolling back lets go of the online sync, watches the source's migration lock", online(),
+            recorded(Phase::RollingBack), false, &["jobs", "source_migration_doc:Squidex"]),
         ("rolling back online after the lift counts the dump the old version waits for", online(),
             lifted(recorded(Phase::RollingBack)), false,
             &["jobs", "databases:Squidex-verify-up7,SquidexContent-verify-up7",
-                "source_counts:sources@BackupSucceeded", "source_shape:sources@BackupSucceeded"]),
+                "source_counts:sources@BackupSucceeded", "source_shape:sources@BackupSucceeded",
+                "source_migration_doc:Squidex"]),
         ("verifying the backup after the switch: dump, restore, scratch databases, comparison",
             online(), recorded(Phase::VerifyingBackup), false,
             &["jobs", "databases:Squidex-verify-up7,SquidexContent-verify-up7",
@@ -232,7 +238,7 @@ fn reads_by_phase_and_situation() {
             recorded(Phase::DeployingGreen), false, &["jobs"]),
         ("entering read-only probes the old version once it rolled out", spec(),
             recorded(Phase::EnteringReadOnly), false,
-            &["jobs", "read_only_probe:squidex"]),
+            &["jobs", "source_migration_doc:Squidex", "read_only_probe:squidex"]),
         ("entering read-only without a write probe", bare(),
             recorded(Phase::EnteringReadOnly), false, &["jobs"]),
         ("backing up counts the sources once the backup succeeded", spec(),
@@ -268,13 +274,14 @@ fn reads_by_phase_and_situation() {
             lifted(recorded(Phase::LiftingReadOnly)), false, &["jobs"]),
         ("traffic back on the old version after the lift: watch the clones diverge",
             with(|s| s.traffic = Color::Blue), lifted(recorded(Phase::RollingBack)), false,
-            &["jobs", "clone_counts:clones@Always"]),
+            &["jobs", "clone_counts:clones@Always", "source_migration_doc:Squidex"]),
         ("even once rolled back", with(|s| s.traffic = Color::Blue),
             lifted(recorded(Phase::RolledBack)), false, &["clone_counts:clones@Always"]),
         ("cleaning up an upgrade", spec(), recorded(Phase::CleaningUp), false, &["jobs"]),
         ("tearing a rehearsal down checks what is left", rehearsal(),
             recorded(Phase::CleaningUp), false, &["jobs", "databases:sources+clones"]),
-        ("rolling back", spec(), recorded(Phase::RollingBack), false, &["jobs"]),
+        ("rolling back watches the source's migration lock (the old version restarts)", spec(),
+            recorded(Phase::RollingBack), false, &["jobs", "source_migration_doc:Squidex"]),
         ("succeeded with every cleanup step open", spec(), recorded(Phase::Succeeded), false,
             &["jobs", "workloads", "databases:sources", "clone_collections:clones"]),
         ("succeeded, only pruning left", spec(),
@@ -302,7 +309,8 @@ fn reads_by_phase_and_situation() {
         ("a deleted failed plan looks at its Jobs and claims", spec(), recorded(Phase::Failed),
             true, &["jobs", "claims"]),
         ("a plan that may hold claims reads them until they are given back", spec(),
-            claimed(recorded(Phase::RollingBack)), false, &["jobs", "claims"]),
+            claimed(recorded(Phase::RollingBack)), false,
+            &["jobs", "source_migration_doc:Squidex", "claims"]),
         ("even once it ended", bare(), claimed(recorded(Phase::Succeeded)), false, &["claims"]),
     ];
     for phase in Phase::ALL {

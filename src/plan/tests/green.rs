@@ -266,6 +266,7 @@ pub(super) fn cases() -> Vec<Case> {
                 w.health = Some(ProbeView {
                     ok: false,
                     detail: "503 from 127.0.0.5".into(),
+                    pods: vec![],
                 });
             },
             now: 5,

@@ -100,6 +100,18 @@ pub(super) fn cases() -> Vec<Case> {
                 w.read_only_probe = Some(ProbeView {
                     ok: false,
                     detail: "pod a answered 201".into(),
+                    pods: vec![
+                        (
+                            "a".into(),
+                            PodAnswer::Unwanted("a answered 201 to POST /api/contents".into()),
+                        ),
+                        (
+                            "b".into(),
+                            PodAnswer::Unreachable(
+                                "connect 127.0.0.9:8080: Connection refused".into(),
+                            ),
+                        ),
+                    ],
                 })
             },
             now: 5,
@@ -109,6 +121,64 @@ pub(super) fn cases() -> Vec<Case> {
                 enabled: false,
             }),
             want_message: "still accepts writes",
+        },
+        Case {
+            name: "read-only: an unreachable pod is probed again, not taken for an accepted write",
+            phase: EnteringReadOnly,
+            spec: with_verify,
+            world: unreachable_b,
+            now: 5,
+            want_phase: EnteringReadOnly,
+            want_action: None,
+            want_message: "unreachable: b (connect 127.0.0.9:8080: Connection refused)); probing again",
+        },
+        Case {
+            name: "read-only: no ready pod to probe, probed again",
+            phase: EnteringReadOnly,
+            spec: with_verify,
+            world: |w| {
+                w.read_only_probe = Some(ProbeView {
+                    ok: false,
+                    detail: "no ready pod to probe".into(),
+                    pods: vec![],
+                })
+            },
+            now: 5,
+            want_phase: EnteringReadOnly,
+            want_action: None,
+            want_message: "(no ready pod to probe); probing again",
+        },
+        Case {
+            name: "read-only: unreachable past timeouts.rollout fails naming the pods",
+            phase: EnteringReadOnly,
+            spec: with_verify,
+            world: unreachable_b,
+            now: 601,
+            want_phase: RollingBack,
+            want_action: Some(Action::SetReadOnly {
+                color: Color::Blue,
+                enabled: false,
+            }),
+            want_message: "got no answer within 10m (spec.timeouts.rollout); last seen: unreachable: b (connect",
+        },
+        Case {
+            name: "read-only: every pod refused, on",
+            phase: EnteringReadOnly,
+            spec: with_verify,
+            world: |w| {
+                w.read_only_probe = Some(ProbeView {
+                    ok: true,
+                    detail: "2 pod(s) answered as expected".into(),
+                    pods: vec![
+                        ("a".into(), PodAnswer::Wanted),
+                        ("b".into(), PodAnswer::Wanted),
+                    ],
+                })
+            },
+            now: 5,
+            want_phase: BackingUp,
+            want_action: Some(Action::CreateBackupJob),
+            want_message: "backing up",
         },
         Case {
             name: "read-only: done, backing up",
@@ -131,6 +201,32 @@ pub(super) fn cases() -> Vec<Case> {
             want_message: "disappeared",
         },
     ]
+}
+
+fn with_verify(s: &mut UpgradePlanSpec) {
+    s.read_only.verify = Some(ReadOnlyVerify {
+        http: Some(HttpWriteProbe {
+            method: HttpMethod::Post,
+            path: "/api/contents".into(),
+            port: 8080,
+            body: None,
+        }),
+    })
+}
+
+/// Pod a refused the write; pod b could not be asked (its node restarting).
+fn unreachable_b(w: &mut Observed) {
+    w.read_only_probe = Some(ProbeView {
+        ok: false,
+        detail: "b: connect 127.0.0.9:8080: Connection refused".into(),
+        pods: vec![
+            ("a".into(), PodAnswer::Wanted),
+            (
+                "b".into(),
+                PodAnswer::Unreachable("connect 127.0.0.9:8080: Connection refused".into()),
+            ),
+        ],
+    })
 }
 
 #[test]

@@ -480,3 +480,102 @@ fn data_diverged_condition_says_how_to_proceed_and_clears() {
         "False"
     );
 }
+
+/// Finding 2b of the soak: an old-version pod killed just after it took its start-up migration
+/// lock leaves the lock held in the SOURCE; the old version's rollout waits for it forever.
+/// While cutover waits for that rollout (RollingBack, EnteringReadOnly) it reports
+/// MigrationLockStale naming the source, once `staleLockAfter` passed, and never releases it.
+#[test]
+fn a_migration_lock_left_in_the_source_is_reported_while_the_old_version_waits() {
+    let s = spec();
+    let locked = || {
+        Some(Ok(Some(MigrationDoc {
+            version: Some(1),
+            locked: true,
+            raw: r#"{"_id":"Default","Version":1,"IsLocked":true}"#.into(),
+        })))
+    };
+    for phase in [Phase::RollingBack, Phase::EnteringReadOnly] {
+        let st = status_in(phase);
+        let mut w = world_in(phase);
+        let b = w.blue.as_mut().unwrap();
+        b.read_only_env = phase == Phase::EnteringReadOnly;
+        b.ready_replicas = 0;
+        w.source_migration_doc = locked();
+
+        // Before staleLockAfter (1m): waiting, nothing said.
+        let d = decide(&s, Some(&st), &w, t(30));
+        assert_eq!(d.status.phase, phase, "{phase:?}: {}", d.status.message);
+        assert!(!cond::is_true(
+            &d.status.conditions,
+            cond::MIGRATION_LOCK_STALE
+        ));
+        assert!(d.events.is_empty(), "{phase:?}: {:?}", d.events);
+
+        // Past it: reported, the source named with the release command; no action on it.
+        let d = decide(&s, Some(&st), &w, t(61));
+        assert_eq!(d.status.phase, phase, "{phase:?}: {}", d.status.message);
+        assert_eq!(d.action, None, "{phase:?}");
+        let c = cond::get(&d.status.conditions, cond::MIGRATION_LOCK_STALE).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "SourceLockHeld")
+        );
+        for part in [
+            "The migration lock in the SOURCE database Squidex.Migration is held",
+            "\"IsLocked\":true",
+            "db.getSiblingDB(\"Squidex\").getCollection(\"Migration\").updateOne({}, {$set: {\"IsLocked\": false}})",
+            "cutover never releases it",
+        ] {
+            assert!(
+                c.message.contains(part),
+                "{phase:?}: lacks {part:?}: {}",
+                c.message
+            );
+        }
+        assert!(
+            d.status.message.contains("SOURCE database Squidex"),
+            "{}",
+            d.status.message
+        );
+        assert!(cond::is_true(&d.status.conditions, cond::DEGRADED));
+        assert!(
+            d.events
+                .iter()
+                .any(|e| e.reason.as_str() == "MigrationLockStale" && e.kind == EventKind::Warning),
+            "{phase:?}"
+        );
+        // Once: the next reconcile says nothing new.
+        let again = decide(&s, Some(&d.status), &w, t(90));
+        assert!(
+            again.events.is_empty(),
+            "{phase:?}: the warning is emitted once"
+        );
+
+        // Released (and the old version ready): the condition clears.
+        w.source_migration_doc = Some(Ok(Some(MigrationDoc {
+            version: Some(1),
+            locked: false,
+            raw: "{}".into(),
+        })));
+        w.blue.as_mut().unwrap().ready_replicas = 2;
+        let after = decide(&s, Some(&again.status), &w, t(95));
+        let c = cond::get(&after.status.conditions, cond::MIGRATION_LOCK_STALE).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "LockMoved"),
+            "{phase:?}"
+        );
+    }
+
+    // A lock held while the old version is rolled out is not this problem (a pod starting).
+    let st = status_in(Phase::RollingBack);
+    let mut w = world_in(Phase::RollingBack);
+    w.blue.as_mut().unwrap().read_only_env = false;
+    w.source_migration_doc = locked();
+    let d = decide(&s, Some(&st), &w, t(61));
+    assert!(!cond::is_true(
+        &d.status.conditions,
+        cond::MIGRATION_LOCK_STALE
+    ));
+}
