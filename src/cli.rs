@@ -98,7 +98,7 @@ pub async fn ensure_crd(client: &Client, wait: std::time::Duration) -> anyhow::R
             Ok(None) => bail!(
                 "the UpgradePlan CRD is not installed in this cluster; install it with `cutover crd | kubectl apply -f -` (or the Helm chart) and start again"
             ),
-            Err(e) if !unreachable(&e) => {
+            Err(e) if !crate::k8s::error::api_unreachable(&e) => {
                 return Err(e).context("checking for the UpgradePlan CRD");
             }
             Err(e) => e,
@@ -119,16 +119,6 @@ pub async fn ensure_crd(client: &Client, wait: std::time::Duration) -> anyhow::R
         );
         tokio::time::sleep(pause).await;
         backoff = (backoff * 2).min(std::time::Duration::from_secs(15));
-    }
-}
-
-/// An error that says the API server could not answer (connection, TLS handshake, timeout,
-/// or a 5xx/429 while it starts), not that it refused the request.
-fn unreachable(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => s.code >= 500 || s.code == 429,
-        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
-        _ => false,
     }
 }
 

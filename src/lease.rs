@@ -11,6 +11,7 @@ use kube::api::PostParams;
 use tracing::{info, warn};
 
 use crate::crd::Timestamp;
+use crate::k8s::error::api_unreachable;
 
 /// What to do about the lease, given what it says now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +82,17 @@ fn held_by_me(cfg: &Config, transitions: i32, acquired: Option<MicroTime>) -> Le
 /// Waits until this instance holds the lease.
 pub async fn acquire(api: &Api<Lease>, cfg: &Config) -> Result<(), kube::Error> {
     let mut announced = false;
+    let mut unreachable = Unreachable::default();
     loop {
-        let current = api.get_opt(&cfg.name).await?;
+        let current = match api.get_opt(&cfg.name).await {
+            Ok(c) => c,
+            Err(e) if api_unreachable(&e) => {
+                unreachable.wait(&e).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        unreachable = Unreachable::default();
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
         let result = match step(spec, &cfg.identity, now()) {
             LeaseStep::Create => {
@@ -145,8 +155,29 @@ pub async fn acquire(api: &Api<Lease>, cfg: &Config) -> Result<(), kube::Error> 
                 return Ok(());
             }
             Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) if api_unreachable(&e) => unreachable.wait(&e).await,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// A standby (or a starting leader) that cannot reach the API server keeps waiting: it acts on
+/// nothing, and exiting would leave no operator once the API server is back (the soak saw both
+/// replicas exit at every API server restart). Back-off 1 s doubling to 15 s, one line per try.
+#[derive(Default)]
+struct Unreachable {
+    backoff: Option<Duration>,
+}
+
+impl Unreachable {
+    async fn wait(&mut self, e: &kube::Error) {
+        let pause = self.backoff.unwrap_or(Duration::from_secs(1));
+        warn!(
+            "taking the lease: the API server is unreachable ({e}); trying again in {}s",
+            pause.as_secs()
+        );
+        tokio::time::sleep(pause).await;
+        self.backoff = Some((pause * 2).min(Duration::from_secs(15)));
     }
 }
 

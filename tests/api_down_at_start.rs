@@ -142,3 +142,78 @@ async fn an_operator_gives_up_after_the_startup_wait_with_a_clear_message() {
         "the exit said why: {text}"
     );
 }
+
+/// A standby waiting for the lease kept exiting when the API server restarted (the soak: both
+/// replicas exited at every restart). It now waits through it and can still take over.
+#[tokio::test]
+async fn a_standby_waits_through_an_api_server_restart() {
+    let Some(env) = env().await else { return };
+    let app = env.blue_app("apistandby", AppOptions::default()).await;
+    let election = ["--leader-election", "--lease-duration", "4s"];
+    let leader = Operator::start_with(
+        &app.ns,
+        &[&election[..], &["--identity", "op-a"]].concat(),
+        &[],
+    );
+    wait_for_log(&leader, "acquired lease").await;
+    let mut standby = Operator::start_with(
+        &app.ns,
+        &[&election[..], &["--identity", "op-b"]].concat(),
+        &[],
+    );
+    wait_for_log(&standby, "standing by").await;
+
+    let out = tokio::task::spawn_blocking(restart_apiserver)
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "restarting kube-apiserver failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        standby
+            .child
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .is_none(),
+        "the standby exited during the restart:\n{}",
+        standby.log_tail(20)
+    );
+    assert!(
+        standby
+            .log()
+            .contains("taking the lease: the API server is unreachable"),
+        "the standby met the restart and said so:\n{}",
+        standby.log_tail(20)
+    );
+    // Whichever holds the lease now (the leader exits if it could not renew in time) runs a
+    // plan to the end.
+    drop(leader);
+    env.apply(&app.ns, squidex_plan("after", &app, 2)).await;
+    env.wait_phase(
+        &standby,
+        &app.ns,
+        "after",
+        Phase::Succeeded,
+        Duration::from_secs(240),
+    )
+    .await;
+    env.finish(&standby, &app.ns, &all_dbs(&app, &["after"]))
+        .await;
+}
+
+async fn wait_for_log(op: &Operator, text: &str) {
+    let t0 = Instant::now();
+    while !op.log().contains(text) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no {text:?} in:\n{}",
+            op.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

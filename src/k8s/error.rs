@@ -4,6 +4,16 @@ use super::build::BuildError;
 use crate::mongo::MongoError;
 use crate::plan::ObjectKind;
 
+/// An error that says the API server could not answer (connection, TLS handshake, timeout,
+/// or a 5xx/429 while it starts), not that it refused the request.
+pub fn api_unreachable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code >= 500 || s.code == 429,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
+    }
+}
+
 /// One variant per kind of failure. `label()` is stable: it ends the reconcile error's metric
 /// label (`<action>_<label>`).
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ pub mod apply;
 pub mod build;
 pub mod cache;
 pub mod databases;
-mod error;
+pub mod error;
 pub mod execute;
 pub mod job_outcome;
 pub mod observe;

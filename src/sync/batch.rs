@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use mongodb::bson::{Bson, Document};
 use mongodb::change_stream::event::ResumeToken;
 
-use super::apply::Change;
+use super::change::Change;
 use super::token::OpTime;
 
 /// Events in one run at most.

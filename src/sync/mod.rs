@@ -108,6 +108,7 @@
 
 mod apply;
 mod batch;
+mod change;
 mod compare;
 mod engine;
 mod history;

@@ -7,8 +7,9 @@ use mongodb::bson::Document;
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::options::FullDocumentType;
 
-use super::apply::{Change, apply, apply_run, classify};
+use super::apply::{apply, apply_run};
 use super::batch::{Batcher, MAX_RUN, Read, Unit};
+use super::change::{Change, classify};
 use super::history::{Anchor, Proof, judge};
 use super::task::{RECONNECT_FOR, RECONNECT_PAUSE, Stop, Task, transient};
 use super::token::{self, OpTime};
