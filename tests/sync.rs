@@ -1163,3 +1163,47 @@ async fn measure_compare_at_100k_documents() {
         client.database(db).drop().await.unwrap();
     }
 }
+
+/// `compare`'s parts on two existing databases (`CMP_SOURCE`, `CMP_CLONE`), per collection:
+/// for sizes a test cannot seed quickly (the 1M benchmark's sources and clones).
+#[tokio::test]
+#[ignore]
+async fn measure_compare_of_named_databases() {
+    let (Ok(src), Ok(clone)) = (std::env::var("CMP_SOURCE"), std::env::var("CMP_CLONE")) else {
+        return;
+    };
+    let Some(env) = env().await else { return };
+    let client = env.mongo.clone();
+    for name in user_collections(&client.database(&src)).await.unwrap() {
+        for db in [&src, &clone] {
+            let c = client.database(db).collection::<Document>(&name);
+            let a = Instant::now();
+            let n = c.count_documents(doc! {}).await.unwrap();
+            let count = a.elapsed();
+            let a = Instant::now();
+            let sampled: Vec<Document> = c
+                .aggregate(vec![
+                    doc! {"$sample": {"size": 1000}},
+                    doc! {"$project": {"_id": 1}},
+                ])
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            eprintln!(
+                "MEASURE {db}.{name}: {n} documents, count_documents {count:?}, $sample 1000 {:?} ({} ids)",
+                a.elapsed(),
+                sampled.len()
+            );
+        }
+    }
+    let a = Instant::now();
+    let differences = compare(&client, &uri(&env.mongo_uri), &src, &clone)
+        .await
+        .unwrap();
+    eprintln!(
+        "MEASURE compare {src} / {clone}: {:?}, {differences:?}",
+        a.elapsed()
+    );
+}

@@ -23,6 +23,11 @@ use super::data::bounded_list;
 use super::progress::PROGRESS_EVERY;
 use super::{Machine, NEXT, POLL};
 
+/// How often where the sync stands (its resume tokens) is recorded when it moved: an operator
+/// restarted every few seconds then resumes from a recent point (soak finding 6); the lag
+/// alone is refreshed every `PROGRESS_EVERY`.
+const RESUME_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How soon to look again while the drain runs: inside the read-only window, so more often
 /// than `POLL` (the drain itself takes milliseconds once the clones are caught up).
 const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(200);
@@ -324,9 +329,9 @@ impl Machine<'_> {
             .cloned()
             .collect();
         if let Some(old) = &self.st.sync
-            && old
-                .updated_at
-                .is_some_and(|at| self.now.since(at) < PROGRESS_EVERY)
+            && let Some(age) = old.updated_at.map(|at| self.now.since(at))
+            && age < PROGRESS_EVERY
+            && (age < RESUME_EVERY || old.sources == sources)
             && (old.collections_done == v.collections_done || v.collections_total == 0)
             && old.sources.len() == sources.len()
             && old
