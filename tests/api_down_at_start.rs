@@ -4,7 +4,8 @@
 //! reconciles its plans.
 //!
 //! This restarts the environment's kube-apiserver (`hack/dev-env restart`), so it lives alone
-//! in its test binary: cargo runs test binaries one after another.
+//! in its test binary (cargo runs test binaries one after another), and its tests that restart
+//! it take turns (`RESTARTS`).
 
 mod common;
 
@@ -35,6 +36,10 @@ fn restart_apiserver() -> std::process::Output {
         .expect("run hack/dev-env")
 }
 
+/// The tests that restart the API server run one at a time: a restart in one breaks the
+/// other's requests (cargo runs a binary's tests in parallel threads).
+static RESTARTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// True once a request to the API server fails (it is going away).
 async fn api_down(env: &Env) -> bool {
     use k8s_openapi::api::core::v1::Namespace;
@@ -47,6 +52,7 @@ async fn api_down(env: &Env) -> bool {
 
 #[tokio::test]
 async fn an_operator_started_while_the_api_server_is_down_waits_and_reconciles() {
+    let _alone = RESTARTS.lock().await;
     let Some(env) = env().await else { return };
     let app = env.blue_app("apidown", AppOptions::default()).await;
     env.apply(&app.ns, squidex_plan("start", &app, 2)).await;
@@ -147,6 +153,7 @@ async fn an_operator_gives_up_after_the_startup_wait_with_a_clear_message() {
 /// replicas exited at every restart). It now waits through it and can still take over.
 #[tokio::test]
 async fn a_standby_waits_through_an_api_server_restart() {
+    let _alone = RESTARTS.lock().await;
     let Some(env) = env().await else { return };
     let app = env.blue_app("apistandby", AppOptions::default()).await;
     let election = ["--leader-election", "--lease-duration", "4s"];
