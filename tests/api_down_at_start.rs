@@ -14,28 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use cutover::crd::Phase;
 
-/// `hack/dev-env restart kube-apiserver`, its `cargo build` skipped (a `cargo` that does
-/// nothing first in PATH: the binaries are built, and a nested build from a test's
-/// environment rebuilds the workspace).
-fn restart_apiserver() -> std::process::Output {
-    let shim = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-cargo");
-    std::fs::create_dir_all(&shim).unwrap();
-    let cargo = shim.join("cargo");
-    std::fs::write(&cargo, "#!/bin/sh\nexit 0\n").unwrap();
-    std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        shim.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/dev-env"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("PATH", path)
-        .args(["restart", "kube-apiserver"])
-        .output()
-        .expect("run hack/dev-env")
-}
-
 /// The tests that restart the API server run one at a time: a restart in one breaks the
 /// other's requests (cargo runs a binary's tests in parallel threads).
 static RESTARTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -28,27 +28,6 @@ const TIMEOUT: Duration = Duration::from_secs(180);
 /// this binary share.
 static NODE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-/// `hack/dev-env restart podsim`, its `cargo build` skipped (a `cargo` that does nothing first
-/// in PATH: podsim is built, and a nested build from a test rebuilds the workspace).
-fn restart_podsim() -> std::process::Output {
-    let shim = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-cargo");
-    std::fs::create_dir_all(&shim).unwrap();
-    let cargo = shim.join("cargo");
-    std::fs::write(&cargo, "#!/bin/sh\nexit 0\n").unwrap();
-    std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        shim.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/dev-env"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("PATH", path)
-        .args(["restart", "podsim"])
-        .output()
-        .expect("run hack/dev-env")
-}
-
 /// Answers every HTTP request on `addr` with 403 (the app's read-only refusal), until dropped.
 async fn refuse_writes_on(addr: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
     let listener = tokio::net::TcpListener::bind(addr)

@@ -12,6 +12,7 @@ mod http;
 mod load;
 mod operator;
 mod plans;
+mod restart;
 mod tiny_oplog;
 
 pub use app::*;
@@ -23,4 +24,5 @@ pub use http::*;
 pub use load::*;
 pub use operator::*;
 pub use plans::*;
+pub use restart::*;
 pub use tiny_oplog::*;

@@ -67,28 +67,6 @@ async fn running_pod(env: &Env, ns: &str, job: &str) -> String {
 /// count their Jobs, take turns.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// `hack/dev-env restart podsim`: stops podsim and starts it again. Its `cargo build` is
-/// skipped (a `cargo` that does nothing first in PATH): podsim is built, and a nested build
-/// from a test's environment rebuilt the whole workspace here (several minutes).
-fn restart_podsim() -> std::process::Output {
-    let shim = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-cargo");
-    std::fs::create_dir_all(&shim).unwrap();
-    let cargo = shim.join("cargo");
-    std::fs::write(&cargo, "#!/bin/sh\nexit 0\n").unwrap();
-    std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        shim.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/dev-env"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("PATH", path)
-        .args(["restart", "podsim"])
-        .output()
-        .expect("run hack/dev-env")
-}
-
 async fn job_names(env: &Env, ns: &str) -> Vec<String> {
     let mut names: Vec<String> = Api::<Job>::namespaced(env.client.clone(), ns)
         .list(&ListParams::default())
