@@ -137,7 +137,7 @@ async fn try_lock(dbs: &Databases) -> anyhow::Result<Option<u32>> {
         .migration()
         .find_one_and_update(
             doc! {"_id": ID, "IsLocked": {"$ne": true}},
-            doc! {"$set": {"IsLocked": true}, "$setOnInsert": {"Version": 0_i32}},
+            doc! {"$set": {"IsLocked": true, "LockedBy": owner()}, "$setOnInsert": {"Version": 0_i32}},
         )
         .upsert(true)
         .return_document(ReturnDocument::After)
@@ -159,14 +159,56 @@ pub async fn release(dbs: &Databases, holding: &AtomicBool) {
         return;
     }
     let migration = dbs.migration();
-    let res = retry_write_conflicts(|| {
-        migration.update_one(doc! {"_id": ID}, doc! {"$set": {"IsLocked": false}})
-    })
-    .await;
-    match res {
-        Ok(_) => tracing::info!("released the migration lock"),
-        Err(e) => tracing::error!(error = %e, "could not release the migration lock"),
+    let mine = doc! {"_id": ID, "LockedBy": owner()};
+    for attempt in 0..5 {
+        let res = retry_write_conflicts(|| {
+            migration.update_one(mine.clone(), doc! {"$set": {"IsLocked": false}})
+        })
+        .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "could not release the migration lock");
+            return;
+        }
+        // The environment's server can lose an acknowledged update that races another
+        // instance's failing findAndModify on the lock (docs/reliability.md "Soak", finding 4):
+        // read it back, and release again while it still shows this process's lock.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let still = migration
+            .find_one(doc! {"_id": ID, "LockedBy": owner(), "IsLocked": true})
+            .await;
+        match still {
+            Ok(None) => {
+                tracing::info!("released the migration lock");
+                return;
+            }
+            Ok(Some(_)) => {
+                tracing::warn!(
+                    attempt,
+                    "the release of the migration lock was lost; releasing again"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the migration lock back after releasing it");
+                return;
+            }
+        }
     }
+    tracing::error!("the migration lock still shows this instance's lock after 5 releases");
+}
+
+/// Who holds the lock (this process), so that a release read back can tell its own lock.
+fn owner() -> &'static str {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OWNER.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        format!(
+            "{}-{}-{nanos}",
+            std::env::var("POD_NAME").unwrap_or_else(|_| "appsim".into()),
+            std::process::id()
+        )
+    })
 }
 
 /// Reads `{Version, IsLocked}` without touching the lock.
