@@ -295,6 +295,15 @@ impl Machine<'_> {
         });
     }
 
+    /// A migration lock nobody releases (in the clone or the source): `MigrationLockStale`
+    /// True with `reason` and a Warning when it is first raised, and `Degraded` pointing to it.
+    fn report_stale_lock(&mut self, reason: Reason, msg: &str, degraded: &str) {
+        if self.set_cond(cond::MIGRATION_LOCK_STALE, true, reason, msg) {
+            self.warn(Reason::MigrationLockStale, msg);
+        }
+        self.set_cond(cond::DEGRADED, true, Reason::MigrationLockStale, degraded);
+    }
+
     fn set_cond(&mut self, type_: &str, status: bool, reason: Reason, message: &str) -> bool {
         self.set_cond_recorded(type_, status, reason.as_str(), message)
     }

@@ -306,18 +306,9 @@ impl Machine<'_> {
                 );
                 return ControlFlow::Break(());
             }
-            if self.set_cond(
-                cond::MIGRATION_LOCK_STALE,
-                true,
+            self.report_stale_lock(
                 Reason::LockHeldByNoOne,
                 &msg,
-            ) {
-                self.warn(Reason::MigrationLockStale, &msg);
-            }
-            self.set_cond(
-                cond::DEGRADED,
-                true,
-                Reason::MigrationLockStale,
                 "The migration lock is stale; see MigrationLockStale",
             );
             self.wait(msg, SAFETY);

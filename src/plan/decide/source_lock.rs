@@ -61,18 +61,9 @@ impl Machine<'_> {
             lock = gate.lock_field,
             secret = spec.database.connection_secret.name,
         );
-        if self.set_cond(
-            cond::MIGRATION_LOCK_STALE,
-            true,
+        self.report_stale_lock(
             Reason::SourceLockHeld,
             &msg,
-        ) {
-            self.warn(Reason::MigrationLockStale, &msg);
-        }
-        self.set_cond(
-            cond::DEGRADED,
-            true,
-            Reason::MigrationLockStale,
             "The migration lock in the source is stale; see MigrationLockStale",
         );
         Some(msg)
